@@ -1,0 +1,44 @@
+"""Recognise LTX-2 family files: the single-file checkpoint, its split components and the latent upsampler."""
+
+from __future__ import annotations
+
+from ..runtime.identify import Identity, KeyView, register_detector
+
+PLANNED = "the LTX-2 nodes (planned: not in this release yet)"
+DIT = "model.diffusion_model."
+AV_MARKER = "av_ca_a2v_gate_adaln_single.emb.timestep_embedder.linear_1.weight"
+
+
+def _dit_version(view: KeyView) -> str:
+    blocks = len(view.indices("transformer_blocks."))
+    if view.has_prefix("transformer_blocks.0.attn1.to_gate_logits."):
+        return f"LTX-2.3 ({blocks} blocks)"
+    return f"LTX-2 19B ({blocks} blocks)" if blocks == 48 else f"LTX-2 ({blocks} blocks)"
+
+
+@register_detector({
+    DIT + AV_MARKER: "LTX-2 checkpoint",
+    "vae.per_channel_statistics.mean-of-means": "LTX-2 video VAE",
+    "audio_vae.per_channel_statistics.mean-of-means": "LTX-2 audio VAE",
+    "initial_conv.weight": "LTX-2 latent upsampler",
+})
+def detect_ltx2(view: KeyView) -> Identity | None:
+    if DIT + AV_MARKER in view:
+        parts = ["DiT"] + [name for name, prefix in (("video VAE", "vae."), ("audio VAE", "audio_vae."),
+                                                     ("vocoder", "vocoder."),
+                                                     ("text projection", "text_embedding_projection."))
+                           if view.has_prefix(prefix)]
+        variant = _dit_version(view.strip(DIT))
+        return Identity("ltx2", "checkpoint", variant, "official single file", PLANNED,
+                        notes=("contains: " + ", ".join(parts),))
+    if AV_MARKER in view:
+        return Identity("ltx2", "transformer", _dit_version(view), "split component", PLANNED)
+    if "vae.per_channel_statistics.mean-of-means" in view:
+        return Identity("ltx2", "video VAE", "LTX-2", "official", PLANNED)
+    if "audio_vae.per_channel_statistics.mean-of-means" in view:
+        return Identity("ltx2", "audio VAE", "LTX-2", "official", PLANNED)
+    if "initial_conv.weight" in view and view.has_prefix("res_blocks.0.") and "final_conv.weight" in view:
+        return Identity("ltx2", "latent upsampler", "LTX-2", "official", PLANNED)
+    if view.has_prefix("vocoder.") and not view.has_prefix(DIT):
+        return Identity("ltx2", "vocoder", "LTX-2", "official", PLANNED)
+    return None

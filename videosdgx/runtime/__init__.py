@@ -1,0 +1,1 @@
+"""Shared runtime: devices, memory, checkpoint files, weight formats, attention."""

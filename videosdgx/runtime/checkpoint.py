@@ -1,0 +1,273 @@
+"""Opening model files: safetensors (single or sharded) and restricted torch pickles, validated before use.
+
+A `Checkpoint` exposes tensor names, dtypes and shapes without reading any weight, and reads one tensor at a time
+from a memory map. Every problem with a file (missing, truncated, corrupt header, a pickle that needs code
+execution) becomes a `CheckpointError` that names the file and says how to fix it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import mmap
+import os
+import pickle
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import torch
+
+from .errors import CheckpointError
+
+log = logging.getLogger(__name__)
+
+SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "F8_E4M3": torch.float8_e4m3fn,
+    "F8_E5M2": torch.float8_e5m2,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+REDOWNLOAD_HINT = "Re-download it with `python install.py --models <bundle>` (or delete it and fetch it again)."
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """Where one tensor lives and what it is, read from a file header."""
+
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+    file: Path
+    offset: int  # absolute byte offset in `file` (safetensors only; -1 for pickles)
+    nbytes: int
+
+
+def _format_size(n: int) -> str:
+    return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n:,} bytes"
+
+
+def read_safetensors_header(path: str | os.PathLike) -> tuple[dict, int]:
+    """Parse and validate a safetensors header. Returns (header dict, byte offset where tensor data starts).
+
+    Detects zero-byte, truncated and corrupt files before anything is loaded.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"Model file not found: {path}. Check the path, or install it with install.py.")
+    size = path.stat().st_size
+    if size < 8:
+        raise CheckpointError(f"{path} is {size} bytes: the file is empty or cut off. {REDOWNLOAD_HINT}")
+    with path.open("rb") as f:
+        (header_len,) = struct.unpack("<Q", f.read(8))
+        if header_len > MAX_HEADER_BYTES or header_len == 0:
+            raise CheckpointError(
+                f"{path} is not a safetensors file (header length field {header_len} is impossible). "
+                f"If it is a PyTorch pickle, give it a .pth/.pt name; otherwise {REDOWNLOAD_HINT}"
+            )
+        if 8 + header_len > size:
+            raise CheckpointError(
+                f"{path} is truncated: its header alone needs {_format_size(8 + header_len)} but the file has "
+                f"{_format_size(size)}. {REDOWNLOAD_HINT}"
+            )
+        raw = f.read(header_len)
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path} has a corrupt safetensors header ({exc}). {REDOWNLOAD_HINT}") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path} has a corrupt safetensors header (not a JSON object). {REDOWNLOAD_HINT}")
+    data_start = 8 + header_len
+    expected = data_start + max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    if size < expected:
+        raise CheckpointError(
+            f"{path} is truncated: expected {_format_size(expected)} ({expected:,} bytes), found "
+            f"{_format_size(size)} ({size:,} bytes). {REDOWNLOAD_HINT}"
+        )
+    return header, data_start
+
+
+def _safetensors_infos(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str]]:
+    header, data_start = read_safetensors_header(path)
+    metadata = header.pop("__metadata__", None) or {}
+    infos = {}
+    for name, entry in header.items():
+        try:
+            dtype = SAFETENSORS_DTYPES[entry["dtype"]]
+            begin, end = entry["data_offsets"]
+            shape = tuple(int(s) for s in entry["shape"])
+        except (KeyError, TypeError, ValueError):
+            raise CheckpointError(f"{path}: tensor '{name}' has an unreadable entry {entry!r}. {REDOWNLOAD_HINT}")
+        expected = math.prod(shape) * dtype.itemsize
+        if end - begin != expected:
+            raise CheckpointError(
+                f"{path}: tensor '{name}' claims {end - begin} bytes but {entry['dtype']}{list(shape)} needs "
+                f"{expected}. The file is corrupt. {REDOWNLOAD_HINT}"
+            )
+        infos[name] = TensorInfo(dtype, shape, path, data_start + begin, end - begin)
+    return infos, metadata
+
+
+def _load_pickle(path: Path) -> dict[str, torch.Tensor]:
+    """Load a .pth/.pt state dict with torch's restricted weights-only unpickler (never executes code)."""
+    try:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as exc:
+            if "mmap" not in str(exc):
+                raise
+            obj = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) files cannot be mmapped
+    except pickle.UnpicklingError as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"Refused to load {path}: it is a pickle that needs more than plain tensors to load ({first_line}). "
+            "VideosDGX never executes code from model files. Use the official or a .safetensors release of this "
+            "model."
+        ) from None
+    except (EOFError, OSError, RuntimeError, ValueError, struct.error) as exc:
+        raise CheckpointError(f"{path} is truncated or not a PyTorch file ({exc}). {REDOWNLOAD_HINT}") from None
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path} does not hold a flat dict of tensors, so it is not a model state dict.")
+    return obj
+
+
+class Checkpoint:
+    """Read-only view of one model's tensors across one or more files."""
+
+    def __init__(self, files: list[Path]):
+        self.files = files
+        self.metadata: dict[str, str] = {}
+        self._infos: dict[str, TensorInfo] = {}
+        self._pickled: dict[str, torch.Tensor] = {}
+        for file in files:
+            if file.suffix in (".pth", ".pt", ".ckpt", ".bin"):
+                tensors = _load_pickle(file)
+                self._pickled.update(tensors)
+                for name, t in tensors.items():
+                    self._infos[name] = TensorInfo(t.dtype, tuple(t.shape), file, -1, t.numel() * t.element_size())
+            else:
+                infos, metadata = _safetensors_infos(file)
+                self._infos.update(infos)
+                self.metadata.update(metadata)
+        self._maps: dict[Path, mmap.mmap] = {}
+
+    @property
+    def name(self) -> str:
+        return self.files[0].name if len(self.files) == 1 else f"{self.files[0].parent.name} ({len(self.files)} files)"
+
+    def keys(self) -> list[str]:
+        return list(self._infos)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._infos
+
+    def __len__(self) -> int:
+        return len(self._infos)
+
+    def info(self, key: str) -> TensorInfo:
+        return self._infos[key]
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return {k: v.shape for k, v in self._infos.items()}
+
+    def dtypes(self) -> dict[str, torch.dtype]:
+        return {k: v.dtype for k, v in self._infos.items()}
+
+    @property
+    def nbytes(self) -> int:
+        return sum(v.nbytes for v in self._infos.values())
+
+    def get(self, key: str) -> torch.Tensor:
+        """The stored tensor, backed by the memory-mapped file (no copy). Call `release` after copying it."""
+        info = self._infos[key]
+        if info.offset < 0:
+            return self._pickled[key]
+        mm = self._map(info.file)
+        if info.nbytes == 0:
+            return torch.empty(info.shape, dtype=info.dtype)
+        flat = torch.frombuffer(mm, dtype=torch.uint8, count=info.nbytes, offset=info.offset)
+        return flat.view(info.dtype).view(info.shape)
+
+    def release(self, key: str) -> None:
+        """Drop the pages of `key` from this process's resident memory (they stay in the OS page cache)."""
+        info = self._infos[key]
+        if info.offset < 0 or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        page = mmap.PAGESIZE
+        start = info.offset // page * page
+        end = min(-(-(info.offset + info.nbytes) // page) * page, self._map(info.file).size())
+        if end > start:
+            self._map(info.file).madvise(mmap.MADV_DONTNEED, start, end - start)
+
+    def items(self) -> Iterator[tuple[str, torch.Tensor]]:
+        for key in self._infos:
+            yield key, self.get(key)
+
+    def _map(self, file: Path) -> mmap.mmap:
+        if file not in self._maps:
+            with file.open("rb") as f:
+                self._maps[file] = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+        return self._maps[file]
+
+    def close(self) -> None:
+        self._maps.clear()
+        self._pickled.clear()
+
+    def __enter__(self) -> "Checkpoint":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def resolve_checkpoint_files(path: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
+    """Turn a file, a shard index, a folder or a list of files into the list of files to read."""
+    if not isinstance(path, (str, os.PathLike)):
+        files = [Path(p) for p in path]
+        if not files:
+            raise CheckpointError("No model files were given.")
+        return [f for p in files for f in resolve_checkpoint_files(p)]
+    path = Path(path)
+    if path.is_dir():
+        indexes = sorted(path.glob("*.safetensors.index.json"))
+        if indexes:
+            return resolve_checkpoint_files(indexes[0])
+        files = sorted(path.glob("*.safetensors"))
+        if not files:
+            raise CheckpointError(f"{path} is a folder with no .safetensors files in it.")
+        return files
+    if path.name.endswith(".index.json"):
+        if not path.is_file():
+            raise CheckpointError(f"Shard index not found: {path}.")
+        try:
+            weight_map = json.loads(path.read_text())["weight_map"]
+        except (json.JSONDecodeError, KeyError, UnicodeDecodeError) as exc:
+            raise CheckpointError(f"{path} is not a valid shard index ({exc}). {REDOWNLOAD_HINT}") from None
+        shards = [path.parent / name for name in sorted(set(weight_map.values()))]
+        missing = [s.name for s in shards if not s.is_file()]
+        if missing:
+            raise CheckpointError(
+                f"{path.name} lists shards that are not in {path.parent}: {', '.join(missing)}. Download every "
+                "shard of the model (install.py does) before loading it."
+            )
+        return shards
+    if not path.exists():
+        raise CheckpointError(f"Model file not found: {path}. Check the path, or install it with install.py.")
+    return [path]
+
+
+def open_checkpoint(path: str | os.PathLike | Iterable[str | os.PathLike]) -> Checkpoint:
+    """Open a model from a file, a folder, a `.safetensors.index.json` or a list of shards."""
+    return Checkpoint(resolve_checkpoint_files(path))

@@ -1,0 +1,105 @@
+"""Streamed loading: fill a module built on the meta device straight from a checkpoint, one tensor at a time.
+
+Peak memory stays close to the size of the final weights: each tensor is copied from the memory-mapped file into
+its final dtype and device, then its file pages are released before the next tensor is read.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .checkpoint import Checkpoint
+from .errors import CheckpointError
+
+log = logging.getLogger(__name__)
+
+KeyMap = Callable[[str], "str | None"]
+Progress = Callable[[int, int], None]
+STORAGE_DTYPES = {torch.float8_e4m3fn, torch.float8_e5m2, torch.uint8, torch.int8}
+
+
+def _target_dtype(expected: torch.Tensor, stored: torch.dtype, dtype: torch.dtype | None) -> torch.dtype:
+    """Quantized storage stays as declared by the module; floats go to `dtype`; integers stay as stored."""
+    if expected.dtype in STORAGE_DTYPES:
+        return expected.dtype
+    if dtype is not None and stored.is_floating_point and expected.dtype.is_floating_point:
+        return dtype
+    return expected.dtype if expected.dtype.is_floating_point else stored
+
+
+def _set_tensor(module: nn.Module, name: str, value: torch.Tensor) -> None:
+    owner_name, _, leaf = name.rpartition(".")
+    owner = module.get_submodule(owner_name) if owner_name else module
+    if leaf in owner._parameters:
+        owner._parameters[leaf] = nn.Parameter(value, requires_grad=False)
+    else:
+        owner._buffers[leaf] = value
+
+
+def map_checkpoint_keys(checkpoint: Checkpoint, key_map: KeyMap | None) -> dict[str, str]:
+    """Module name -> checkpoint key, after the family's key mapping (None from `key_map` = ignore the key)."""
+    mapped: dict[str, str] = {}
+    for key in checkpoint.keys():
+        name = key_map(key) if key_map else key
+        if name is not None:
+            mapped[name] = key
+    return mapped
+
+
+def load_module(
+    module: nn.Module,
+    checkpoint: Checkpoint,
+    *,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str = "cpu",
+    key_map: KeyMap | None = None,
+    progress: Progress | None = None,
+    strict: bool = True,
+    what: str = "model",
+) -> nn.Module:
+    """Fill every parameter and persistent buffer of `module` (usually built on meta) from `checkpoint`.
+
+    `key_map` turns a checkpoint key into the module's name for it (None skips the key). Float tensors are cast
+    to `dtype`; quantized storage (fp8 / packed) keeps the dtype the module declares. `progress(done_bytes,
+    total_bytes)` is called after every tensor. Missing or mis-shaped tensors raise a `CheckpointError` that
+    names the file and the first offending keys.
+    """
+    device = torch.device(device)
+    expected = module.state_dict(keep_vars=True)
+    provided = map_checkpoint_keys(checkpoint, key_map)
+    missing = [name for name in expected if name not in provided]
+    if missing:
+        raise CheckpointError(
+            f"{checkpoint.name} is not a complete {what}: {len(missing)} of {len(expected)} tensors are missing "
+            f"(first: {', '.join(missing[:5])}). Check that it is the right file and that it is not a partial "
+            "download; `videosdgx inspect FILE` tells what the file is."
+        )
+    unexpected = [provided[name] for name in provided if name not in expected]
+    if unexpected:
+        message = f"{checkpoint.name} has {len(unexpected)} tensors the {what} does not use: {', '.join(unexpected[:5])}"
+        if strict:
+            raise CheckpointError(message + ". It is probably a different variant; run `videosdgx inspect FILE`.")
+        log.warning(message)
+    total = sum(checkpoint.info(provided[name]).nbytes for name in expected)
+    done = 0
+    for name, target in expected.items():
+        key = provided[name]
+        info = checkpoint.info(key)
+        if tuple(target.shape) != info.shape:
+            raise CheckpointError(
+                f"{checkpoint.name}: tensor '{key}' has shape {list(info.shape)} but the {what} expects "
+                f"{list(target.shape)}. The file is another variant or size of this model; run "
+                "`videosdgx inspect FILE`."
+            )
+        value = torch.empty(info.shape, dtype=_target_dtype(target, info.dtype, dtype), device=device)
+        value.copy_(checkpoint.get(key))
+        checkpoint.release(key)
+        _set_tensor(module, name, value)
+        done += info.nbytes
+        if progress is not None:
+            progress(done, total)
+    return module.eval().requires_grad_(False)

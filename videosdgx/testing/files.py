@@ -1,0 +1,46 @@
+"""Writing generated state dicts to disk as safetensors or restricted-pickle files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+
+def random_like_state_dict(module: nn.Module, seed: int, std: float = 0.5) -> dict[str, torch.Tensor]:
+    """A state dict with the module's names and shapes, filled with seeded random values (norm scales near 1)."""
+    generator = torch.Generator().manual_seed(seed)
+    out = {}
+    for name, tensor in module.state_dict().items():
+        values = torch.randn(tensor.shape, generator=generator, dtype=torch.float32) * std
+        if name.endswith(("gamma", "norm.weight", "norm1.weight", "norm2.weight", "norm3.weight", "layer_norm.weight",
+                          "norm_q.weight", "norm_k.weight", "norm_k_img.weight", "final_layer_norm.weight")):
+            values = 1.0 + 0.1 * values
+        out[name] = values.to(tensor.dtype if tensor.dtype.is_floating_point else torch.float32)
+    return out
+
+
+def save_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata=metadata)
+    return path
+
+
+def save_sharded(folder: Path, tensors: dict[str, torch.Tensor], shards: int,
+                 stem: str = "diffusion_pytorch_model") -> Path:
+    """Split `tensors` over `shards` files plus a `<stem>.safetensors.index.json`, like the official repos."""
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    names = list(tensors)
+    weight_map = {}
+    for i in range(shards):
+        file = f"{stem}-{i + 1:05d}-of-{shards:05d}.safetensors"
+        part = {n: tensors[n] for n in names[i::shards]}
+        save_safetensors(folder / file, part)
+        weight_map.update({n: file for n in part})
+    index = folder / f"{stem}.safetensors.index.json"
+    index.write_text(json.dumps({"metadata": {}, "weight_map": weight_map}, indent=1))
+    return index
