@@ -163,6 +163,16 @@ class Checkpoint:
                 self.metadata.update(metadata)
         self._maps: dict[Path, mmap.mmap] = {}
 
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, torch.Tensor], source: Path) -> "Checkpoint":
+        """An in-memory checkpoint (e.g. after a layout conversion that fuses or splits tensors)."""
+        checkpoint = cls([])
+        checkpoint.files = [source]
+        checkpoint._pickled = dict(tensors)
+        checkpoint._infos = {k: TensorInfo(t.dtype, tuple(t.shape), source, -1, t.numel() * t.element_size())
+                             for k, t in tensors.items()}
+        return checkpoint
+
     @property
     def name(self) -> str:
         return self.files[0].name if len(self.files) == 1 else f"{self.files[0].parent.name} ({len(self.files)} files)"

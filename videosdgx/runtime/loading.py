@@ -22,18 +22,29 @@ Progress = Callable[[int, int], None]
 STORAGE_DTYPES = {torch.float8_e4m3fn, torch.float8_e5m2, torch.uint8, torch.int8}
 
 
-def _target_dtype(expected: torch.Tensor, stored: torch.dtype, dtype: torch.dtype | None) -> torch.dtype:
-    """Quantized storage stays as declared by the module; floats go to `dtype`; integers stay as stored."""
-    if expected.dtype in STORAGE_DTYPES:
+def _target_dtype(expected: torch.Tensor, stored: torch.dtype, dtype: torch.dtype | None,
+                  keep_declared: bool) -> torch.dtype:
+    """Quantized storage and its scales stay as the module declares them; other floats go to `dtype`."""
+    if expected.dtype in STORAGE_DTYPES or keep_declared:
         return expected.dtype
     if dtype is not None and stored.is_floating_point and expected.dtype.is_floating_point:
         return dtype
     return expected.dtype if expected.dtype.is_floating_point else stored
 
 
-def _set_tensor(module: nn.Module, name: str, value: torch.Tensor) -> None:
+def _owner(module: nn.Module, name: str) -> tuple[nn.Module, str]:
     owner_name, _, leaf = name.rpartition(".")
-    owner = module.get_submodule(owner_name) if owner_name else module
+    return (module.get_submodule(owner_name) if owner_name else module), leaf
+
+
+def _keeps_declared_dtype(module: nn.Module, name: str) -> bool:
+    """Quantized layers list the tensors (scales) whose declared dtype must survive loading."""
+    owner, leaf = _owner(module, name)
+    return leaf in getattr(owner, "declared_dtype_tensors", ())
+
+
+def _set_tensor(module: nn.Module, name: str, value: torch.Tensor) -> None:
+    owner, leaf = _owner(module, name)
     if leaf in owner._parameters:
         owner._parameters[leaf] = nn.Parameter(value, requires_grad=False)
     else:
@@ -95,7 +106,8 @@ def load_module(
                 f"{list(target.shape)}. The file is another variant or size of this model; run "
                 "`videosdgx inspect FILE`."
             )
-        value = torch.empty(info.shape, dtype=_target_dtype(target, info.dtype, dtype), device=device)
+        target_dtype = _target_dtype(target, info.dtype, dtype, _keeps_declared_dtype(module, name))
+        value = torch.empty(info.shape, dtype=target_dtype, device=device)
         value.copy_(checkpoint.get(key))
         checkpoint.release(key)
         _set_tensor(module, name, value)

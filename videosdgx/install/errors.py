@@ -1,0 +1,7 @@
+"""The one error type of the installer."""
+
+from ..runtime.errors import VideosDGXError
+
+
+class InstallError(VideosDGXError):
+    """A model file could not be planned, downloaded, verified or put in place. The message says what to do."""

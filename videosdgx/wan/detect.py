@@ -1,0 +1,84 @@
+"""Recognise Wan 2.1 / 2.2 files (DiT in every published layout, VAEs, CLIP vision) and Wan-based SkyReels V3."""
+
+from __future__ import annotations
+
+from ..runtime.identify import Identity, KeyView, register_detector
+
+DIT_LOADER = "the Wan Model Loader (VideosDGXWanModelLoader)"
+VAE_LOADER = "the Wan VAE Loader (VideosDGXWanVAELoader)"
+CLIP_LOADER = "the Wan CLIP Vision Loader (VideosDGXWanCLIPVisionLoader)"
+UNSUPPORTED = "nothing in VideosDGX yet (this Wan variant is not supported)"
+COMFY_PREFIX = "model.diffusion_model."
+OTHER_VARIANTS = {
+    "vace_patch_embedding.weight": "Wan VACE",
+    "control_adapter.conv.weight": "Wan Fun camera-control",
+    "casual_audio_encoder.": "Wan S2V",
+    "face_adapter.": "Wan Animate",
+}
+
+
+def _dit_variant(view: KeyView) -> str:
+    """Name the Wan DiT variant from official key names and shapes (wan.md §1.1)."""
+    dim = view.shape("head.modulation")[-1]
+    in_dim = view.shape("patch_embedding.weight")[1]
+    out_dim = view.shape("head.head.weight")[0] // 4
+    if "img_emb.emb_pos" in view:
+        return "Wan2.1 FLF2V-14B"
+    if "img_emb.proj.0.bias" in view:
+        return "Wan2.1 I2V-14B"
+    if out_dim == 48:
+        return "Wan2.2 TI2V-5B"
+    if in_dim == 36:
+        return "Wan2.2 I2V-A14B expert"
+    if dim == 1536:
+        return "Wan2.1 T2V-1.3B"
+    if dim == 5120:
+        return "Wan 14B T2V (Wan2.1 T2V-14B or a Wan2.2 T2V-A14B expert)"
+    return f"Wan T2V (width {dim})"
+
+
+def _dit(view: KeyView, layout: str) -> Identity:
+    if view.has_prefix("audio_proj."):
+        return Identity("skyreels_v3", "transformer", "SkyReels V3 talking avatar (A2V)", layout,
+                        "the SkyReels V3 nodes (planned: not in this release yet)")
+    for marker, name in OTHER_VARIANTS.items():
+        if view.has_prefix(marker):
+            return Identity("wan", "transformer", name, layout, UNSUPPORTED)
+    return Identity("wan", "transformer", _dit_variant(view), layout, DIT_LOADER)
+
+
+@register_detector({
+    "blocks.0.self_attn.q.weight": "Wan DiT",
+    "blocks.0.attn1.to_q.weight": "Wan DiT (diffusers layout)",
+    "decoder.middle.0.residual.0.gamma": "Wan 2.1 VAE",
+    "decoder.upsamples.0.upsamples.0.residual.2.weight": "Wan 2.2 VAE",
+    "vision_model.encoder.layers.0.self_attn.q_proj.weight": "CLIP vision model",
+})
+def detect_wan(view: KeyView) -> Identity | None:
+    if view.has_prefix(COMFY_PREFIX + "blocks.0.self_attn."):
+        return _dit(view.strip(COMFY_PREFIX), "ComfyUI checkpoint (model.diffusion_model. prefix)")
+    if "blocks.0.self_attn.q.weight" in view and "head.modulation" in view:
+        return _dit(view, "official (same keys as Comfy-Org repackaged)")
+    if "blocks.0.attn1.to_q.weight" in view and "condition_embedder.time_proj.weight" in view:
+        from .keys import to_official_key
+
+        official = {to_official_key(k, "diffusers"): v for k, v in view.shapes.items()}
+        dtypes = {to_official_key(k, "diffusers"): v for k, v in view.dtypes.items()}
+        official.pop(None, None)
+        dtypes.pop(None, None)
+        return _dit(KeyView(official, dtypes), "diffusers")
+    if "decoder.upsamples.0.upsamples.0.residual.2.weight" in view:
+        return Identity("wan", "VAE", "Wan 2.2", "official", VAE_LOADER)
+    if "decoder.middle.0.residual.0.gamma" in view:
+        return Identity("wan", "VAE", "Wan 2.1", "official", VAE_LOADER)
+    if "decoder.up_blocks.0.resnets.0.norm1.gamma" in view and "post_quant_conv.weight" in view:
+        z = view.shape("post_quant_conv.weight")[0]
+        return Identity("wan", "VAE", "Wan 2.2" if z == 48 else "Wan 2.1", "diffusers", VAE_LOADER)
+    if view.has_prefix("vision_model.encoder.layers.") or "visual.transformer.resblocks.0.attn.in_proj_weight" in view:
+        layers = len(view.indices("vision_model.encoder.layers.")) or len(view.indices("visual.transformer.resblocks."))
+        layout = "HF / ComfyUI" if view.has_prefix("vision_model.") else "open_clip"
+        return Identity("wan", "CLIP vision", f"CLIP ViT ({layers} layers)", layout, CLIP_LOADER)
+    if "visual.transformer.0.attn.to_qkv.weight" in view:
+        layers = len(view.indices("visual.transformer."))
+        return Identity("wan", "CLIP vision", f"CLIP ViT ({layers} layers)", "Wan official (.pth)", CLIP_LOADER)
+    return None

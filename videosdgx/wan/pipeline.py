@@ -1,0 +1,137 @@
+"""Wan pipeline: load a variant's components once, then turn prompts (and images) into videos."""
+
+from __future__ import annotations
+
+import gc
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from videosdgx.runtime.errors import ConfigurationError
+from videosdgx.runtime.model_files import LoadRequest
+from videosdgx.wan.conditioning import ImageConditioning, encode_i2v, encode_text, encode_ti2v, valid_size
+from videosdgx.wan.loaders import WanTextEncoder, load_clip_vision, load_dit, load_text_encoder, load_vae
+from videosdgx.wan.sampler import SamplingSettings, sample_wan
+from videosdgx.wan.variants import WanVariant
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class WanFiles:
+    """Model files of one variant. `dit` holds one file, or the high- then low-noise expert for A14B."""
+
+    dit: tuple[Path, ...]
+    vae: Path
+    text_encoder: Path
+    tokenizer: Path | None = None
+    clip_vision: Path | None = None
+
+
+@dataclass
+class GenerateRequest:
+    """One video. Unset sizes and sampling values take the variant's official defaults."""
+
+    prompt: str
+    negative_prompt: str = ""
+    width: int | None = None
+    height: int | None = None
+    frames: int | None = None
+    steps: int | None = None
+    shift: float | None = None
+    guidance: float | None = None
+    guidance_low: float | None = None
+    seed: int = 0
+    solver: str = "unipc"
+    image: torch.Tensor | None = None  # ComfyUI IMAGE [B, H, W, 3] in 0..1
+    end_image: torch.Tensor | None = None
+    fps: int | None = None
+
+
+@dataclass
+class GeneratedVideo:
+    frames: torch.Tensor  # [T, H, W, 3] float32 in 0..1
+    fps: int
+    latents: torch.Tensor = field(repr=False)
+
+
+class WanPipeline:
+    """Loaded Wan components. `keep_text_encoder=False` frees the encoder after each use (tight memory)."""
+
+    def __init__(self, variant: WanVariant, files: WanFiles, load: LoadRequest, keep_text_encoder: bool = True):
+        if len(files.dit) != variant.experts:
+            raise ConfigurationError(
+                f"{variant.title} needs {variant.experts} DiT file(s) (high-noise then low-noise expert for A14B), "
+                f"got {len(files.dit)}."
+            )
+        if variant.clip_vision and files.clip_vision is None:
+            raise ConfigurationError(
+                f"{variant.title} needs a CLIP vision file (clip_vision_h.safetensors); install it with "
+                f"`python install.py --models {variant.name}`."
+            )
+        self.variant, self.files, self.load, self.keep_text_encoder = variant, files, load, keep_text_encoder
+        self._text_encoder: WanTextEncoder | None = None
+        self.vae = load_vae(files.vae, load).module
+        self.experts = [load_dit(path, load).module for path in files.dit]
+        self.clip_vision = load_clip_vision(files.clip_vision, load).module if variant.clip_vision else None
+
+    @property
+    def text_encoder(self) -> WanTextEncoder:
+        if self._text_encoder is None:
+            self._text_encoder = load_text_encoder(self.files.text_encoder, self.load, self.files.tokenizer)
+        return self._text_encoder
+
+    def _release_text_encoder(self) -> None:
+        if not self.keep_text_encoder:
+            self._text_encoder = None
+            gc.collect()
+
+    def generate(self, request: GenerateRequest, progress: Progress | None = None) -> GeneratedVideo:
+        """Text (+ image) to video with the variant's defaults for everything `request` leaves unset."""
+        variant = self.variant
+        size = valid_size(request.width or variant.width, request.height or variant.height,
+                          request.frames or variant.frames, variant.size_multiple)
+        text = encode_text(self.text_encoder, request.prompt, request.negative_prompt, variant.negative_prefix)
+        self._release_text_encoder()
+        image = self._image_conditioning(request, size)
+        settings = SamplingSettings(
+            steps=request.steps or variant.steps, shift=request.shift or variant.shift,
+            guidance=request.guidance or variant.guidance, seed=request.seed, solver=request.solver,
+            guidance_low=request.guidance_low or variant.guidance_low, boundary=variant.boundary,
+        )
+        latent_shape = size.latent_shape(self.experts[0].cfg.out_dim, self.vae.config.spatial_factor)
+        step_progress = None if progress is None else (lambda step, total, _: progress("sampling", step + 1, total))
+        latents = sample_wan(self.experts, text, latent_shape, settings, image, callback=step_progress)
+        frames = self.decode(latents, progress)
+        return GeneratedVideo(frames, request.fps or variant.fps, latents)
+
+    def _image_conditioning(self, request: GenerateRequest, size) -> ImageConditioning | None:
+        task = self.variant.task
+        if task in ("i2v", "flf2v"):
+            if request.image is None:
+                raise ConfigurationError(f"{self.variant.title} turns an image into a video: give a start image.")
+            if task == "flf2v" and request.end_image is None:
+                raise ConfigurationError(f"{self.variant.title} needs a first and a last frame image.")
+            return encode_i2v(self.vae, size, request.image, request.end_image, self.clip_vision)
+        if task == "ti2v" and request.image is not None:
+            return encode_ti2v(self.vae, size, request.image)
+        if request.image is not None:
+            raise ConfigurationError(f"{self.variant.title} is text-to-video only; it takes no image.")
+        return None
+
+    def decode(self, latents: torch.Tensor, progress: Progress | None = None) -> torch.Tensor:
+        """Normalised latents -> frames `[T, H, W, 3]` in 0..1, decoded chunk by chunk."""
+        parameter = next(self.vae.parameters())
+        chunks = []
+        total = latents.shape[2]
+        with torch.no_grad():
+            for index, chunk in enumerate(self.vae.decode_chunks(latents.to(parameter.device, parameter.dtype))):
+                chunks.append(((chunk[0].float().clamp(-1, 1) + 1) / 2).permute(1, 2, 3, 0).cpu())
+                if progress is not None:
+                    progress("decoding", index + 1, total)
+        return torch.cat(chunks)

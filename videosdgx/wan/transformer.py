@@ -1,0 +1,245 @@
+"""The Wan 2.1 / 2.2 diffusion transformer (DiT); parameter names equal the official checkpoint keys."""
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from videosdgx.layers.embeddings import timestep_embedding
+from videosdgx.layers.rope import rope_frequencies
+from videosdgx.runtime.errors import CheckpointError, ConfigurationError, WrongComponentError
+from videosdgx.wan.transformer_blocks import Head, ImageEmbedding, WanBlock, fp32_linear
+
+MODEL_TYPES = ("t2v", "i2v", "flf2v", "ti2v")
+FLF2V_IMAGE_TOKENS = 2 * 257
+
+UNSUPPORTED_VARIANTS = {
+    "vace_patch_embedding": "Wan VACE",
+    "vace_blocks": "Wan VACE",
+    "control_adapter": "Wan Fun camera-control",
+    "casual_audio_encoder": "Wan S2V (speech-to-video)",
+    "face_adapter": "Wan Animate",
+    "motion_encoder": "Wan Animate",
+    "pose_patch_embedding": "Wan Animate",
+    "audio_proj": "Wan HuMo / audio-driven",
+}
+
+
+@dataclass(frozen=True)
+class WanConfig:
+    """Architecture of one Wan DiT. `has_image_branch`: CLIP image cross-attention (Wan2.1 I2V / FLF2V only)."""
+
+    dim: int
+    ffn_dim: int
+    num_heads: int
+    num_layers: int
+    in_dim: int
+    out_dim: int
+    model_type: str = "t2v"
+    has_image_branch: bool = False
+    text_dim: int = 4096
+    freq_dim: int = 256
+    text_len: int = 512
+    image_dim: int = 1280
+    eps: float = 1e-6
+    patch_size: tuple[int, int, int] = (1, 2, 2)
+    rope_max_positions: int = 1024
+    rope_theta: float = 10000.0
+
+    def __post_init__(self):
+        if self.model_type not in MODEL_TYPES:
+            raise ConfigurationError(f"Unknown Wan model_type {self.model_type!r}; expected one of {MODEL_TYPES}.")
+        image_branch = {"t2v": False, "ti2v": False, "flf2v": True}.get(self.model_type, self.has_image_branch)
+        if self.has_image_branch != image_branch:
+            raise ConfigurationError(f"Wan {self.model_type} has_image_branch must be {image_branch}.")
+        if self.dim % self.num_heads or self.head_dim % 2:
+            raise ConfigurationError(f"Wan dim {self.dim} must split into {self.num_heads} heads of even size.")
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.num_heads
+
+    @property
+    def rope_axes_dims(self) -> tuple[int, int, int]:
+        """RoPE band sizes (time, height, width) within one head."""
+        spatial = 2 * (self.head_dim // 6)
+        return self.head_dim - 2 * spatial, spatial, spatial
+
+
+_WAN_14B = dict(dim=5120, ffn_dim=13824, num_heads=40, num_layers=40)
+
+WAN_PRESETS: dict[str, WanConfig] = {
+    "wan2.1-t2v-1.3b": WanConfig(dim=1536, ffn_dim=8960, num_heads=12, num_layers=30, in_dim=16, out_dim=16),
+    "wan2.1-t2v-14b": WanConfig(**_WAN_14B, in_dim=16, out_dim=16),
+    "wan2.1-i2v-14b": WanConfig(**_WAN_14B, in_dim=36, out_dim=16, model_type="i2v", has_image_branch=True),
+    "wan2.1-flf2v-14b": WanConfig(**_WAN_14B, in_dim=36, out_dim=16, model_type="flf2v", has_image_branch=True),
+    "wan2.2-t2v-a14b": WanConfig(**_WAN_14B, in_dim=16, out_dim=16),
+    "wan2.2-i2v-a14b": WanConfig(**_WAN_14B, in_dim=36, out_dim=16, model_type="i2v"),
+    "wan2.2-ti2v-5b": WanConfig(
+        dim=3072, ffn_dim=14336, num_heads=24, num_layers=30, in_dim=48, out_dim=48, model_type="ti2v"
+    ),
+}
+
+
+def matching_presets(cfg: WanConfig) -> list[str]:
+    """Names of the released variants with this architecture (Wan2.1 T2V-14B and each Wan2.2 A14B expert of
+    the same task are indistinguishable by their weights)."""
+    return [name for name, preset in WAN_PRESETS.items() if preset == cfg]
+
+
+def config_from_shapes(shapes: Mapping[str, Sequence[int]], head_dim: int = 128) -> WanConfig:
+    """Infer the architecture from official key names and tensor shapes (`head_dim` is 128 in every release).
+
+    Raises WrongComponentError for Wan variants VideosDGX does not run (VACE, Fun camera, S2V, Animate, HuMo) and
+    for files that are not a Wan DiT.
+    """
+    for key in shapes:
+        variant = UNSUPPORTED_VARIANTS.get(key.split(".", 1)[0])
+        if variant:
+            raise WrongComponentError(
+                f"This is a {variant} model; VideosDGX does not support it yet. "
+                "Choose a Wan 2.1/2.2 T2V, I2V, FLF2V or TI2V-5B diffusion model."
+            )
+    required = ("patch_embedding.weight", "text_embedding.0.weight", "time_embedding.0.weight",
+                "blocks.0.ffn.0.weight", "head.head.weight", "head.modulation")
+    missing = [key for key in required if key not in shapes]
+    if missing:
+        raise WrongComponentError(
+            f"This file is not a Wan diffusion model (it has no {missing[0]!r}). "
+            "Choose a Wan 2.1/2.2 file from the diffusion_models folder."
+        )
+    dim = shapes["head.modulation"][-1]
+    if dim % head_dim:
+        raise CheckpointError(f"Wan DiT width {dim} is not a multiple of the head size {head_dim}; damaged file?")
+    in_dim = shapes["patch_embedding.weight"][1]
+    patch_size = tuple(shapes["patch_embedding.weight"][2:])
+    out_dim = shapes["head.head.weight"][0] // math.prod(patch_size)
+    has_image_branch = "img_emb.proj.0.weight" in shapes
+    if "img_emb.emb_pos" in shapes:
+        model_type = "flf2v"
+    elif has_image_branch or in_dim == 36:
+        model_type = "i2v"
+    elif out_dim == 48:
+        model_type = "ti2v"
+    else:
+        model_type = "t2v"
+    return WanConfig(
+        dim=dim,
+        ffn_dim=shapes["blocks.0.ffn.0.weight"][0],
+        num_heads=dim // head_dim,
+        num_layers=1 + max(int(key.split(".")[1]) for key in shapes if key.startswith("blocks.")),
+        in_dim=in_dim,
+        out_dim=out_dim,
+        model_type=model_type,
+        has_image_branch=has_image_branch,
+        text_dim=shapes["text_embedding.0.weight"][1],
+        freq_dim=shapes["time_embedding.0.weight"][1],
+        image_dim=shapes["img_emb.proj.0.weight"][0] if has_image_branch else 1280,
+        patch_size=patch_size,
+    )
+
+
+class WanModel(nn.Module):
+    """Wan DiT: predicts the flow velocity (noise - x0) of a video latent.
+
+    Computes the time embedding, modulation, norms, RoPE, head and residual stream in float32 as the reference
+    does; every other layer runs in its weights' dtype.
+    """
+
+    def __init__(self, cfg: WanConfig):
+        super().__init__()
+        self.cfg = cfg
+        dim = cfg.dim
+        self.patch_embedding = nn.Conv3d(cfg.in_dim, dim, kernel_size=cfg.patch_size, stride=cfg.patch_size)
+        self.text_embedding = nn.Sequential(
+            nn.Linear(cfg.text_dim, dim), nn.GELU(approximate="tanh"), nn.Linear(dim, dim)
+        )
+        self.time_embedding = nn.Sequential(nn.Linear(cfg.freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
+        self.blocks = nn.ModuleList(
+            WanBlock(dim, cfg.ffn_dim, cfg.num_heads, cfg.eps, cfg.has_image_branch) for _ in range(cfg.num_layers)
+        )
+        self.head = Head(dim, cfg.out_dim * math.prod(cfg.patch_size), cfg.eps)
+        if cfg.has_image_branch:
+            position_tokens = FLF2V_IMAGE_TOKENS if cfg.model_type == "flf2v" else None
+            self.img_emb = ImageEmbedding(cfg.image_dim, dim, position_tokens)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        context: torch.Tensor,
+        clip_fea: torch.Tensor | None = None,
+        y: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Velocity `[B, C_out, T, h, w]` (float32) of the latent `x [B, C, T, h, w]`.
+
+        `t`: timesteps in [0, 1000], `[B]` or per token `[B, T * h/2 * w/2]` (Wan2.2). `context`: text encoder
+        states `[B, L <= text_len, text_dim]`, zero-padded to `text_len` here. `y`: conditioning channels
+        concatenated to `x` (I2V / FLF2V). `clip_fea`: CLIP tokens `[B, 257, image_dim]` for Wan2.1 I2V, the
+        two images' tokens `[B, 514, image_dim]` or `[2B, 257, image_dim]` for FLF2V.
+        """
+        cfg = self.cfg
+        batch = x.shape[0]
+        if y is not None:
+            x = torch.cat([x, y], dim=1)
+        if x.shape[1] != cfg.in_dim:
+            raise ConfigurationError(f"This Wan model takes {cfg.in_dim} input channels (x + y), got {x.shape[1]}.")
+        x = self.patch_embedding(x.to(self.patch_embedding.weight.dtype))
+        grid = tuple(x.shape[2:])
+        if max(grid) > cfg.rope_max_positions:
+            raise ConfigurationError(f"Latent grid {grid} exceeds the {cfg.rope_max_positions} RoPE positions of Wan.")
+        x = rearrange(x, "b d f h w -> b (f h w) d").float()
+        freqs = rope_frequencies(cfg.rope_axes_dims, grid, cfg.rope_theta, x.device)
+
+        e, e0 = self.embed_time(t, num_tokens=x.shape[1])
+        context = self.embed_text(context)
+        context_img = self.embed_image(clip_fea, batch)
+
+        for block in self.blocks:
+            x = block(x, e0, context, context_img, freqs)
+
+        x = self.head(x, e)
+        f, h, w = grid
+        pt, ph, pw = cfg.patch_size
+        return rearrange(
+            x, "b (f h w) (pt ph pw c) -> b c (f pt) (h ph) (w pw)", f=f, h=h, w=w, pt=pt, ph=ph, pw=pw
+        )
+
+    def embed_time(self, t: torch.Tensor, num_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Float32 time embedding `e [B, 1 or N, D]` and its 6-way projection `e0 [B, 1 or N, 6, D]`."""
+        if t.ndim == 1:
+            t = t[:, None]
+        elif t.ndim != 2 or t.shape[1] != num_tokens:
+            raise ConfigurationError(f"Timesteps must be [batch] or [batch, {num_tokens}], got {list(t.shape)}.")
+        first, act, second = self.time_embedding
+        e = fp32_linear(second, act(fp32_linear(first, timestep_embedding(t, self.cfg.freq_dim))))
+        e0 = fp32_linear(self.time_projection[1], F.silu(e))
+        return e, e0.unflatten(-1, (6, self.cfg.dim))
+
+    def embed_text(self, context: torch.Tensor) -> torch.Tensor:
+        """Zero-pad to `text_len` tokens (the padded rows are attended to, as in the reference) and project."""
+        padding = self.cfg.text_len - context.shape[1]
+        if padding < 0:
+            raise ConfigurationError(f"Wan takes at most {self.cfg.text_len} text tokens, got {context.shape[1]}.")
+        weight = self.text_embedding[0].weight
+        return self.text_embedding(F.pad(context.to(weight.dtype), (0, 0, 0, padding)))
+
+    def embed_image(self, clip_fea: torch.Tensor | None, batch: int) -> torch.Tensor | None:
+        """CLIP features -> image context tokens, or None for models without the image branch."""
+        if not self.cfg.has_image_branch:
+            if clip_fea is not None:
+                raise ConfigurationError("This Wan model has no CLIP image branch; do not pass clip_fea.")
+            return None
+        if clip_fea is None:
+            raise ConfigurationError(f"Wan2.1 {self.cfg.model_type.upper()} needs CLIP image features (clip_fea).")
+        clip_fea = clip_fea.reshape(batch, -1, clip_fea.shape[-1])
+        if self.cfg.model_type == "flf2v" and clip_fea.shape[1] != FLF2V_IMAGE_TOKENS:
+            raise ConfigurationError(
+                f"Wan FLF2V takes {FLF2V_IMAGE_TOKENS} CLIP tokens (first + last image), got {clip_fea.shape[1]}."
+            )
+        return self.img_emb(clip_fea)
