@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from videosdgx.install.comfyui import ModelFolders, model_folders
 from videosdgx.manifest import Entry, Manifest, load_manifest
 from videosdgx.runtime.errors import CheckpointError
 from videosdgx.wan.pipeline import WanFiles
 from videosdgx.wan.variants import WanVariant
 
-LEGACY_FOLDERS = {"diffusion_models": ("unet",), "text_encoders": ("clip",)}
 ROLES = {"diffusion_models": "dit", "text_encoders": "text_encoder", "vae": "vae", "clip_vision": "clip_vision"}
 
 
@@ -24,30 +24,32 @@ def bundle_roles(variant: WanVariant, manifest: Manifest) -> dict[str, list[Entr
     return roles
 
 
-def locate(entry: Entry, models_dir: Path) -> Path | None:
-    for folder in (entry.folder, *LEGACY_FOLDERS.get(entry.folder, ())):
-        candidate = models_dir / folder / entry.filename
+def locate(entry: Entry, folders: ModelFolders) -> Path | None:
+    """Where an entry's file is installed, searching the folder's legacy names and extra_model_paths.yaml too."""
+    for directory in folders.search_dirs(entry.folder):
+        candidate = directory / entry.filename
         if candidate.is_file():
             return candidate
     return None
 
 
-def find_wan_files(variant: WanVariant, models_dir: str | os.PathLike, manifest: Manifest | None = None) -> WanFiles:
-    """The files of `variant`'s manifest bundle under `models_dir` (ComfyUI's `models/` folder or alike)."""
+def find_wan_files(variant: WanVariant, models: str | os.PathLike | ModelFolders,
+                   manifest: Manifest | None = None) -> WanFiles:
+    """The files of `variant`'s manifest bundle in a models folder (a path, or a ComfyUI install's folders)."""
     manifest = manifest or load_manifest()
-    models_dir = Path(models_dir)
+    folders = models if isinstance(models, ModelFolders) else model_folders(models_dir=Path(models))
     found: dict[str, list[Path]] = {}
     missing = []
     for role, entries in bundle_roles(variant, manifest).items():
         for entry in entries:
-            path = locate(entry, models_dir)
+            path = locate(entry, folders)
             if path is None:
                 missing.append(f"{entry.folder}/{entry.filename}")
             else:
                 found.setdefault(role, []).append(path)
     if missing:
         raise CheckpointError(
-            f"{variant.title} needs files that are not in {models_dir}: {', '.join(missing)}. Install them with "
+            f"{variant.title} needs files that are not in {folders.models_dir}: {', '.join(missing)}. Install them with "
             f"`python install.py --models {variant.name} --comfyui <ComfyUI folder>`, pass the right folder with "
             "--models-dir, or try the pipeline without downloads using --demo."
         )

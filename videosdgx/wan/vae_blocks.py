@@ -55,7 +55,7 @@ class CausalConv3d(nn.Conv3d):
             kept = x[:, :, -CACHE_T:]
             if previous is not None:
                 if kept.shape[2] < CACHE_T:
-                    pass
+                    kept = torch.cat([previous[:, :, -1:], kept], dim=2)
                 x = torch.cat([previous, x], dim=2)
                 time_pad -= previous.shape[2]
             cache.frames[self] = kept.clone()
