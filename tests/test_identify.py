@@ -82,3 +82,89 @@ def test_inspect_command_reports_each_file(tmp_path, capsys):
     assert main(["inspect", str(good), str(bad)]) == 1
     out = capsys.readouterr().out
     assert "cut.safetensors: UNUSABLE" in out and "truncated" in out
+
+
+def meta_state(module_factory):
+    with torch.device("meta"):
+        module = module_factory()
+    return {k: v for k, v in module.state_dict().items()}
+
+
+@pytest.mark.parametrize("preset, variant", [
+    ("wan2.1-t2v-1.3b", "Wan2.1 T2V-1.3B"),
+    ("wan2.1-t2v-14b", "Wan2.1 T2V-14B or Wan2.2 T2V-A14B expert"),
+    ("wan2.1-i2v-14b", "Wan2.1 I2V-14B"),
+    ("wan2.1-flf2v-14b", "Wan2.1 FLF2V-14B"),
+    ("wan2.2-i2v-a14b", "Wan2.2 I2V-A14B expert"),
+    ("wan2.2-ti2v-5b", "Wan2.2 TI2V-5B"),
+])
+def test_wan_dit_variants_in_every_layout(preset, variant):
+    from videosdgx.wan.keys import to_diffusers_key
+    from videosdgx.wan.transformer import WAN_PRESETS, WanModel
+
+    official = meta_state(lambda: WanModel(WAN_PRESETS[preset]))
+    layouts = {
+        "official (same keys as Comfy-Org repackaged)": official,
+        "ComfyUI checkpoint (model.diffusion_model. prefix)": {"model.diffusion_model." + k: v for k, v in official.items()},
+        "diffusers": {to_diffusers_key(k): v for k, v in official.items()},
+    }
+    for layout, sd in layouts.items():
+        found = ident(sd)
+        assert (found.family, found.component, found.variant, found.layout) == ("wan", "transformer", variant, layout)
+
+
+def test_wan_dit_size_and_fp8_scaled_reported():
+    from videosdgx.wan.transformer import WAN_PRESETS, WanModel
+
+    sd = meta_state(lambda: WanModel(WAN_PRESETS["wan2.1-t2v-1.3b"]))
+    sd = {k: (v.to(torch.float8_e4m3fn) if k.endswith("q.weight") else v.to(torch.bfloat16)) for k, v in sd.items()}
+    sd["scaled_fp8"] = torch.empty(0, dtype=torch.float8_e4m3fn, device="meta")
+    sd["blocks.0.self_attn.q.scale_weight"] = torch.empty((), device="meta")
+    found = ident(sd)
+    assert found.quantization == "fp8 scaled (ComfyUI)" and found.dtype == "bfloat16"
+    assert abs(found.parameters - 1.419e9) < 0.01e9
+
+
+def test_skyreels_a2v_and_vace_are_named():
+    from videosdgx.wan.transformer import WAN_PRESETS, WanModel
+
+    sd = meta_state(lambda: WanModel(WAN_PRESETS["wan2.1-t2v-1.3b"]))
+    a2v = dict(sd, **{"audio_proj.proj1.weight": torch.empty(512, 46080, device="meta")})
+    assert ident(a2v).family == "skyreels_v3" and "talking avatar" in ident(a2v).variant
+    vace = dict(sd, **{"vace_patch_embedding.weight": torch.empty(4, device="meta")})
+    assert ident(vace).variant == "Wan VACE" and "not supported" in ident(vace).loader
+
+
+def test_wan_vaes_and_their_diffusers_layout():
+    from videosdgx.wan.vae import WanVAE21
+    from videosdgx.wan.vae22 import WanVAE22
+    from videosdgx.wan.vae_keys import official_to_diffusers
+
+    for factory, version in ((WanVAE21, "Wan 2.1"), (WanVAE22, "Wan 2.2")):
+        sd = meta_state(factory)
+        assert (ident(sd).component, ident(sd).variant, ident(sd).layout) == ("VAE", version, "official")
+        diffusers = ident(official_to_diffusers(sd))
+        assert (diffusers.variant, diffusers.layout) == (version, "diffusers")
+
+
+def test_umt5_both_layouts_and_clip_vision_layouts():
+    from videosdgx.text.t5 import T5Config, T5Encoder
+    from videosdgx.text.t5_keys import hf_to_wan_key
+    from videosdgx.wan.clip_vision import ClipVisionConfig, ClipVisionEncoder
+
+    hf = meta_state(lambda: T5Encoder(T5Config.umt5_xxl()))
+    assert (ident(hf).variant, ident(hf).layout) == ("UMT5 (24 layers)", "HF / ComfyUI")
+    wan = ident({hf_to_wan_key(k): v for k, v in hf.items()})
+    assert (wan.variant, wan.layout) == ("UMT5 (24 layers)", "Wan official (.pth)")
+    clip = ident(meta_state(lambda: ClipVisionEncoder(ClipVisionConfig.vit_h_14())))
+    assert (clip.component, clip.layout) == ("CLIP vision", "HF / ComfyUI")
+
+
+def test_wan_loader_refuses_a_vae_with_the_right_hint(tmp_path):
+    from videosdgx.runtime.model_files import LoadRequest
+    from videosdgx.testing.wan import _vae_state
+    from videosdgx.wan.loaders import load_dit
+
+    path = save_safetensors(tmp_path / "wan_2.1_vae.safetensors", _vae_state("2.1", 0))
+    with pytest.raises(WrongComponentError, match=r"is a Wan 2.1 VAE.*load it with the Wan VAE Loader"):
+        load_dit(path, LoadRequest())

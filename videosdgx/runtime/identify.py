@@ -25,6 +25,7 @@ FAMILY_NAMES = {
     "skyreels_v3": "SkyReels V3",
     "text": "text encoder",
 }
+NON_WEIGHT_KEYS = {"spiece_model", "scaled_fp8"}  # an embedded tokenizer and ComfyUI's fp8 marker
 DETECTOR_MODULES = ("videosdgx.wan.detect", "videosdgx.text.detect", "videosdgx.ltx2.detect", "videosdgx.magi1.detect")
 
 
@@ -116,10 +117,8 @@ def describe_dtypes(dtypes: dict[str, torch.dtype], shapes: dict[str, tuple[int,
     """(main dtype by bytes, quantization scheme) of a set of tensors."""
     by_bytes: Counter[torch.dtype] = Counter()
     for key, dtype in dtypes.items():
-        numel = 1
-        for s in shapes[key]:
-            numel *= s
-        by_bytes[dtype] += numel * dtype.itemsize
+        if key not in NON_WEIGHT_KEYS:
+            by_bytes[dtype] += _numel(shapes[key]) * dtype.itemsize
     main = str(by_bytes.most_common(1)[0][0]).replace("torch.", "") if by_bytes else "empty"
     keys = dtypes.keys()
     has_fp8 = any(d in (torch.float8_e4m3fn, torch.float8_e5m2) for d in dtypes.values())
@@ -146,9 +145,8 @@ def identify_keys(shapes: dict[str, tuple[int, ...]], dtypes: dict[str, torch.dt
         found = detect(view)
         if found is not None:
             main, quant = describe_dtypes(dtypes, shapes)
-            params = sum(_numel(s) for k, s in shapes.items() if dtypes[k] != torch.uint8) + sum(
-                2 * _numel(s) for k, s in shapes.items() if dtypes[k] == torch.uint8 and "scale" not in k
-            )
+            params = sum(_numel(s) * (2 if dtypes[k] == torch.uint8 else 1)  # uint8 weights pack two fp4 values
+                         for k, s in shapes.items() if k not in NON_WEIGHT_KEYS and "scale" not in k)
             nbytes = sum(_numel(shapes[k]) * dtypes[k].itemsize for k in shapes)
             return Identity(**{**found.__dict__, "dtype": main, "quantization": quant, "parameters": params,
                                "nbytes": nbytes})

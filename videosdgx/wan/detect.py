@@ -18,23 +18,23 @@ OTHER_VARIANTS = {
 
 
 def _dit_variant(view: KeyView) -> str:
-    """Name the Wan DiT variant from official key names and shapes (wan.md §1.1)."""
-    dim = view.shape("head.modulation")[-1]
-    in_dim = view.shape("patch_embedding.weight")[1]
-    out_dim = view.shape("head.head.weight")[0] // 4
-    if "img_emb.emb_pos" in view:
-        return "Wan2.1 FLF2V-14B"
-    if "img_emb.proj.0.bias" in view:
-        return "Wan2.1 I2V-14B"
-    if out_dim == 48:
-        return "Wan2.2 TI2V-5B"
-    if in_dim == 36:
-        return "Wan2.2 I2V-A14B expert"
-    if dim == 1536:
-        return "Wan2.1 T2V-1.3B"
-    if dim == 5120:
-        return "Wan 14B T2V (Wan2.1 T2V-14B or a Wan2.2 T2V-A14B expert)"
-    return f"Wan T2V (width {dim})"
+    """Name the released Wan DiT(s) with this architecture, or describe an unreleased size."""
+    from ..runtime.errors import VideosDGXError
+    from .transformer import config_from_shapes, matching_presets
+
+    try:
+        cfg = config_from_shapes(view.shapes)
+    except VideosDGXError:
+        return "Wan (unrecognised size)"
+    names = [_preset_title(name) for name in matching_presets(cfg)]
+    return " or ".join(names) if names else f"Wan {cfg.model_type.upper()} (width {cfg.dim})"
+
+
+def _preset_title(name: str) -> str:
+    """`wan2.2-t2v-a14b` -> `Wan2.2 T2V-A14B expert`."""
+    version, *rest = name.split("-")
+    title = f"Wan{version[3:]} " + "-".join(part.upper() for part in rest)
+    return title + " expert" if name.endswith("a14b") else title
 
 
 def _dit(view: KeyView, layout: str) -> Identity:
