@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .runtime.checkpoint import open_checkpoint
-from .runtime.errors import VideosDGXError
-from .runtime.identify import identify
+from videosdgx.runtime.checkpoint import open_checkpoint
+from videosdgx.runtime.errors import VideosDGXError
+from videosdgx.runtime.identify import identify
 
 
 def inspect_file(path: str | Path) -> tuple[bool, str]:

@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
-from .runtime.errors import ConfigurationError
+from videosdgx.runtime.errors import ConfigurationError
 
 DEFAULT_MANIFEST = Path(__file__).resolve().parent.parent / "model_manifest.yaml"
 MODEL_FOLDERS = (

@@ -1,10 +1,10 @@
 """Model installer: ComfyUI folder detection, install planning, verified downloads (see install.py)."""
 
-from .comfyui import ModelFolders, find_comfyui, model_folders, read_extra_model_paths
-from .download import download_entry, install
-from .errors import InstallError
-from .plan import Plan, PlannedFile, check_disk, plan_install
-from .verify import verify_file
+from videosdgx.install.comfyui import ModelFolders, find_comfyui, model_folders, read_extra_model_paths
+from videosdgx.install.download import download_entry, install
+from videosdgx.install.errors import InstallError
+from videosdgx.install.plan import Plan, PlannedFile, check_disk, plan_install
+from videosdgx.install.verify import verify_file
 
 __all__ = [
     "InstallError",

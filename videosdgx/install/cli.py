@@ -8,12 +8,12 @@ import os
 import sys
 from pathlib import Path
 
-from ..manifest import DEFAULT_MANIFEST, Manifest, load_manifest
-from ..runtime.errors import CheckpointError, VideosDGXError
-from .comfyui import ModelFolders, find_comfyui, model_folders
-from .download import install
-from .plan import Plan, find_installed, format_size, plan_install
-from .verify import verify_file
+from videosdgx.manifest import DEFAULT_MANIFEST, Manifest, load_manifest
+from videosdgx.runtime.errors import CheckpointError, VideosDGXError
+from videosdgx.install.comfyui import ModelFolders, find_comfyui, model_folders
+from videosdgx.install.download import install
+from videosdgx.install.plan import Plan, find_installed, format_size, plan_install
+from videosdgx.install.verify import verify_file
 
 log = logging.getLogger(__name__)
 

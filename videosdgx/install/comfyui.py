@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from ..runtime.errors import ConfigurationError
+from videosdgx.runtime.errors import ConfigurationError
 
 LEGACY_KEYS = {"unet": "diffusion_models", "clip": "text_encoders"}
 # The first name is where we download to; ComfyUI also searches the others.

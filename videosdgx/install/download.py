@@ -23,12 +23,12 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
 )
 
-from ..manifest import Entry, Manifest
-from ..runtime.errors import CheckpointError
-from .comfyui import ModelFolders
-from .errors import InstallError
-from .plan import Plan, check_disk, format_size
-from .verify import verify_file
+from videosdgx.manifest import Entry, Manifest
+from videosdgx.runtime.errors import CheckpointError
+from videosdgx.install.comfyui import ModelFolders
+from videosdgx.install.errors import InstallError
+from videosdgx.install.plan import Plan, check_disk, format_size
+from videosdgx.install.verify import verify_file
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The one error type of the installer."""
 
-from ..runtime.errors import VideosDGXError
+from videosdgx.runtime.errors import VideosDGXError
 
 
 class InstallError(VideosDGXError):

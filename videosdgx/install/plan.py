@@ -7,11 +7,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..manifest import Bundle, Entry, Manifest
-from ..runtime.errors import CheckpointError
-from .comfyui import ModelFolders
-from .errors import InstallError
-from .verify import verify_file
+from videosdgx.manifest import Bundle, Entry, Manifest
+from videosdgx.runtime.errors import CheckpointError
+from videosdgx.install.comfyui import ModelFolders
+from videosdgx.install.errors import InstallError
+from videosdgx.install.verify import verify_file
 
 log = logging.getLogger(__name__)
 

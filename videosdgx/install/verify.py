@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from ..manifest import Entry
-from ..runtime.checkpoint import read_safetensors_header
-from ..runtime.errors import CheckpointError
+from videosdgx.manifest import Entry
+from videosdgx.runtime.checkpoint import read_safetensors_header
+from videosdgx.runtime.errors import CheckpointError
 
 HASH_CHUNK = 16 * 1024 * 1024
 

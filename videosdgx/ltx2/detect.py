@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..runtime.identify import Identity, KeyView, register_detector
+from videosdgx.runtime.identify import Identity, KeyView, register_detector
 
 PLANNED = "the LTX-2 nodes (planned: not in this release yet)"
 DIT = "model.diffusion_model."

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..runtime.identify import Identity, KeyView, register_detector
+from videosdgx.runtime.identify import Identity, KeyView, register_detector
 
 PLANNED = "the MAGI-1 nodes (planned: not in this release yet)"
 DIT_MARKER = "videodit_blocks.layers.0.self_attention.linear_qkv.q.weight"

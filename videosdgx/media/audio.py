@@ -17,7 +17,7 @@ import av
 import numpy as np
 import torch
 
-from ..runtime.errors import ConfigurationError, VideosDGXError
+from videosdgx.runtime.errors import ConfigurationError, VideosDGXError
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from av.video.reformatter import ColorRange, Colorspace
 
-from ..runtime.errors import ConfigurationError, VideosDGXError
-from .audio import add_audio_stream, audio_to_numpy, encode_audio, open_input, output_file, read_audio
+from videosdgx.runtime.errors import ConfigurationError, VideosDGXError
+from videosdgx.media.audio import add_audio_stream, audio_to_numpy, encode_audio, open_input, output_file, read_audio
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from typing import Iterable, Iterator
 
 import torch
 
-from .errors import CheckpointError
+from videosdgx.runtime.errors import CheckpointError
 
 log = logging.getLogger(__name__)
 

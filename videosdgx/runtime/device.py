@@ -41,14 +41,14 @@ def select_device(preference: str = "auto") -> torch.device:
         return torch.device("cpu")
     device = torch.device(preference)
     if device.type == "cuda" and not torch.cuda.is_available():
-        from .errors import ConfigurationError
+        from videosdgx.runtime.errors import ConfigurationError
 
         raise ConfigurationError(
             f"Device '{preference}' was asked for but this torch has no CUDA ({torch.__version__}). Install a CUDA "
             "build of torch (on DGX Spark: the CUDA 13 aarch64 wheels) or use --device cpu."
         )
     if device.type not in ("cuda", "mps", "cpu"):
-        from .errors import ConfigurationError
+        from videosdgx.runtime.errors import ConfigurationError
 
         raise ConfigurationError(f"Unsupported device '{preference}'. Use auto, cuda, cuda:N, mps or cpu.")
     return device

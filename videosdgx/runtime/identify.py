@@ -15,8 +15,8 @@ from typing import Callable
 
 import torch
 
-from .checkpoint import Checkpoint
-from .errors import CheckpointError, WrongComponentError
+from videosdgx.runtime.checkpoint import Checkpoint
+from videosdgx.runtime.errors import CheckpointError, WrongComponentError
 
 FAMILY_NAMES = {
     "wan": "Wan",

@@ -12,8 +12,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .checkpoint import Checkpoint
-from .errors import CheckpointError
+from videosdgx.runtime.checkpoint import Checkpoint
+from videosdgx.runtime.errors import CheckpointError
 
 log = logging.getLogger(__name__)
 

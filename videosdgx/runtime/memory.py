@@ -10,8 +10,8 @@ from pathlib import Path
 
 import torch
 
-from .device import capabilities
-from .errors import InsufficientMemoryError
+from videosdgx.runtime.device import capabilities
+from videosdgx.runtime.errors import InsufficientMemoryError
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,10 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .checkpoint import Checkpoint, open_checkpoint
-from .identify import Identity, expect, identify
-from .loading import KeyMap, Progress, load_module, map_checkpoint_keys
-from .memory import check_memory
+from videosdgx.runtime.checkpoint import Checkpoint, open_checkpoint
+from videosdgx.runtime.identify import Identity, expect, identify
+from videosdgx.runtime.loading import KeyMap, Progress, load_module, map_checkpoint_keys
+from videosdgx.runtime.memory import check_memory
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def load_model_file(
     load_module(module, checkpoint, dtype=request.dtype, device=request.device, key_map=mapping,
                 progress=request.progress, strict=strict, what=identity.description)
     if request.weight_format in FP8_FORMATS:
-        from .quantized_linear import quantize_module_linears
+        from videosdgx.runtime.quantized_linear import quantize_module_linears
 
         quantize_module_linears(module, FP8_FORMATS[request.weight_format])
     checkpoint.close()
@@ -92,6 +92,6 @@ def _prepare_quantized_storage(module: nn.Module, dtypes: dict[str, torch.dtype]
     """Swap Linears whose stored weights are fp8 / packed fp4 for the shared quantized Linear."""
     if not any(d.itemsize == 1 for d in dtypes.values()):
         return
-    from .quantized_linear import swap_linears_for_checkpoint
+    from videosdgx.runtime.quantized_linear import swap_linears_for_checkpoint
 
     swap_linears_for_checkpoint(module, dtypes, shapes)

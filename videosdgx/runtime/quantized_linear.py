@@ -30,9 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import CheckpointError, ConfigurationError
-from .fp8 import dequantize_fp8, is_fp8, quantize_fp8
-from .nvfp4 import dequantize_nvfp4, nvfp4_layout_of, nvfp4_storage_shapes
+from videosdgx.runtime.errors import CheckpointError, ConfigurationError
+from videosdgx.runtime.fp8 import dequantize_fp8, is_fp8, quantize_fp8
+from videosdgx.runtime.nvfp4 import dequantize_nvfp4, nvfp4_layout_of, nvfp4_storage_shapes
 
 log = logging.getLogger(__name__)
 

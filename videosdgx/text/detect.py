@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..runtime.identify import Identity, KeyView, register_detector
+from videosdgx.runtime.identify import Identity, KeyView, register_detector
 
 T5_LOADER = "the Wan Text Encoder Loader (VideosDGXWanTextEncoderLoader)"
 GEMMA_LOADER = "the LTX-2 text encoder loader (planned: not in this release yet)"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..runtime.identify import Identity, KeyView, register_detector
+from videosdgx.runtime.identify import Identity, KeyView, register_detector
 
 DIT_LOADER = "the Wan Model Loader (VideosDGXWanModelLoader)"
 VAE_LOADER = "the Wan VAE Loader (VideosDGXWanVAELoader)"
@@ -19,8 +19,8 @@ OTHER_VARIANTS = {
 
 def _dit_variant(view: KeyView) -> str:
     """Name the released Wan DiT(s) with this architecture, or describe an unreleased size."""
-    from ..runtime.errors import VideosDGXError
-    from .transformer import config_from_shapes, matching_presets
+    from videosdgx.runtime.errors import VideosDGXError
+    from videosdgx.wan.transformer import config_from_shapes, matching_presets
 
     try:
         cfg = config_from_shapes(view.shapes)
@@ -60,7 +60,7 @@ def detect_wan(view: KeyView) -> Identity | None:
     if "blocks.0.self_attn.q.weight" in view and "head.modulation" in view:
         return _dit(view, "official (same keys as Comfy-Org repackaged)")
     if "blocks.0.attn1.to_q.weight" in view and "condition_embedder.time_proj.weight" in view:
-        from .keys import to_official_key
+        from videosdgx.wan.keys import to_official_key
 
         official = {to_official_key(k, "diffusers"): v for k, v in view.shapes.items()}
         dtypes = {to_official_key(k, "diffusers"): v for k, v in view.dtypes.items()}
