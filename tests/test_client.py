@@ -434,3 +434,15 @@ def test_bad_workflow_file_and_bad_server_url_are_usage_errors(tmp_path, caplog)
     assert messages_[0].startswith(f"The workflow file {broken} is not valid JSON")
     assert messages_[1].startswith(f"Cannot read the workflow file {tmp_path / 'missing.json'}")
     assert messages_[2] == "Server URL 'ftp://host' is not an http(s) URL such as http://127.0.0.1:8188"
+
+
+def test_negative_resolves_to_the_prompt_node_of_shipped_workflows():
+    import json
+    from pathlib import Path
+
+    from videosdgx.client.overrides import Overrides, apply_assignments, plan_overrides
+
+    workflow = json.loads((Path(__file__).parent.parent / "workflows/api/wan2.1-t2v-1.3b.json").read_text())
+    updated = apply_assignments(workflow, plan_overrides(workflow, Overrides(prompt="a fox", negative="blurry")))
+    prompt_nodes = [n for n in updated.values() if n.get("_meta", {}).get("title") == "Prompt"]
+    assert [(n["inputs"]["prompt"], n["inputs"]["negative_prompt"]) for n in prompt_nodes] == [("a fox", "blurry")]

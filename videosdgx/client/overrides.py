@@ -1,7 +1,7 @@
 """Workflow parameters: `--set NODE.input=value` and friendly names found through node titles.
 
 Friendly names follow the title convention of the shipped workflows: `prompt` -> the node titled "Prompt",
-`negative` -> "Negative Prompt", `image`/`audio`/`video` -> "Input Image"/"Input Audio"/"Input Video" (the
+`negative` -> "Negative Prompt" (or the `negative_prompt` input of the "Prompt" node), `image`/`audio`/`video` -> "Input Image"/"Input Audio"/"Input Video" (the
 file is uploaded first), `seed` and `steps` -> every such input, `width`/`height`/`frames` -> the node titled
 "Video Size", failing that every such input.
 """
@@ -15,12 +15,12 @@ from typing import Any
 from videosdgx.client.convert import is_link
 from videosdgx.client.errors import UsageError
 
-TITLED_INPUTS = {
-    "prompt": ("Prompt", ("text", "prompt")),
-    "negative": ("Negative Prompt", ("text", "prompt")),
-    "image": ("Input Image", ("image",)),
-    "audio": ("Input Audio", ("audio",)),
-    "video": ("Input Video", ("file", "video")),
+TITLED_INPUTS = {  # friendly name -> (node title, input names) candidates, the first that matches wins
+    "prompt": (("Prompt", ("text", "prompt")),),
+    "negative": (("Negative Prompt", ("text", "prompt")), ("Prompt", ("negative_prompt", "negative"))),
+    "image": (("Input Image", ("image",)),),
+    "audio": (("Input Audio", ("audio",)),),
+    "video": (("Input Video", ("file", "video")),),
 }
 EVERY_INPUT = {"seed": ("seed", "noise_seed"), "steps": ("steps",)}
 SIZE_INPUTS = {"width": ("width",), "height": ("height",), "frames": ("length", "num_frames", "frames")}
@@ -77,11 +77,17 @@ def parse_value(text: str) -> Any:
 def plan_overrides(workflow: dict, overrides: Overrides) -> list[Assignment]:
     """Resolve every override against an API-format workflow; friendly names first, then `--set` items."""
     plan: list[Assignment] = []
-    for name, (title, inputs) in TITLED_INPUTS.items():
+    for name, candidates in TITLED_INPUTS.items():
         value = getattr(overrides, name)
         if value is not None:
             value = Upload(Path(value)) if name in UPLOADED else value
-            plan += _titled(workflow, name, title, inputs, value)
+            for title, inputs in candidates:
+                if found := _titled(workflow, name, title, inputs, value, required=False):
+                    break
+            else:
+                title, inputs = candidates[0]
+                found = _titled(workflow, name, title, inputs, value)  # raises the "matches nothing" error
+            plan += found
     for name, inputs in EVERY_INPUT.items():
         if (value := getattr(overrides, name)) is not None:
             plan += _every(workflow, name, inputs, value)

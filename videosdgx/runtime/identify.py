@@ -186,6 +186,6 @@ def expect(identity: Identity, family: str, component: str, source: str, loader:
         return
     raise WrongComponentError(
         f"{source} is a {identity.description} ({FAMILY_NAMES.get(identity.family, identity.family)}), not a "
-        f"{FAMILY_NAMES.get(family, family)} {component}; load it with {identity.loader}. {loader} needs a "
-        f"{FAMILY_NAMES.get(family, family)} {component} file."
+        f"{FAMILY_NAMES.get(family, family)} {component}; load it with {identity.loader}. "
+        f"{loader[0].upper() + loader[1:]} needs a {FAMILY_NAMES.get(family, family)} {component} file."
     )

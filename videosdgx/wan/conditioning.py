@@ -14,6 +14,12 @@ from videosdgx.wan.text_prompt import WAN_NEGATIVE_PROMPT, encode_prompts
 log = logging.getLogger(__name__)
 
 TEMPORAL_FACTOR = 4
+DIT_PATCH = 2  # the DiT patchifies latents 2x2, so pixel sizes are multiples of VAE stride x 2
+
+
+def size_multiple(vae_config) -> int:
+    """Width and height must be multiples of this for a VAE (16 for Wan 2.1's, 32 for Wan 2.2's)."""
+    return vae_config.spatial_factor * DIT_PATCH
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,11 @@ def image_to_video_pixels(image: torch.Tensor, size: VideoSize) -> torch.Tensor:
     pixels = image[:1, :, :, :3].permute(0, 3, 1, 2).float()
     pixels = F.interpolate(pixels, size=(size.height, size.width), mode="bicubic", align_corners=False)
     return (pixels.clamp(0, 1) * 2 - 1).unsqueeze(2)
+
+
+def frames_to_video(images: torch.Tensor) -> torch.Tensor:
+    """ComfyUI IMAGE frames `[T, H, W, C]` in 0..1 -> one video `[1, 3, T, H, W]` in [-1, 1] for the VAE."""
+    return images[..., :3].permute(3, 0, 1, 2).unsqueeze(0).float() * 2 - 1
 
 
 def encode_i2v(vae, size: VideoSize, start_image: torch.Tensor, end_image: torch.Tensor | None = None,

@@ -110,17 +110,24 @@ def load_clip_vision(path: PathLike, request: LoadRequest) -> LoadedModel:
 
     def convert(checkpoint: Checkpoint) -> Checkpoint:
         vision = {k: checkpoint.get(k) for k in checkpoint.keys() if k.startswith(("visual", "vision_model."))}
-        return Checkpoint.from_tensors(convert_clip_vision_state_dict(vision), checkpoint.files[0])
+        return Checkpoint.from_tensors(_penultimate_tower(convert_clip_vision_state_dict(vision)), checkpoint.files[0])
 
     return load_model_file(path, family="wan", component="CLIP vision", loader=CLIP_LOADER, request=request,
-                           key_map=lambda checkpoint: None, convert=convert, strict=False,
+                           key_map=lambda checkpoint: None, convert=convert,
                            build=lambda shapes, _: ClipVisionEncoder(_clip_config(shapes)))
+
+
+def _penultimate_tower(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Wan uses the tower's penultimate hidden states: drop the last block, the post norm and the projection."""
+    last = max(int(k.split(".")[3]) for k in state if k.startswith("vision_model.encoder.layers."))
+    unused = (f"vision_model.encoder.layers.{last}.", "vision_model.post_layernorm.", "visual_projection.")
+    return {k: v for k, v in state.items() if not k.startswith(unused)}
 
 
 def _clip_config(shapes: dict[str, tuple[int, ...]]) -> ClipVisionConfig:
     dim, _, patch, _ = shapes["vision_model.embeddings.patch_embedding.weight"]
     positions = shapes["vision_model.embeddings.position_embedding.weight"][0]
-    layers = len({k.split(".")[3] for k in shapes if k.startswith("vision_model.encoder.layers.")})
+    layers = len({k.split(".")[3] for k in shapes if k.startswith("vision_model.encoder.layers.")}) + 1
     side = int(round((positions - 1) ** 0.5))
     return ClipVisionConfig(image_size=side * patch, patch_size=patch, dim=dim, heads=max(1, dim // CLIP_HEAD_DIM),
                             layers=layers, mlp_dim=shapes["vision_model.encoder.layers.0.mlp.fc1.weight"][0])

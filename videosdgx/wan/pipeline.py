@@ -126,12 +126,21 @@ class WanPipeline:
 
     def decode(self, latents: torch.Tensor, progress: Progress | None = None) -> torch.Tensor:
         """Normalised latents -> frames `[T, H, W, 3]` in 0..1, decoded chunk by chunk."""
-        parameter = next(self.vae.parameters())
-        chunks = []
-        total = latents.shape[2]
-        with torch.no_grad():
-            for index, chunk in enumerate(self.vae.decode_chunks(latents.to(parameter.device, parameter.dtype))):
-                chunks.append(((chunk[0].float().clamp(-1, 1) + 1) / 2).permute(1, 2, 3, 0).cpu())
-                if progress is not None:
-                    progress("decoding", index + 1, total)
-        return torch.cat(chunks)
+        on_chunk = None if progress is None else (lambda done, total: progress("decoding", done, total))
+        return decode_frames(self.vae, latents, on_chunk)
+
+
+def decode_frames(vae, latents: torch.Tensor, on_chunk: Callable[[int, int], None] | None = None) -> torch.Tensor:
+    """Latents `[B, C, T, h, w]` -> IMAGE frames `[B * frames, H, W, 3]` in 0..1 (videos one after the other).
+
+    Decodes one latent frame at a time; `on_chunk(done, total)` runs after each (and may raise to cancel).
+    """
+    parameter = next(vae.parameters())
+    frames, total = [], latents.shape[0] * latents.shape[2]
+    with torch.no_grad():
+        for video in latents.split(1):
+            for chunk in vae.decode_chunks(video.to(parameter.device, parameter.dtype)):
+                frames.append(((chunk[0].float().clamp(-1, 1) + 1) / 2).permute(1, 2, 3, 0).cpu())
+                if on_chunk is not None:
+                    on_chunk(len(frames), total)
+    return torch.cat(frames)

@@ -66,6 +66,7 @@ def sample_wan(
             "(e.g. wan2.2_t2v_high_noise_14B_fp8_scaled.safetensors and wan2.2_t2v_low_noise_14B_fp8_scaled)."
         )
     image = image or ImageConditioning()
+    _check_inputs(experts[0], latent_shape, image)
     device = experts[0].patch_embedding.weight.device
     sigmas = sigma_schedule(settings)
     switch = boundary_step(sigmas, settings.boundary) if settings.boundary is not None else len(sigmas)
@@ -105,6 +106,28 @@ def sample_wan(
     log.info("sampling %d steps (%s, shift %.1f, cfg %.1f%s)", len(sigmas) - 1, settings.solver, settings.shift,
              settings.guidance, "" if settings.boundary is None else f", {switch} high-noise steps")
     return sample(velocity, x.to(device), sigmas, settings.solver, callback=after_step).cpu()
+
+
+def _check_inputs(model: WanModel, latent_shape: tuple[int, ...], image: ImageConditioning) -> None:
+    """Refuse mismatched inputs before any compute, saying what to connect instead."""
+    cfg = model.cfg
+    if len(latent_shape) != 4 or latent_shape[0] != cfg.out_dim:
+        raise ConfigurationError(
+            f"This Wan model denoises video latents with {cfg.out_dim} channels [{cfg.out_dim}, T, h, w]; got "
+            f"{list(latent_shape)}. Make the latent with the matching VAE (48 channels: the Wan 2.2 VAE, for "
+            "TI2V-5B; 16: the Wan 2.1 VAE, for every other Wan model)."
+        )
+    takes_image = cfg.in_dim != cfg.out_dim
+    if takes_image != (image.y is not None):
+        raise ConfigurationError(
+            "This is an image-to-video Wan model: give it image conditioning (Wan Image to Video, or --image)."
+            if takes_image else "This is a text-to-video Wan model: it takes no image conditioning."
+        )
+    if cfg.has_image_branch and image.clip_fea is None:
+        raise ConfigurationError(
+            "Wan2.1 I2V / FLF2V needs CLIP vision features: load clip_vision_h.safetensors with the Wan CLIP "
+            "Vision Loader and connect it to Wan Image to Video."
+        )
 
 
 def _reinject(x: torch.Tensor, image: ImageConditioning) -> torch.Tensor:

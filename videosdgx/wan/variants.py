@@ -57,3 +57,13 @@ def wan_variant(name: str) -> WanVariant:
         return WAN_VARIANTS[name]
     except KeyError:
         raise ConfigurationError(f"Unknown Wan model '{name}'. Choose one of: {', '.join(WAN_VARIANTS)}.") from None
+
+
+def expert_boundary(task: str) -> float:
+    """Where the Wan2.2 A14B release of `task` hands over from the high- to the low-noise expert."""
+    for variant in WAN_VARIANTS.values():
+        if variant.experts == 2 and variant.task == task:
+            return variant.boundary
+    raise ConfigurationError(
+        f"Only Wan2.2 A14B (T2V / I2V) has a low-noise expert; this is a Wan {task} model. Load one model file."
+    )

@@ -1,0 +1,17 @@
+"""VideosDGX ComfyUI nodes (V3 API). Imported only inside ComfyUI (or its test stand-in)."""
+
+from ._comfy import ComfyExtension, io
+from .wan_conditioning import WanImageToVideo, WanTextEncode
+from .wan_latents import WanEmptyLatent, WanVAEDecode, WanVAEEncode
+from .wan_loaders import WanCLIPVisionLoader, WanModelLoader, WanTextEncoderLoader, WanVAELoader
+from .wan_sampler import WanSampler
+
+NODES = [
+    WanModelLoader, WanTextEncoderLoader, WanVAELoader, WanCLIPVisionLoader, WanTextEncode, WanEmptyLatent,
+    WanImageToVideo, WanSampler, WanVAEEncode, WanVAEDecode,
+]
+
+
+class VideosDGXExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return list(NODES)

@@ -1,0 +1,74 @@
+"""The one module that imports ComfyUI: the V3 node API, model folders, progress, interruption and devices."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+
+import comfy.model_management as model_management
+import comfy.utils
+import folder_paths
+import torch
+from comfy_api.latest import ComfyExtension, io, ui
+
+__all__ = ["ComfyExtension", "io", "ui", "model_names", "model_path", "progress", "byte_progress",
+           "check_interrupt", "register_model_folders", "torch_device"]
+
+log = logging.getLogger(__name__)
+
+PACK_FOLDERS = ("latent_upscale_models",)  # newer than some ComfyUI releases we support
+
+
+def model_names(folder: str) -> list[str]:
+    """The files ComfyUI lists for a model folder key (`diffusion_models`, `vae`, ...), for a combo."""
+    return folder_paths.get_filename_list(folder)
+
+
+def model_path(folder: str, name: str) -> str:
+    """Absolute path of `name` in a model folder; a missing file names the manifest bundle that installs it."""
+    try:
+        return folder_paths.get_full_path_or_raise(folder, name)
+    except FileNotFoundError as error:
+        searched = ", ".join(folder_paths.get_folder_paths(folder)) or f"models/{folder}"
+        raise FileNotFoundError(f"{error} Looked in: {searched}. {_install_hint(folder, name)}") from None
+
+
+def _install_hint(folder: str, name: str) -> str:
+    try:
+        from videosdgx.manifest import load_manifest
+
+        hint = load_manifest().install_hint(name)
+    except ImportError:
+        hint = ""
+    return hint or f"Put the file in ComfyUI's models/{folder} folder (or a folder extra_model_paths.yaml adds)."
+
+
+def progress(total: int, node_id: str | None = None) -> comfy.utils.ProgressBar:
+    """A ComfyUI progress bar; `node_id` None lets ComfyUI use the node being executed."""
+    return comfy.utils.ProgressBar(total, node_id=node_id)
+
+
+def byte_progress(node_id: str | None = None) -> Callable[[int, int], None]:
+    """A `progress(done_bytes, total_bytes)` callback for the engine's streamed loaders."""
+    bar = progress(1, node_id)
+    return lambda done, total: bar.update_absolute(done, total)
+
+
+def check_interrupt() -> None:
+    """Raise ComfyUI's InterruptProcessingException if the user pressed Cancel (never catch it)."""
+    model_management.throw_exception_if_processing_interrupted()
+
+
+def register_model_folders() -> None:
+    """Register the model folder keys the pack uses that an older ComfyUI does not know yet."""
+    for key in PACK_FOLDERS:
+        if key not in folder_paths.folder_names_and_paths:
+            folder_paths.add_model_folder_path(key, os.path.join(folder_paths.models_dir, key))
+            folder_paths.folder_names_and_paths[key][1].update(folder_paths.supported_pt_extensions)
+            log.info("registered the model folder %s", key)
+
+
+def torch_device() -> torch.device:
+    """The device ComfyUI computes on (respects --cpu, --directml, CUDA_VISIBLE_DEVICES, ...)."""
+    return model_management.get_torch_device()

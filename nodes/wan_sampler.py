@@ -1,0 +1,58 @@
+"""The Wan sampler node: seeded flow-matching sampling with CFG, expert switching, progress and Cancel."""
+
+from __future__ import annotations
+
+import torch
+
+from videosdgx.sampling import SOLVERS
+from videosdgx.wan.sampler import SamplingSettings, sample_wan
+
+from ._comfy import check_interrupt, io, progress
+from .wan_types import CATEGORY, WanConditioning, WanConditioningType, WanExperts, WanModelType
+
+MAX_SEED = 0xFFFFFFFFFFFFFFFF
+
+
+class WanSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="VideosDGXWanSampler",
+            display_name="Wan Sampler",
+            category=CATEGORY,
+            description="Denoises a Wan video latent (UniPC or Euler flow matching with classifier-free guidance).",
+            inputs=[
+                WanModelType.Input("model"),
+                WanConditioningType.Input("conditioning"),
+                io.Latent.Input("latent"),
+                io.Int.Input("seed", default=0, min=0, max=MAX_SEED, control_after_generate=True),
+                io.Int.Input("steps", default=50, min=1, max=200, step=1),
+                io.Float.Input("cfg", default=5.0, min=0.0, max=30.0, step=0.1, round=0.01,
+                               tooltip="Guidance scale (of the high-noise expert for Wan2.2 A14B); 1 disables it."),
+                io.Float.Input("cfg_low_noise", default=3.0, min=0.0, max=30.0, step=0.1, round=0.01,
+                               tooltip="Guidance scale of the Wan2.2 A14B low-noise expert; unused otherwise."),
+                io.Float.Input("shift", default=5.0, min=0.0, max=100.0, step=0.1, round=0.01,
+                               tooltip="Sigma shift: 5 for most Wan models, 3 for Wan2.1 I2V 480p."),
+                io.Combo.Input("sampler", options=list(SOLVERS), default="unipc"),
+                io.Float.Input("denoise", default=1.0, min=0.01, max=1.0, step=0.01,
+                               tooltip="Below 1 the latent is partly noised and refined (video-to-video)."),
+            ],
+            outputs=[io.Latent.Output(display_name="latent")],
+        )
+
+    @classmethod
+    def execute(cls, model: WanExperts, conditioning: WanConditioning, latent: dict, seed: int, steps: int,
+                cfg: float, cfg_low_noise: float, shift: float, sampler: str, denoise: float) -> io.NodeOutput:
+        samples = latent["samples"]
+        settings = SamplingSettings(steps=steps, shift=shift, guidance=cfg, seed=seed, solver=sampler,
+                                    guidance_low=cfg_low_noise, boundary=model.boundary, denoise=denoise)
+        bar = progress(steps)
+
+        def on_step(step: int, total: int, _: torch.Tensor) -> None:
+            check_interrupt()
+            bar.update_absolute(step + 1, total)
+
+        check_interrupt()
+        result = sample_wan(list(model.models), conditioning.text, tuple(samples.shape[1:]), settings,
+                            conditioning.image, init_latents=samples, callback=on_step)
+        return io.NodeOutput({"samples": result})

@@ -1,0 +1,203 @@
+"""The shipped Wan workflows: each API-format file runs in-process on tiny weights through a small executor
+that behaves like ComfyUI's, each editor-format file converts to exactly its API twin, and both follow the
+official settings, the manifest's file names and the headless client's title conventions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from conftest import REPO
+from videosdgx.client.convert import is_link, read_links, to_api
+from videosdgx.client.overrides import Overrides, apply_assignments, plan_overrides
+from videosdgx.manifest import load_manifest
+from videosdgx.media import read_video
+from videosdgx.testing.wan import write_wan_models
+from videosdgx.wan.text_prompt import WAN_I2V_NEGATIVE_PROMPT
+from videosdgx.wan.variants import WAN_VARIANTS
+
+WORKFLOWS = REPO / "workflows"
+CORE_OBJECT_INFO = json.loads((Path(__file__).parent / "core_object_info.json").read_text())
+VARIANT_OF = {
+    "wan2.1-t2v-1.3b": "wan2.1-t2v-1.3b", "wan2.1-t2v-14b": "wan2.1-t2v-14b",
+    "wan2.1-i2v-14b-480p": "wan2.1-i2v-14b-480p", "wan2.2-t2v-a14b": "wan2.2-t2v-a14b",
+    "wan2.2-i2v-a14b": "wan2.2-i2v-a14b", "wan2.2-ti2v-5b-t2v": "wan2.2-ti2v-5b",
+    "wan2.2-ti2v-5b-i2v": "wan2.2-ti2v-5b",
+}
+NAMES = sorted(VARIANT_OF)
+IMAGE_WORKFLOWS = {"wan2.1-i2v-14b-480p", "wan2.2-i2v-a14b", "wan2.2-ti2v-5b-i2v"}
+MODEL_INPUTS = ("model_name", "low_noise_model", "text_encoder_name", "vae_name", "clip_name")
+TINY = Overrides(seed=3, steps=2, width=32, height=32, frames=5)
+
+
+def api_workflow(name: str) -> dict:
+    return json.loads((WORKFLOWS / "api" / f"{name}.json").read_text())
+
+
+def editor_workflow(name: str) -> dict:
+    return json.loads((WORKFLOWS / f"{name}.json").read_text())
+
+
+def by_class(workflow: dict, class_type: str) -> dict:
+    found = [node for node in workflow.values() if node["class_type"] == class_type]
+    assert len(found) == 1, class_type
+    return found[0]["inputs"]
+
+
+@pytest.fixture(scope="module")
+def comfy(comfy_pack, tmp_path_factory):
+    """ComfyUI with tiny files for every Wan variant, the example.png ComfyUI ships, and the core nodes."""
+    import core_nodes
+
+    base = tmp_path_factory.mktemp("comfyui")
+    for variant in sorted(set(VARIANT_OF.values())):
+        write_wan_models(variant, base / "models")
+    (base / "input").mkdir()
+    Image.new("RGB", (48, 40), (200, 120, 40)).save(base / "input" / "example.png")
+    comfy_pack.folder_paths.set_base(base)
+    comfy_pack.classes = {**comfy_pack.nodes, "CreateVideo": core_nodes.CreateVideo,
+                          "SaveVideo": core_nodes.SaveVideo, "LoadImage": core_nodes.LoadImage}
+    return comfy_pack
+
+
+def object_info(classes: dict) -> dict:
+    """/object_info as the server builds it (V3 schemas, V1 INPUT_TYPES for LoadImage)."""
+    info = {}
+    for name, cls in classes.items():
+        if hasattr(cls, "define_schema"):
+            info[name] = cls.GET_SCHEMA().get_v1_info(cls)
+        else:
+            inputs = cls.INPUT_TYPES()
+            info[name] = {"input": inputs, "input_order": {k: list(v) for k, v in inputs.items()},
+                          "output": list(cls.RETURN_TYPES), "output_node": False}
+    return info
+
+
+def validate(prompt: dict, info: dict) -> None:
+    """The constant checks ComfyUI's validate_inputs makes: required inputs present, combo values listed, ranges."""
+    for node_id, node in prompt.items():
+        declared = info[node["class_type"]]["input"]
+        for name, (kind, *rest) in declared["required"].items():
+            assert name in node["inputs"], f"node {node_id}: missing required input {name}"
+        for name, value in node["inputs"].items():
+            kind, options = {**declared["required"], **declared.get("optional", {})}[name]
+            if is_link(value):
+                continue
+            choices = kind if isinstance(kind, list) else options.get("options")
+            if choices is not None:
+                assert value in choices, f"node {node_id}: {name}={value!r} is not one of {choices}"
+            if kind in ("INT", "FLOAT"):
+                assert options["min"] <= value <= options["max"], f"node {node_id}: {name}={value} out of range"
+
+
+def execute(prompt: dict, classes: dict) -> dict[str, dict]:
+    """Run the ancestors of the output nodes in dependency order; the UI results of the output nodes by id."""
+    info = object_info(classes)
+    validate(prompt, info)
+    results, ui, pending = {}, {}, [i for i, n in prompt.items() if info[n["class_type"]].get("output_node")]
+    assert pending, "a prompt with no output node is rejected (prompt_no_outputs)"
+
+    def run(node_id: str) -> None:
+        if node_id in results:
+            return
+        node = prompt[node_id]
+        for value in node["inputs"].values():
+            if is_link(value):
+                run(value[0])
+        inputs = {k: results[v[0]][v[1]] if is_link(v) else v for k, v in node["inputs"].items()}
+        cls = classes[node["class_type"]]
+        if hasattr(cls, "define_schema"):
+            output = cls.PREPARE_CLASS_CLONE({"UNIQUE_ID": node_id, "PROMPT": prompt}).execute(**inputs)
+            results[node_id] = output.args
+            if output.ui is not None:
+                ui[node_id] = output.ui.as_dict()
+        else:
+            results[node_id] = getattr(cls(), cls.FUNCTION)(**inputs)
+
+    for node_id in pending:
+        run(node_id)
+    return ui
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_api_workflow_runs_on_tiny_weights(comfy, name):
+    variant = WAN_VARIANTS[VARIANT_OF[name]]
+    prompt = apply_assignments(api_workflow(name), plan_overrides(api_workflow(name), TINY))
+    ui = execute(prompt, comfy.classes)
+    saved, = ui.values()
+    file, = saved["images"]
+    assert saved["animated"] == (True,) and file["type"] == "output" and file["subfolder"] == "video"
+    assert file["filename"] == f"{name}_00001_.mp4"
+    clip = read_video(Path(comfy.folder_paths.get_output_directory()) / "video" / file["filename"])
+    assert clip.frames.shape == (5, 32, 32, 3) and clip.fps == variant.fps
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_editor_workflow_converts_to_its_api_twin(comfy, name):
+    info = {**object_info(comfy.nodes), **CORE_OBJECT_INFO}
+    assert to_api(editor_workflow(name), info) == api_workflow(name)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_node_types_exist(comfy, name):
+    known = set(comfy.nodes) | set(CORE_OBJECT_INFO)
+    assert {node["class_type"] for node in api_workflow(name).values()} <= known
+    assert {node["type"] for node in editor_workflow(name)["nodes"]} - known == {"Note"}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_editor_graph_is_consistent(name):
+    workflow = editor_workflow(name)
+    assert workflow["version"] == 0.4 and isinstance(workflow["groups"], list)
+    nodes = {node["id"]: node for node in workflow["nodes"]}
+    links = read_links(workflow)
+    assert workflow["last_node_id"] == max(nodes) and workflow["last_link_id"] == max(links)
+    for link_id, link in links.items():
+        source, target = nodes[link.origin_id], nodes[link.target_id]
+        assert link_id in source["outputs"][link.origin_slot]["links"]
+        assert target["inputs"][link.target_slot]["link"] == link_id
+        assert source["outputs"][link.origin_slot]["type"] == target["inputs"][link.target_slot]["type"] == link.type
+    for node in nodes.values():
+        assert {"pos", "size", "inputs", "outputs", "widgets_values", "mode", "order"} <= set(node)
+        for slot in node["inputs"]:
+            assert slot["link"] is None or slot["link"] in links
+    note, = [node for node in nodes.values() if node["type"] == "Note"]
+    assert WAN_VARIANTS[VARIANT_OF[name]].title in note["widgets_values"][0]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_official_settings_and_manifest_files(name):
+    variant = WAN_VARIANTS[VARIANT_OF[name]]
+    workflow = api_workflow(name)
+    sampler = by_class(workflow, "VideosDGXWanSampler")
+    assert (sampler["steps"], sampler["shift"], sampler["cfg"], sampler["sampler"], sampler["denoise"]) == (
+        variant.steps, variant.shift, variant.guidance, "unipc", 1.0)
+    assert sampler["cfg_low_noise"] == (variant.guidance_low or variant.guidance)
+    assert by_class(workflow, "CreateVideo")["fps"] == variant.fps
+    size = next(node["inputs"] for node in workflow.values() if node["_meta"]["title"] == "Video Size")
+    assert (size["width"], size["height"], size["length"]) == (variant.width, variant.height, variant.frames)
+    text = by_class(workflow, "VideosDGXWanTextEncode")
+    assert text["negative_prompt"] == (WAN_I2V_NEGATIVE_PROMPT if variant.negative_prefix else "")
+    used = {value for node in workflow.values() for key, value in node["inputs"].items()
+            if key in MODEL_INPUTS and value != "none"}
+    assert used == {entry.filename for entry in load_manifest().bundle_entries(variant.name)}
+    assert ("VideosDGXWanCLIPVisionLoader" in {n["class_type"] for n in workflow.values()}) == variant.clip_vision
+    assert ("LoadImage" in {n["class_type"] for n in workflow.values()}) == (name in IMAGE_WORKFLOWS)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_client_parameters_find_their_nodes(name):
+    workflow = api_workflow(name)
+    image = name in IMAGE_WORKFLOWS
+    plan = plan_overrides(workflow, Overrides(prompt="p", seed=1, steps=2, width=64, height=48, frames=9,
+                                              image=Path("x.png") if image else None))
+    targets = {(workflow[a.node_id]["class_type"], a.input) for a in plan}
+    size_node = "VideosDGXWanImageToVideo" if image else "VideosDGXWanEmptyLatent"
+    expected = {("VideosDGXWanTextEncode", "prompt"), ("VideosDGXWanSampler", "seed"), ("VideosDGXWanSampler", "steps"),
+                (size_node, "width"), (size_node, "height"), (size_node, "length")}
+    assert targets == expected | ({("LoadImage", "image")} if image else set())
+    assert len(plan) == len(expected) + image
