@@ -39,7 +39,8 @@ SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
     "BOOL": torch.bool,
 }
 MAX_HEADER_BYTES = 100 * 1024 * 1024
-REDOWNLOAD_HINT = "Re-download it with `python install.py --models <bundle>` (or delete it and fetch it again)."
+REDOWNLOAD_HINT = ("Delete it and download it again: `python install.py --verify` names the bundle it belongs to, "
+                   "`python install.py --models BUNDLE` fetches it.")
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ class TensorInfo:
 
 
 def _format_size(n: int) -> str:
-    return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n:,} bytes"
+    return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
 
 
 def read_safetensors_header(path: str | os.PathLike) -> tuple[dict, int]:
@@ -91,8 +92,8 @@ def read_safetensors_header(path: str | os.PathLike) -> tuple[dict, int]:
     expected = data_start + max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
     if size < expected:
         raise CheckpointError(
-            f"{path} is truncated: expected {_format_size(expected)} ({expected:,} bytes), found "
-            f"{_format_size(size)} ({size:,} bytes). {REDOWNLOAD_HINT}"
+            f"{path} is truncated: expected {expected:,} bytes ({_format_size(expected)}), found {size:,} bytes "
+            f"({_format_size(size)}). {REDOWNLOAD_HINT}"
         )
     return header, data_start
 

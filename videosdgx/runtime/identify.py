@@ -184,8 +184,10 @@ def expect(identity: Identity, family: str, component: str, source: str, loader:
     """Refuse a file that is not the `family` `component` a loader expects, saying which loader to use."""
     if identity.family == family and identity.component == component:
         return
+    wanted = component if family == "text" else f"{FAMILY_NAMES.get(family, family)} {component}"
+    found = FAMILY_NAMES.get(identity.family, identity.family)
+    found = identity.description if identity.family == "text" else f"{identity.description} ({found})"
     raise WrongComponentError(
-        f"{source} is a {identity.description} ({FAMILY_NAMES.get(identity.family, identity.family)}), not a "
-        f"{FAMILY_NAMES.get(family, family)} {component}; load it with {identity.loader}. "
-        f"{loader[0].upper() + loader[1:]} needs a {FAMILY_NAMES.get(family, family)} {component} file."
+        f"{source} is a {found}, not a {wanted}; load it with {identity.loader}. "
+        f"{loader[0].upper() + loader[1:]} needs a {wanted} file."
     )

@@ -316,3 +316,16 @@ def swap_linears_for_checkpoint(
         swapped.append(name)
     log.info("Checkpoint stores %d Linear weights quantised; kept them quantised", len(swapped))
     return swapped
+
+
+def compute_dtype(layer: nn.Module) -> torch.dtype:
+    """The dtype a Linear runs in: its weight's, or its bias's when the weight is stored quantised (fp8 / fp4)."""
+    dtype = layer.weight.dtype
+    return dtype if dtype.itemsize > 1 or layer.bias is None else layer.bias.dtype
+
+
+def dense_weight(layer: nn.Module, dtype: torch.dtype) -> torch.Tensor:
+    """A Linear's weight as a dense `dtype` tensor (a temporary for quantised layers, scales applied)."""
+    if isinstance(layer, QuantizedLinear):
+        return layer.dequantized_weight(dtype, layer.weight.device)
+    return layer.weight.to(dtype)

@@ -12,6 +12,7 @@ from torch import nn
 from videosdgx.layers.embeddings import timestep_embedding
 from videosdgx.layers.rope import rope_frequencies
 from videosdgx.runtime.errors import CheckpointError, ConfigurationError, WrongComponentError
+from videosdgx.runtime.quantized_linear import compute_dtype
 from videosdgx.wan.transformer_blocks import Head, ImageEmbedding, WanBlock, fp32_linear
 
 MODEL_TYPES = ("t2v", "i2v", "flf2v", "ti2v")
@@ -226,8 +227,8 @@ class WanModel(nn.Module):
         padding = self.cfg.text_len - context.shape[1]
         if padding < 0:
             raise ConfigurationError(f"Wan takes at most {self.cfg.text_len} text tokens, got {context.shape[1]}.")
-        weight = self.text_embedding[0].weight
-        return self.text_embedding(F.pad(context.to(weight.dtype), (0, 0, 0, padding)))
+        dtype = compute_dtype(self.text_embedding[0])
+        return self.text_embedding(F.pad(context.to(dtype), (0, 0, 0, padding)))
 
     def embed_image(self, clip_fea: torch.Tensor | None, batch: int) -> torch.Tensor | None:
         """CLIP features -> image context tokens, or None for models without the image branch."""

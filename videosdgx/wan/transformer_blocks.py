@@ -8,12 +8,13 @@ from torch import nn
 from videosdgx.layers.norms import RMSNorm
 from videosdgx.layers.rope import RopeFreqs, apply_rope
 from videosdgx.runtime.attention import attention
+from videosdgx.runtime.quantized_linear import compute_dtype, dense_weight
 
 
-def fp32_linear(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
-    """`layer(x)` computed in float32 whatever the weight dtype (the reference runs these under fp32 autocast)."""
+def fp32_linear(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """`layer(x)` computed in float32 whatever the weight's storage (the reference runs these under fp32 autocast)."""
     bias = None if layer.bias is None else layer.bias.float()
-    return F.linear(x.float(), layer.weight.float(), bias)
+    return F.linear(x.float(), dense_weight(layer, torch.float32), bias)
 
 
 class LayerNormFP32(nn.LayerNorm):
@@ -42,7 +43,7 @@ class SelfAttention(nn.Module):
         return rearrange(x, "b l (h d) -> b h l d", h=self.num_heads)
 
     def forward(self, x: torch.Tensor, freqs: RopeFreqs) -> torch.Tensor:
-        x = x.to(self.q.weight.dtype)
+        x = x.to(compute_dtype(self.q))
         q = apply_rope(self.split_heads(self.norm_q(self.q(x))), freqs)
         k = apply_rope(self.split_heads(self.norm_k(self.k(x))), freqs)
         out = attention(q, k, self.split_heads(self.v(x)))
@@ -65,7 +66,7 @@ class CrossAttention(SelfAttention):
     def forward(  # type: ignore[override]
         self, x: torch.Tensor, context: torch.Tensor, context_img: torch.Tensor | None = None
     ) -> torch.Tensor:
-        x = x.to(self.q.weight.dtype)
+        x = x.to(compute_dtype(self.q))
         q = self.split_heads(self.norm_q(self.q(x)))
         k = self.split_heads(self.norm_k(self.k(context)))
         out = attention(q, k, self.split_heads(self.v(context)))
@@ -105,7 +106,7 @@ class WanBlock(nn.Module):
         x = x + self.self_attn(self.norm1(x) * (1 + scale_sa) + shift_sa, freqs).float() * gate_sa
         x = x + self.cross_attn(self.norm3(x), context, context_img).float()
         h = self.norm2(x) * (1 + scale_ff) + shift_ff
-        return x + self.ffn(h.to(self.ffn[0].weight.dtype)).float() * gate_ff
+        return x + self.ffn(h.to(compute_dtype(self.ffn[0]))).float() * gate_ff
 
 
 class Head(nn.Module):
@@ -146,5 +147,5 @@ class ImageEmbedding(nn.Module):
         norm_in, fc1, act, fc2, norm_out = self.proj
         if hasattr(self, "emb_pos"):
             clip_fea = clip_fea.float() + self.emb_pos.float()
-        h = fc2(act(fc1(norm_in(clip_fea).to(fc1.weight.dtype))))
-        return norm_out(h).to(fc2.weight.dtype)
+        h = fc2(act(fc1(norm_in(clip_fea).to(compute_dtype(fc1)))))
+        return norm_out(h).to(compute_dtype(fc2))

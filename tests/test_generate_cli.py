@@ -1,0 +1,176 @@
+"""`videosdgx generate`: in-process on demo weights and on a models folder, refusals, and `--server` against the
+fake ComfyUI server with the shipped API workflows."""
+
+import copy
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+from fake_comfy import FakeComfy, Scenario, Text, messages
+from PIL import Image
+
+from videosdgx.cli import main
+from videosdgx.generate import WORKFLOWS
+from videosdgx.media import read_video
+from videosdgx.testing.wan import write_wan_models
+
+TINY = ["--width", "96", "--height", "64", "--frames", "5", "--steps", "2"]
+PID = "prompt-1"
+
+
+def write_png(path: Path, seed: int = 0) -> Path:
+    pixels = np.random.default_rng(seed).integers(0, 256, size=(40, 60, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def test_demo_writes_a_video_of_the_requested_size(tmp_path, capsys):
+    out = tmp_path / "x.mp4"
+    code = main(["generate", "--demo", "--prompt", "a red fox in snow", *TINY, "--seed", "7", "--out", str(out)])
+    assert code == 0
+    clip = read_video(out)
+    assert clip.frames.shape == (5, 64, 96, 3) and clip.fps == 16
+    assert clip.frames.std() > 0.05
+    stdout = capsys.readouterr().out
+    assert f"wrote {out} (5 frames, 96x64, 16 fps) - demo: random weights" in stdout
+
+
+def test_demo_image_to_video_corrects_the_size(tmp_path, caplog):
+    out = tmp_path / "i2v.mp4"
+    image = write_png(tmp_path / "start.png")
+    with caplog.at_level(logging.WARNING):
+        code = main(["generate", "--demo", "--model", "wan2.1-i2v-14b-480p", "--prompt", "the scene comes alive",
+                     "--image", str(image), "--width", "100", "--height", "70", "--frames", "6", "--steps", "2",
+                     "--out", str(out)])
+    assert code == 0
+    assert read_video(out).frames.shape == (5, 64, 96, 3)
+    assert "size 100x70 is not a multiple of 16; using 96x64" in caplog.messages
+    assert "6 frames is not 4n+1; using 5 frames" in caplog.messages
+
+
+def test_models_dir_with_installed_files(tmp_path):
+    models = tmp_path / "models"
+    write_wan_models("wan2.2-ti2v-5b", models)
+    out = tmp_path / "ti2v.mp4"
+    code = main(["generate", "--model", "wan2.2-ti2v-5b", "--models-dir", str(models), "--prompt", "waves",
+                 *TINY, "--out", str(out)])
+    assert code == 0
+    clip = read_video(out)
+    assert clip.frames.shape == (5, 64, 96, 3) and clip.fps == 24
+
+
+def test_missing_models_folder_exits_1_naming_install(tmp_path, caplog):
+    out = tmp_path / "never.mp4"
+    code = main(["generate", "--model", "wan2.1-t2v-1.3b", "--models-dir", str(tmp_path / "nowhere"),
+                 "--prompt", "a cat", *TINY, "--out", str(out)])
+    assert code == 1
+    [error] = [record.getMessage() for record in caplog.records if record.levelno == logging.ERROR]
+    assert "diffusion_models/wan2.1_t2v_1.3B_fp16.safetensors" in error
+    assert "python install.py --models wan2.1-t2v-1.3b" in error and "--demo" in error
+    assert not out.exists()
+
+
+def test_too_small_size_exits_1_with_the_valid_values(tmp_path, caplog):
+    code = main(["generate", "--demo", "--prompt", "a cat", "--width", "8", "--height", "64", "--frames", "5",
+                 "--steps", "2", "--out", str(tmp_path / "x.mp4")])
+    assert code == 1
+    [error] = [record.getMessage() for record in caplog.records if record.levelno == logging.ERROR]
+    assert "8x64, 5 frames is too small" in error and "at least 16" in error
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# --server
+
+
+def shipped(name: str) -> dict:
+    path = WORKFLOWS / f"{name}.json"
+    assert path.is_file(), f"no shipped workflow {path}"
+    return json.loads(path.read_text())
+
+
+def titled(workflow: dict, title: str) -> str:
+    [node_id] = [key for key, node in workflow.items() if node.get("_meta", {}).get("title") == title]
+    return node_id
+
+
+def server_run(outputs_node: str, video: bytes) -> Scenario:
+    outputs = {outputs_node: {"images": [{"filename": "wan_00001_.mp4", "subfolder": "video", "type": "output"}],
+                              "animated": [True]}}
+    steps = [Text(messages.execution_start(PID)), Text(messages.executing(PID, outputs_node)),
+             Text(messages.executed(PID, outputs_node, outputs[outputs_node])), Text(messages.execution_success(PID))]
+    return Scenario(steps=steps, outputs=outputs, files={("output", "video", "wan_00001_.mp4"): video})
+
+
+def test_server_submits_the_shipped_workflow_with_overrides(tmp_path, capsys):
+    workflow = shipped("wan2.1-t2v-1.3b")
+    save = titled(workflow, "Save Video")
+    with FakeComfy(server_run(save, b"mp4-bytes")) as fake:
+        code = main(["generate", "--model", "wan2.1-t2v-1.3b", "--server", fake.url, "--prompt", "a lighthouse",
+                     "--seed", "123", "--steps", "6", "--width", "512", "--height", "288", "--frames", "33",
+                     "--out", str(tmp_path / "out")])
+    assert code == 0
+    [submitted] = [payload["prompt"] for payload in fake.prompts]
+    expected = copy.deepcopy(workflow)
+    expected[titled(workflow, "Prompt")]["inputs"]["prompt"] = "a lighthouse"
+    sampler = expected[titled(workflow, "Wan Sampler")]["inputs"]
+    sampler["seed"], sampler["steps"] = 123, 6
+    expected[titled(workflow, "Video Size")]["inputs"].update(width=512, height=288, length=33)
+    assert submitted == expected
+    downloaded = (tmp_path / "out" / "video" / "wan_00001_.mp4").resolve()
+    assert downloaded.read_bytes() == b"mp4-bytes"
+    assert f"wrote {downloaded}" in capsys.readouterr().out
+
+
+def test_server_keeps_the_workflow_defaults_that_are_not_overridden(tmp_path):
+    workflow = shipped("wan2.2-t2v-a14b")
+    with FakeComfy(server_run(titled(workflow, "Save Video"), b"x")) as fake:
+        code = main(["generate", "--model", "wan2.2-t2v-a14b", "--server", fake.url, "--prompt", "a kite",
+                     "--out", str(tmp_path)])
+    assert code == 0
+    submitted = fake.prompts[0]["prompt"]
+    sampler = titled(workflow, "Wan Sampler")
+    assert submitted[titled(workflow, "Prompt")]["inputs"]["prompt"] == "a kite"
+    assert submitted[sampler]["inputs"]["seed"] == 0  # the CLI's default seed
+    assert {key: value for key, value in submitted[sampler]["inputs"].items() if key != "seed"} == {
+        key: value for key, value in workflow[sampler]["inputs"].items() if key != "seed"}
+
+
+def test_server_image_to_video_uploads_the_start_image(tmp_path):
+    workflow = shipped("wan2.2-ti2v-5b-i2v")
+    image = write_png(tmp_path / "start.png", seed=3)
+    scenario = server_run(titled(workflow, "Save Video"), b"x")
+    scenario.upload_names = {"start.png": "start (1).png"}
+    with FakeComfy(scenario) as fake:
+        code = main(["generate", "--model", "wan2.2-ti2v-5b", "--server", fake.url, "--prompt", "it moves",
+                     "--image", str(image), "--out", str(tmp_path / "out")])
+    assert code == 0
+    [upload] = fake.uploads
+    assert upload["filename"] == "start.png" and upload["data"] == image.read_bytes()
+    assert fake.prompts[0]["prompt"][titled(workflow, "Input Image")]["inputs"]["image"] == "start (1).png"
+
+
+def test_server_applies_the_negative_prompt(tmp_path):
+    workflow = shipped("wan2.1-t2v-1.3b")
+    with FakeComfy(server_run(titled(workflow, "Save Video"), b"x")) as fake:
+        code = main(["generate", "--model", "wan2.1-t2v-1.3b", "--server", fake.url, "--prompt", "a cat",
+                     "--negative", "blurry, static", "--out", str(tmp_path)])
+    assert code == 0
+    inputs = fake.prompts[0]["prompt"][titled(workflow, "Prompt")]["inputs"]
+    assert inputs["prompt"] == "a cat" and inputs["negative_prompt"] == "blurry, static"
+
+
+def test_server_rejection_exits_with_the_client_code(tmp_path, caplog):
+    error = {"type": "prompt_outputs_failed_validation", "message": "Prompt outputs failed validation",
+             "details": "", "extra_info": {}}
+    node_errors = {"1": {"class_type": "VideosDGXWanModelLoader", "dependent_outputs": ["11"], "errors": [
+        {"type": "value_not_in_list", "message": "Value not in list", "details": "model_name",
+         "extra_info": {}}]}}
+    with FakeComfy(Scenario(prompt_reply=(400, {"error": error, "node_errors": node_errors}))) as fake:
+        code = main(["generate", "--model", "wan2.1-t2v-1.3b", "--server", fake.url, "--prompt", "a cat",
+                     "--out", str(tmp_path / "out")])
+    assert code == 2
+    [message] = [record.getMessage() for record in caplog.records if record.levelno == logging.ERROR]
+    assert message.startswith("The server rejected the prompt: Prompt outputs failed validation")
+    assert "value_not_in_list: Value not in list [model_name]" in message
+    assert not (tmp_path / "out").exists()
