@@ -12,8 +12,8 @@ import folder_paths
 import torch
 from comfy_api.latest import ComfyExtension, io, ui
 
-__all__ = ["ComfyExtension", "io", "ui", "model_names", "model_path", "progress", "byte_progress",
-           "check_interrupt", "register_model_folders", "torch_device"]
+__all__ = ["ComfyExtension", "io", "ui", "model_names", "model_path", "missing_model", "progress", "byte_progress",
+           "check_interrupt", "latent_previewer", "register_model_folders", "torch_device"]
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,18 @@ def model_path(folder: str, name: str) -> str:
     except FileNotFoundError as error:
         searched = ", ".join(folder_paths.get_folder_paths(folder)) or f"models/{folder}"
         raise FileNotFoundError(f"{error} Looked in: {searched}. {_install_hint(folder, name)}") from None
+
+
+def missing_model(folder: str, name: str) -> bool | str:
+    """`validate_inputs` answer for a model file: True, or why it is missing and how to install it.
+
+    ComfyUI does not check V3 combo values against their options before running, so without this a wrong file
+    name would only fail inside the node, as an execution error instead of a validation error.
+    """
+    if name == "none" or folder_paths.get_full_path(folder, name) is not None:
+        return True
+    searched = ", ".join(folder_paths.get_folder_paths(folder)) or f"models/{folder}"
+    return f"Model file '{name}' is not in {folder} ({searched}). {_install_hint(folder, name)}"
 
 
 def _install_hint(folder: str, name: str) -> str:
@@ -53,6 +65,20 @@ def byte_progress(node_id: str | None = None) -> Callable[[int, int], None]:
     """A `progress(done_bytes, total_bytes)` callback for the engine's streamed loaders."""
     bar = progress(1, node_id)
     return lambda done, total: bar.update_absolute(done, total)
+
+
+def latent_previewer(latent_channels: int):
+    """ComfyUI's live previewer for Wan latents, or None (ComfyUI started without --preview-method, or too old).
+
+    Our latents are normalised like ComfyUI's Wan latent formats, so its latent2rgb factors and TAE decoders apply.
+    """
+    try:
+        import comfy.latent_formats as formats
+        import latent_preview
+    except ImportError:
+        return None
+    latent_format = formats.Wan22() if latent_channels == 48 else formats.Wan21()
+    return latent_preview.get_previewer(torch_device(), latent_format)
 
 
 def check_interrupt() -> None:

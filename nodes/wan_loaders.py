@@ -9,7 +9,7 @@ from videosdgx.runtime.model_files import LoadRequest
 from videosdgx.wan.loaders import load_clip_vision, load_dit, load_text_encoder, load_vae
 from videosdgx.wan.variants import expert_boundary
 
-from ._comfy import byte_progress, io, model_names, model_path, torch_device
+from ._comfy import byte_progress, io, missing_model, model_names, model_path, torch_device
 from .wan_types import CATEGORY, WanClipVisionType, WanExperts, WanModelType, WanTextEncoderType, WanVAEType
 
 NONE = "none"
@@ -46,6 +46,11 @@ class WanModelLoader(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, model_name: str, low_noise_model: str) -> bool | str:
+        found = missing_model("diffusion_models", model_name)
+        return missing_model("diffusion_models", low_noise_model) if found is True else found
+
+    @classmethod
     def execute(cls, model_name: str, low_noise_model: str, weight_dtype: str, weight_format: str) -> io.NodeOutput:
         names = (model_name,) if low_noise_model == NONE else (model_name, low_noise_model)
         models = tuple(load_dit(model_path("diffusion_models", name), load_request(weight_dtype, weight_format)).module
@@ -67,6 +72,10 @@ class WanTextEncoderLoader(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, text_encoder_name: str) -> bool | str:
+        return missing_model("text_encoders", text_encoder_name)
+
+    @classmethod
     def execute(cls, text_encoder_name: str) -> io.NodeOutput:
         return io.NodeOutput(load_text_encoder(model_path("text_encoders", text_encoder_name), load_request()))
 
@@ -84,6 +93,10 @@ class WanVAELoader(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, vae_name: str) -> bool | str:
+        return missing_model("vae", vae_name)
+
+    @classmethod
     def execute(cls, vae_name: str) -> io.NodeOutput:
         return io.NodeOutput(load_vae(model_path("vae", vae_name), load_request()).module)
 
@@ -99,6 +112,10 @@ class WanCLIPVisionLoader(io.ComfyNode):
             inputs=[io.Combo.Input("clip_name", options=model_names("clip_vision"))],
             outputs=[WanClipVisionType.Output(display_name="clip_vision")],
         )
+
+    @classmethod
+    def validate_inputs(cls, clip_name: str) -> bool | str:
+        return missing_model("clip_vision", clip_name)
 
     @classmethod
     def execute(cls, clip_name: str) -> io.NodeOutput:

@@ -7,7 +7,7 @@ import torch
 from videosdgx.sampling import SOLVERS
 from videosdgx.wan.sampler import SamplingSettings, sample_wan
 
-from ._comfy import check_interrupt, io, progress
+from ._comfy import check_interrupt, io, latent_previewer, progress
 from .wan_types import CATEGORY, WanConditioning, WanConditioningType, WanExperts, WanModelType
 
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
@@ -47,10 +47,12 @@ class WanSampler(io.ComfyNode):
         settings = SamplingSettings(steps=steps, shift=shift, guidance=cfg, seed=seed, solver=sampler,
                                     guidance_low=cfg_low_noise, boundary=model.boundary, denoise=denoise)
         bar = progress(steps)
+        previewer = latent_previewer(samples.shape[1])
 
-        def on_step(step: int, total: int, _: torch.Tensor) -> None:
+        def on_step(step: int, total: int, x: torch.Tensor) -> None:
             check_interrupt()
-            bar.update_absolute(step + 1, total)
+            preview = None if previewer is None else previewer.decode_latent_to_preview_image("JPEG", x)
+            bar.update_absolute(step + 1, total, preview)
 
         check_interrupt()
         result = sample_wan(list(model.models), conditioning.text, tuple(samples.shape[1:]), settings,

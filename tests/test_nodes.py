@@ -227,3 +227,18 @@ def test_wiring_mistakes_are_named_in_node_terms(comfy):
     assert with_clip.image.clip_fea.shape[-1] == 160
     sampled, = run(comfy, "VideosDGXWanSampler", model=i2v, conditioning=with_clip, **settings)
     assert sampled["samples"].shape == (1, 16, 2, 2, 2)
+
+
+def test_loaders_validate_file_names_before_the_run(comfy):
+    """ComfyUI does not check V3 combo values, so a wrong file name must fail validation (HTTP 400), not the run."""
+    nodes = comfy.nodes
+    assert nodes["VideosDGXWanModelLoader"].validate_inputs(
+        model_name="wan2.2_t2v_high_noise_14B_fp16.safetensors",
+        low_noise_model="wan2.2_t2v_low_noise_14B_fp16.safetensors") is True
+    assert nodes["VideosDGXWanVAELoader"].validate_inputs(vae_name="wan_2.1_vae.safetensors") is True
+    message = nodes["VideosDGXWanModelLoader"].validate_inputs(
+        model_name="wan2.1_t2v_1.3B_fp16.safetensors", low_noise_model="wan2.2_i2v_low_noise_14B_fp16.safetensors")
+    assert "'wan2.2_i2v_low_noise_14B_fp16.safetensors' is not in diffusion_models" in message
+    assert "install.py --models wan2.2-i2v-a14b" in message
+    message = nodes["VideosDGXWanCLIPVisionLoader"].validate_inputs(clip_name="nope.safetensors")
+    assert "'nope.safetensors' is not in clip_vision" in message and "models/clip_vision" in message
