@@ -1,0 +1,69 @@
+"""Smoke test of the benchmark scripts: each main runs end to end on a tiny model (no timing asserts)."""
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    """Import a bench script by file name, with bench/ on sys.path as when it runs as a script."""
+    sys.path.insert(0, str(BENCH))
+    modules = {}
+    for name in ("load", "wan"):
+        spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+        modules[name] = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(modules[name])
+    yield modules
+    sys.path.remove(str(BENCH))
+    for name in modules:
+        del sys.modules[f"bench_{name}"]
+
+
+def test_measure_span_sees_an_allocation():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import _measure
+    finally:
+        sys.path.remove(str(BENCH))
+    with _measure.Span() as span:
+        block = bytearray(64 * 2**20)
+        block[:: 4096] = b"\x01" * len(block[:: 4096])  # touch every page
+    assert span.peak - span.baseline >= 60 * 2**20
+    assert span.seconds > 0
+    assert _measure.table(["a", "b"], [["1", "22"]]).splitlines()[2] == "| 1 | 22 |"
+
+
+def test_load_bench_tiny(bench, tmp_path):
+    result = bench["load"].main(["--tiny", "--workdir", str(tmp_path)])
+    runs = result["runs"]
+    assert set(runs) == {(m, c) for m in ("ours", "naive") for c in ("cold", "warm")}
+    weights = runs["ours", "cold"]["weights"]
+    assert weights == runs["naive", "warm"]["weights"]
+    assert abs(weights - 0.02e9) < 0.005e9
+    assert runs["ours", "cold"]["checksum"] == runs["naive", "cold"]["checksum"]
+    for run in runs.values():
+        span = run["span"]
+        assert span["peak"] >= span["final"] > 0 and span["seconds"] > 0
+    assert "peak/weights" in result["report"] and "Goal: ours peak/weights <= 1.15" in result["report"]
+    assert list(tmp_path.iterdir()) == []  # the temporary checkpoint is gone
+
+
+def test_wan_bench_tiny(bench, tmp_path):
+    result = bench["wan"].main(["--tiny", "--repeat", "1", "--workdir", str(tmp_path)])
+    runs = result["runs"]
+    assert runs["dit-ours"]["shape"] == runs["dit-diffusers"]["shape"] == [1, 16, 2, 4, 6]
+    assert runs["vae-ours"]["shape"] == runs["vae-diffusers"]["shape"] == [1, 3, 5, 32, 48]
+    # identical weights and inputs: ours and diffusers compute the same thing
+    assert result["errors"]["dit"]["max"] < 1e-4
+    assert result["errors"]["vae"]["max"] < 1e-4
+    fp8 = runs["fp8"]
+    assert 0.5 <= fp8["fp8_bytes"] / fp8["bf16_bytes"] < 1.0
+    assert 0 < fp8["error"]["mean"] < 0.2 and math.isfinite(fp8["error"]["max"])
+    assert "Goal: VAE decode peak memory" in result["report"]
+    assert list(tmp_path.iterdir()) == []
