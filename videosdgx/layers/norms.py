@@ -1,6 +1,7 @@
 """Normalisation layers shared by every model family."""
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -13,7 +14,5 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim)) if elementwise_affine else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = x.float() * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + self.eps)
-        if self.weight is not None:
-            out = out * self.weight.float()
-        return out.to(x.dtype)
+        weight = None if self.weight is None else self.weight.float()
+        return F.rms_norm(x.float(), (x.shape[-1],), weight, self.eps).to(x.dtype)

@@ -72,7 +72,5 @@ def apply_rope(x: torch.Tensor, freqs: RopeFreqs) -> torch.Tensor:
     `freqs` is `(cos, sin)` from `rope_frequencies`, broadcastable to `[batch, heads, tokens, head_dim // 2]`
     (a `[tokens, head_dim // 2]` table applies the same rotation to every head and sample).
     """
-    cos, sin = freqs
-    real, imag = x.float().unflatten(-1, (-1, 2)).unbind(-1)
-    rotated = torch.stack([real * cos - imag * sin, real * sin + imag * cos], dim=-1)
-    return rotated.flatten(-2).to(x.dtype)
+    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
+    return torch.view_as_real(pairs * torch.complex(*freqs)).flatten(-2).to(x.dtype)

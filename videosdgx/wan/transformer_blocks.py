@@ -103,10 +103,10 @@ class WanBlock(nn.Module):
     ) -> torch.Tensor:
         """`x [B, N, D]` float32, `e0 [B, 1 or N, 6, D]` float32 time projection -> `[B, N, D]` float32."""
         shift_sa, scale_sa, gate_sa, shift_ff, scale_ff, gate_ff = (self.modulation.float() + e0).unbind(2)
-        x = x + self.self_attn(self.norm1(x) * (1 + scale_sa) + shift_sa, freqs).float() * gate_sa
+        x = torch.addcmul(x, self.self_attn(torch.addcmul(shift_sa, self.norm1(x), 1 + scale_sa), freqs).float(), gate_sa)
         x = x + self.cross_attn(self.norm3(x), context, context_img).float()
-        h = self.norm2(x) * (1 + scale_ff) + shift_ff
-        return x + self.ffn(h.to(compute_dtype(self.ffn[0]))).float() * gate_ff
+        h = torch.addcmul(shift_ff, self.norm2(x), 1 + scale_ff)
+        return torch.addcmul(x, self.ffn(h.to(compute_dtype(self.ffn[0]))).float(), gate_ff)
 
 
 class Head(nn.Module):

@@ -22,6 +22,7 @@ from videosdgx.wan.vae_blocks import (
     OutputHead,
     Resample,
     ResidualBlock,
+    per_frame,
 )
 
 WAN21_LATENTS_MEAN = (
@@ -109,10 +110,13 @@ class Decoder21(nn.Module):
                 layers.append(Resample(out_dim, "upsample3d" if temporal_upsample[i] else "upsample2d"))
         self.upsamples = CausalSequential(*layers)
         self.head = OutputHead(dims[-1], 3)
+        temporal = [i for i, layer in enumerate(layers) if isinstance(layer, Resample) and layer.mode == "upsample3d"]
+        self.streamed_from = temporal[-1] + 1 if temporal else 0  # from here on, frame by frame
 
     def forward(self, x: torch.Tensor, cache: FeatureCache) -> torch.Tensor:
-        x = self.middle(self.conv1(x, cache), cache)
-        return self.head(self.upsamples(x, cache), cache)
+        x = self.upsamples[: self.streamed_from](self.middle(self.conv1(x, cache), cache), cache)
+        tail = self.upsamples[self.streamed_from :]
+        return per_frame(x, lambda frame: self.head(tail(frame, cache), cache))
 
 
 class WanVAE21(CausalVideoVAE):

@@ -21,6 +21,7 @@ from videosdgx.wan.vae_blocks import (
     OutputHead,
     Resample,
     ResidualBlock,
+    per_frame,
 )
 
 WAN22_LATENTS_MEAN = (
@@ -124,6 +125,7 @@ class UpStage(nn.Module):
 
     def __init__(self, in_dim: int, out_dim: int, num_res_blocks: int, temporal: bool, spatial: bool) -> None:
         super().__init__()
+        self.temporal = temporal
         self.avg_shortcut = DupUp3D(in_dim, out_dim, 2 if temporal else 1, 2) if spatial else None
         layers: list[nn.Module] = []
         for _ in range(num_res_blocks + 1):
@@ -181,12 +183,20 @@ class Decoder22(nn.Module):
             )
         )
         self.head = OutputHead(dims[-1], 3 * cfg.patch_size**2)
+        temporal = [i for i, stage in enumerate(self.upsamples) if stage.temporal]
+        self.streamed_from = temporal[-1] + 1 if temporal else 0  # from here on, frame by frame
 
     def forward(self, x: torch.Tensor, cache: FeatureCache) -> torch.Tensor:
         x = self.middle(self.conv1(x, cache), cache)
-        for stage in self.upsamples:
+        for stage in self.upsamples[: self.streamed_from]:
             x = stage(x, cache)
-        return self.head(x, cache)
+
+        def tail(frame: torch.Tensor) -> torch.Tensor:
+            for stage in self.upsamples[self.streamed_from :]:
+                frame = stage(frame, cache)
+            return self.head(frame, cache)
+
+        return per_frame(x, tail)
 
 
 class WanVAE22(CausalVideoVAE):

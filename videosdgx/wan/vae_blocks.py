@@ -6,8 +6,9 @@ the last `CACHE_T` frames of its input from one chunk to the next in a `FeatureC
 the reference implementation exactly while holding only one chunk of activations.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Protocol
+
 
 import torch
 import torch.nn.functional as F
@@ -49,17 +50,34 @@ class CausalConv3d(nn.Conv3d):
         self.space_pad = (pw, pw, ph, ph)
 
     def forward(self, x: torch.Tensor, cache: FeatureCache | None = None) -> torch.Tensor:
-        time_pad = self.time_pad
-        if cache is not None and time_pad > 0:
+        previous = None
+        if cache is not None and self.time_pad > 0:
             previous = cache.frames.get(self)
             kept = x[:, :, -CACHE_T:]
-            if previous is not None:
-                if kept.shape[2] < CACHE_T:
-                    kept = torch.cat([previous[:, :, -1:], kept], dim=2)
-                x = torch.cat([previous, x], dim=2)
-                time_pad -= previous.shape[2]
+            if previous is not None and kept.shape[2] < CACHE_T:
+                kept = torch.cat([previous[:, :, -1:], kept], dim=2)
             cache.frames[self] = kept.clone()
-        return super().forward(F.pad(x, (*self.space_pad, time_pad, 0)))
+        return super().forward(self._padded(x, previous))
+
+    def _padded(self, x: torch.Tensor, previous: torch.Tensor | None) -> torch.Tensor:
+        """`[zeros | previous frames | x]` in time, zero-padded in space, written into one buffer (one copy)."""
+        left, right, top, bottom = self.space_pad
+        cached = 0 if previous is None else previous.shape[2]
+        time_pad = max(self.time_pad - cached, 0)
+        if time_pad == cached == left == top == 0:
+            return x
+        b, c, t, h, w = x.shape
+        out = x.new_empty(b, c, time_pad + cached + t, h + top + bottom, w + left + right)
+        out[:, :, :time_pad].zero_()
+        out[:, :, :, :top].zero_()
+        out[:, :, :, h + top:].zero_()
+        out[..., :left].zero_()
+        out[..., w + left:].zero_()
+        interior = out[:, :, :, top:h + top, left:w + left]
+        if previous is not None:
+            interior[:, :, time_pad:time_pad + cached] = previous
+        interior[:, :, time_pad + cached:] = x
+        return out
 
 
 class ChannelRMSNorm(nn.Module):
@@ -156,6 +174,15 @@ class CausalSequential(nn.Sequential):
         for layer in self:
             x = layer(x, cache) if isinstance(layer, (CausalConv3d, ResidualBlock, Resample)) else layer(x)
         return x
+
+
+def per_frame(x: torch.Tensor, layers: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """Apply causal, frame-count-preserving `layers` one frame at a time and stack the results.
+
+    With the feature cache this equals running them on the whole chunk, but the activations at the highest
+    resolutions (after the last temporal upsample) hold one frame instead of four.
+    """
+    return torch.cat([layers(frame) for frame in x.split(1, dim=2)], dim=2)
 
 
 class MiddleBlock(CausalSequential):
