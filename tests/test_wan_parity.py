@@ -7,7 +7,6 @@ sigma_min=1e-3)`) so that both integrate the same trajectory.
 """
 
 import dataclasses
-import io
 
 import diffusers
 import pytest
@@ -19,7 +18,7 @@ from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanTransformer3
 from videosdgx.runtime.model_files import LoadRequest
 from videosdgx.sampling import boundary_step, flow_sigmas
 from videosdgx.testing.files import save_safetensors
-from videosdgx.testing.wan import CORPUS
+from videosdgx.testing.wan import CORPUS, tiny_sentencepiece
 from videosdgx.text.tokenizer import load_tokenizer
 from videosdgx.wan import sampler as wan_sampler
 from videosdgx.wan.conditioning import TextConditioning
@@ -232,13 +231,8 @@ PROMPTS = ["a red fox running through snow", "一只猫坐在冲浪板上", "oce
 def umt5(tmp_path_factory):
     """A tiny UMT5 in transformers, saved as a ComfyUI-style file with its tokenizer embedded, and the
     transformers tokenizer twin of that SentencePiece model."""
-    proto = io.BytesIO()
-    sentencepiece.SentencePieceTrainer.train(
-        sentence_iterator=iter(CORPUS * 30), model_writer=proto, vocab_size=120, hard_vocab_limit=False,
-        model_type="unigram", pad_id=0, eos_id=1, unk_id=2, bos_id=-1, character_coverage=1.0,
-        normalization_rule_name="identity", minloglevel=2,
-    )
-    processor = sentencepiece.SentencePieceProcessor(model_proto=proto.getvalue())
+    proto = tiny_sentencepiece()
+    processor = sentencepiece.SentencePieceProcessor(model_proto=proto)
     vocab = [(processor.id_to_piece(i), processor.get_score(i)) for i in range(processor.get_piece_size())]
     hf_tokenizer = transformers.T5Tokenizer(vocab=vocab, extra_ids=0)
     torch.manual_seed(0)
@@ -247,9 +241,9 @@ def umt5(tmp_path_factory):
                                      feed_forward_proj="gated-gelu", dropout_rate=0.0)
     hf_encoder = _randomize(transformers.UMT5EncoderModel(config), seed=4)
     state = {key: value.clone() for key, value in hf_encoder.state_dict().items()}
-    state["spiece_model"] = torch.frombuffer(bytearray(proto.getvalue()), dtype=torch.uint8)
+    state["spiece_model"] = torch.frombuffer(bytearray(proto), dtype=torch.uint8)
     path = save_safetensors(tmp_path_factory.mktemp("umt5") / "umt5_tiny.safetensors", state)
-    return path, proto.getvalue(), hf_tokenizer, hf_encoder
+    return path, proto, hf_tokenizer, hf_encoder
 
 
 def test_encode_prompts_match_transformers_umt5_with_wan_padding(umt5):

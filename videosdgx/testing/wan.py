@@ -46,7 +46,8 @@ def tiny_sentencepiece() -> bytes:
     proto = io.BytesIO()
     sentencepiece.SentencePieceTrainer.train(
         sentence_iterator=iter(CORPUS * 30), model_writer=proto, vocab_size=120, hard_vocab_limit=False,
-        model_type="unigram", pad_id=0, eos_id=1, unk_id=2, bos_id=-1, character_coverage=1.0, minloglevel=2,
+        model_type="unigram", pad_id=0, eos_id=1, unk_id=2, bos_id=-1, character_coverage=1.0,
+        normalization_rule_name="identity", minloglevel=2,
     )
     return proto.getvalue()
 

@@ -22,6 +22,7 @@ from videosdgx.wan.vae_blocks import (
     OutputHead,
     Resample,
     ResidualBlock,
+    VAEConfigMixin,
     per_frame,
 )
 
@@ -36,7 +37,7 @@ WAN21_LATENTS_STD = (
 
 
 @dataclass(frozen=True)
-class WanVAE21Config:
+class WanVAE21Config(VAEConfigMixin):
     """Wan 2.1 VAE hyper-parameters; the defaults are the released model."""
 
     dim: int = 96
@@ -46,18 +47,6 @@ class WanVAE21Config:
     temporal_downsample: tuple[bool, ...] = (False, True, True)
     latents_mean: tuple[float, ...] = WAN21_LATENTS_MEAN
     latents_std: tuple[float, ...] = WAN21_LATENTS_STD
-
-    def __post_init__(self) -> None:
-        if not len(self.latents_mean) == len(self.latents_std) == self.z_dim:
-            raise ValueError(f"latents_mean/std need {self.z_dim} values each")
-
-    @property
-    def temporal_factor(self) -> int:
-        return 2 ** sum(self.temporal_downsample)
-
-    @property
-    def spatial_factor(self) -> int:
-        return 2 ** (len(self.dim_mult) - 1)
 
     @property
     def patch_size(self) -> int:

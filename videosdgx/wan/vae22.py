@@ -21,6 +21,7 @@ from videosdgx.wan.vae_blocks import (
     OutputHead,
     Resample,
     ResidualBlock,
+    VAEConfigMixin,
     per_frame,
 )
 
@@ -43,7 +44,7 @@ WAN22_LATENTS_STD = (
 
 
 @dataclass(frozen=True)
-class WanVAE22Config:
+class WanVAE22Config(VAEConfigMixin):
     """Wan 2.2 VAE hyper-parameters; the defaults are the released model (TI2V-5B)."""
 
     dim: int = 160
@@ -55,18 +56,6 @@ class WanVAE22Config:
     patch_size: int = 2
     latents_mean: tuple[float, ...] = WAN22_LATENTS_MEAN
     latents_std: tuple[float, ...] = WAN22_LATENTS_STD
-
-    def __post_init__(self) -> None:
-        if not len(self.latents_mean) == len(self.latents_std) == self.z_dim:
-            raise ValueError(f"latents_mean/std need {self.z_dim} values each")
-
-    @property
-    def temporal_factor(self) -> int:
-        return 2 ** sum(self.temporal_downsample)
-
-    @property
-    def spatial_factor(self) -> int:
-        return 2 ** (len(self.dim_mult) - 1) * self.patch_size
 
 
 WAN22_VAE = WanVAE22Config()

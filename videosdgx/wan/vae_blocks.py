@@ -264,6 +264,22 @@ class VAEConfig(Protocol):
     def patch_size(self) -> int: ...
 
 
+class VAEConfigMixin:
+    """Validation and derived sizes shared by the Wan VAE config dataclasses."""
+
+    def __post_init__(self) -> None:
+        if not len(self.latents_mean) == len(self.latents_std) == self.z_dim:
+            raise ValueError(f"latents_mean/std need {self.z_dim} values each")
+
+    @property
+    def temporal_factor(self) -> int:
+        return 2 ** sum(self.temporal_downsample)
+
+    @property
+    def spatial_factor(self) -> int:
+        return 2 ** (len(self.dim_mult) - 1) * self.patch_size
+
+
 class CausalVideoVAE(nn.Module):
     """Chunked causal encode/decode shared by both Wan VAEs.
 
