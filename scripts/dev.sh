@@ -12,7 +12,8 @@ fi
 PY="$VENV/bin/python"
 "$PY" -m pip install -q --upgrade pip >/dev/null
 if ! "$PY" -c "import torch" 2>/dev/null; then
-  "$PY" -m pip install -q "${TORCH_SPEC:-torch==2.13.0}"
+  # shellcheck disable=SC2086 # TORCH_SPEC may carry pip options, e.g. "torch --index-url URL"
+  "$PY" -m pip install -q ${TORCH_SPEC:-torch==2.13.0}
 fi
 case "${1:-test}" in
   demo)

@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from PIL import Image
 
 from conftest import REPO
@@ -181,7 +180,7 @@ def test_official_settings_and_manifest_files(name):
     size = next(node["inputs"] for node in workflow.values() if node["_meta"]["title"] == "Video Size")
     assert (size["width"], size["height"], size["length"]) == (variant.width, variant.height, variant.frames)
     text = by_class(workflow, "VideosDGXWanTextEncode")
-    assert text["negative_prompt"] == (WAN_I2V_NEGATIVE_PROMPT if variant.negative_prefix else "")
+    assert text["negative_prompt"] == (WAN_I2V_NEGATIVE_PROMPT if variant.negative_prompt == WAN_I2V_NEGATIVE_PROMPT else "")
     used = {value for node in workflow.values() for key, value in node["inputs"].items()
             if key in MODEL_INPUTS and value != "none"}
     assert used == {entry.filename for entry in load_manifest().bundle_entries(variant.name)}

@@ -60,9 +60,10 @@ class TextConditioning:
     negative: torch.Tensor
 
 
-def encode_text(text_encoder, prompt: str, negative_prompt: str = "", negative_prefix: str = "") -> TextConditioning:
-    """Encode a prompt pair; an empty negative prompt means the official default one."""
-    negative = negative_prompt.strip() or negative_prefix + WAN_NEGATIVE_PROMPT
+def encode_text(text_encoder, prompt: str, negative_prompt: str = "",
+                default_negative: str = WAN_NEGATIVE_PROMPT) -> TextConditioning:
+    """Encode a prompt pair; an empty negative prompt means `default_negative` (the official one)."""
+    negative = negative_prompt.strip() or default_negative
     positive_states, negative_states = encode_prompts(text_encoder.encoder, text_encoder.tokenizer, [prompt, negative])
     return TextConditioning(positive_states.float().cpu(), negative_states.float().cpu())
 

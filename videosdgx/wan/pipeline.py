@@ -96,7 +96,7 @@ class WanPipeline:
         variant = self.variant
         size = valid_size(request.width or variant.width, request.height or variant.height,
                           request.frames or variant.frames, variant.size_multiple)
-        text = encode_text(self.text_encoder, request.prompt, request.negative_prompt, variant.negative_prefix)
+        text = encode_text(self.text_encoder, request.prompt, request.negative_prompt, variant.negative_prompt)
         self._release_text_encoder()
         image = self._image_conditioning(request, size)
         settings = SamplingSettings(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from videosdgx.runtime.errors import ConfigurationError
+from videosdgx.wan.text_prompt import WAN_FLF2V_NEGATIVE_PROMPT, WAN_I2V_NEGATIVE_PROMPT, WAN_NEGATIVE_PROMPT
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class WanVariant:
     boundary: float | None = None  # expert switch: high while t >= boundary * 1000
     clip_vision: bool = False
     vae: str = "2.1"
-    negative_prefix: str = ""
+    negative_prompt: str = WAN_NEGATIVE_PROMPT  # used when the user gives none
 
     @property
     def experts(self) -> int:
@@ -41,9 +42,9 @@ WAN_VARIANTS: dict[str, WanVariant] = {v.name: v for v in (
     WanVariant("wan2.1-t2v-1.3b", "Wan2.1 T2V-1.3B", "t2v", 832, 480, 81, 16, 50, 5.0, 5.0),
     WanVariant("wan2.1-t2v-14b", "Wan2.1 T2V-14B", "t2v", 1280, 720, 81, 16, 50, 5.0, 5.0),
     WanVariant("wan2.1-i2v-14b-480p", "Wan2.1 I2V-14B 480P", "i2v", 832, 480, 81, 16, 40, 3.0, 5.0,
-               clip_vision=True, negative_prefix="镜头晃动，"),
+               clip_vision=True, negative_prompt=WAN_I2V_NEGATIVE_PROMPT),
     WanVariant("wan2.1-flf2v-14b-720p", "Wan2.1 FLF2V-14B 720P", "flf2v", 1280, 720, 81, 16, 50, 16.0, 5.0,
-               clip_vision=True, negative_prefix="镜头切换，"),
+               clip_vision=True, negative_prompt=WAN_FLF2V_NEGATIVE_PROMPT),
     WanVariant("wan2.2-t2v-a14b", "Wan2.2 T2V-A14B", "t2v", 1280, 720, 81, 16, 40, 12.0, 4.0, guidance_low=3.0,
                boundary=0.875),
     WanVariant("wan2.2-i2v-a14b", "Wan2.2 I2V-A14B", "i2v", 1280, 720, 81, 16, 40, 5.0, 3.5, guidance_low=3.5,
