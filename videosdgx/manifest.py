@@ -31,6 +31,12 @@ MODEL_FOLDERS = (
     "vae_approx",
 )
 STATUSES = ("available", "planned", "not_released")
+# What a file is for in its bundle; pipelines find their files by role, never by folder or file name.
+ROLES = (
+    "dit", "dit_high", "dit_low", "dit_index", "checkpoint", "text_encoder", "text_encoder_index",
+    "text_encoder_config", "tokenizer", "projections", "vae", "vae_config", "audio_vae", "vocoder", "clip_vision",
+    "audio_encoder", "upsampler", "temporal_upsampler", "lora", "lora_low", "special_tokens", "duration_head",
+)
 INSTALL_COMMAND = "python install.py --models"
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -41,6 +47,7 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _ENTRY_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "id": ((str,), True),
     "family": ((str,), True),
+    "role": ((str,), True),
     "repo": ((str,), True),
     "path": ((str,), True),
     "revision": ((str,), True),
@@ -58,6 +65,7 @@ _ENTRY_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
 _BUNDLE_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "name": ((str,), True),
     "family": ((str,), True),
+    "variant": ((str,), False),
     "description": ((str,), True),
     "status": ((str,), True),
     "entries": ((list,), True),
@@ -73,7 +81,8 @@ class Entry:
     """One downloadable file and where it is installed (`<ComfyUI folder>/<filename>`)."""
 
     id: str
-    family: str
+    family: str  # a family id of videosdgx.families
+    role: str  # one of ROLES
     repo: str
     path: str
     revision: str
@@ -106,6 +115,7 @@ class Bundle:
     description: str
     status: str  # available | planned (nodes not implemented yet) | not_released (no public weights)
     entries: tuple[str, ...]
+    variant: str = ""  # the family's variant these files are (default: the bundle's name)
     message: str = ""
     links: tuple[str, ...] = ()
     last_checked: str = ""
@@ -198,7 +208,17 @@ def _check_fields(record: object, fields: dict, label: str, problems: list[str])
     return ok
 
 
+def _check_family(raw: dict, label: str, problems: list[str]) -> None:
+    from videosdgx.families import family_ids
+
+    if raw["family"] not in family_ids():
+        problems.append(f"{label}: family '{raw['family']}' is not one of {', '.join(family_ids())}")
+
+
 def _check_entry(raw: dict, label: str, problems: list[str]) -> None:
+    _check_family(raw, label, problems)
+    if raw["role"] not in ROLES:
+        problems.append(f"{label}: role '{raw['role']}' is not one of {', '.join(ROLES)}")
     if not _ID.match(raw["id"]):
         problems.append(f"{label}: id '{raw['id']}' must be lower-case letters, digits, '.', '_' or '-'")
     if not _REPO.match(raw["repo"]):
@@ -256,6 +276,7 @@ def validate_manifest(data: object) -> list[str]:
         if raw["name"] in names:
             problems.append(f"{label}: duplicate bundle name '{raw['name']}'")
         names.add(raw["name"])
+        _check_family(raw, label, problems)
         if raw["status"] not in STATUSES:
             problems.append(f"{label}: status '{raw['status']}' is not one of {', '.join(STATUSES)}")
         for entry_id in raw["entries"]:
@@ -276,7 +297,8 @@ def parse_manifest(data: object, source: Path | None = None) -> Manifest:
         raise ConfigurationError(f"{where} is invalid:\n  - " + "\n  - ".join(problems))
     entries = [Entry(**{**raw, "alternatives": tuple(raw.get("alternatives", ()))}) for raw in data["entries"]]
     bundles = [
-        Bundle(**{**raw, "entries": tuple(raw["entries"]), "links": tuple(raw.get("links", ()))})
+        Bundle(**{**raw, "entries": tuple(raw["entries"]), "links": tuple(raw.get("links", ())),
+                  "variant": raw.get("variant", raw["name"])})
         for raw in data["bundles"]
     ]
     return Manifest(entries, bundles, source)
