@@ -7,12 +7,14 @@ execution) becomes a `CheckpointError` that names the file and says how to fix i
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
 import mmap
 import os
 import pickle
+import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,18 +60,65 @@ def _format_size(n: int) -> str:
     return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
 
 
+def model_file_size(path: Path) -> int:
+    """The size of `path` if it is a regular file; a CheckpointError saying what it is instead otherwise.
+
+    Never opens the file, so a FIFO or device named like a model file cannot block the caller.
+    """
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise CheckpointError(f"{path} is a symbolic link to {os.readlink(path)}, which does not exist. Point "
+                                  "the link at the model file, or replace it with the file.") from None
+        raise CheckpointError(f"Model file not found: {path}. Check the path, or install it with install.py.") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise CheckpointError(f"{path} is a symbolic link loop (it ends up pointing at itself). Replace the "
+                                  "link with the model file or a link to it.") from None
+        raise CheckpointError(f"Cannot read {path}: {exc.strerror or exc}. Check the path and its permissions.") \
+            from None
+    if stat.S_ISDIR(status.st_mode):
+        raise CheckpointError(f"{path} is a folder, not a model file. Give the .safetensors file(s) in it, or the "
+                              "folder itself where a folder is accepted.")
+    if not stat.S_ISREG(status.st_mode):
+        raise CheckpointError(f"{path} is not a regular file (it is a FIFO, socket or device), so it cannot be a "
+                              "model file. Give the path of the downloaded model file.")
+    return status.st_size
+
+
+def _open_model_file(path: Path):
+    try:
+        return path.open("rb")
+    except OSError as exc:
+        raise CheckpointError(f"Cannot read {path}: {exc.strerror or exc}. Give this user read permission "
+                              f"(for example `chmod a+r {path}`).") from None
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    seen: dict = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen[key] = value
+    return seen
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
 def read_safetensors_header(path: str | os.PathLike) -> tuple[dict, int]:
     """Parse and validate a safetensors header. Returns (header dict, byte offset where tensor data starts).
 
-    Detects zero-byte, truncated and corrupt files before anything is loaded.
+    Detects zero-byte, truncated and corrupt files, and headers whose entries are malformed, overlap, point past
+    the end of the file or disagree with their dtype and shape, before anything is loaded.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"Model file not found: {path}. Check the path, or install it with install.py.")
-    size = path.stat().st_size
+    size = model_file_size(path)
     if size < 8:
         raise CheckpointError(f"{path} is {size} bytes: the file is empty or cut off. {REDOWNLOAD_HINT}")
-    with path.open("rb") as f:
+    with _open_model_file(path) as f:
         (header_len,) = struct.unpack("<Q", f.read(8))
         if header_len > MAX_HEADER_BYTES or header_len == 0:
             raise CheckpointError(
@@ -83,19 +132,62 @@ def read_safetensors_header(path: str | os.PathLike) -> tuple[dict, int]:
             )
         raw = f.read(header_len)
     try:
-        header = json.loads(raw)
+        header = json.loads(raw, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as exc:
+        raise CheckpointError(f"{path} has a corrupt safetensors header: it lists '{exc}' twice. "
+                              f"{REDOWNLOAD_HINT}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{path} has a corrupt safetensors header ({exc}). {REDOWNLOAD_HINT}") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{path} has a corrupt safetensors header (not a JSON object). {REDOWNLOAD_HINT}")
+    metadata = header.get("__metadata__")
+    if metadata is not None and not (isinstance(metadata, dict) and all(isinstance(v, str) for v in metadata.values())):
+        raise CheckpointError(f"{path} has a corrupt safetensors header: __metadata__ must map names to strings. "
+                              f"{REDOWNLOAD_HINT}")
     data_start = 8 + header_len
-    expected = data_start + max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    spans = sorted((_checked_span(path, name, entry), name) for name, entry in header.items() if name != "__metadata__")
+    expected = data_start + max((span[1] for span, _ in spans), default=0)
     if size < expected:
         raise CheckpointError(
             f"{path} is truncated: expected {expected:,} bytes ({_format_size(expected)}), found {size:,} bytes "
             f"({_format_size(size)}). {REDOWNLOAD_HINT}"
         )
+    for (previous, first), (span, second) in zip(spans, spans[1:]):
+        if span[0] < previous[1] and span[1] > span[0]:
+            raise CheckpointError(f"{path}: tensors '{first}' and '{second}' overlap in the file (bytes "
+                                  f"{previous[0]}-{previous[1]} and {span[0]}-{span[1]}). The file is corrupt. "
+                                  f"{REDOWNLOAD_HINT}")
     return header, data_start
+
+
+def _checked_span(path: Path, name: str, entry: object) -> tuple[int, int]:
+    """(begin, end) of one header entry after checking its dtype, shape and offsets agree."""
+
+    def corrupt(problem: str) -> CheckpointError:
+        return CheckpointError(f"{path}: the header entry of tensor '{name}' {problem}. The file is corrupt or "
+                               f"not a safetensors file. {REDOWNLOAD_HINT}")
+
+    if not isinstance(entry, dict):
+        raise corrupt(f"is {type(entry).__name__} {entry!r:.80}, not an object with dtype, shape and data_offsets")
+    dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+    if not isinstance(dtype, str) or dtype not in SAFETENSORS_DTYPES:
+        raise corrupt(f"has dtype {dtype!r}, which VideosDGX does not read (known: {', '.join(SAFETENSORS_DTYPES)})")
+    if not isinstance(shape, list) or not all(_is_count(s) for s in shape):
+        raise corrupt(f"has shape {shape!r:.80}, not a list of non-negative integers")
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_count(o) for o in offsets)):
+        raise corrupt(f"has data_offsets {offsets!r:.80}, not [begin, end] with non-negative integers")
+    begin, end = offsets
+    needed = math.prod(shape) * SAFETENSORS_DTYPES[dtype].itemsize
+    if end - begin != needed:
+        raise CheckpointError(
+            f"{path}: tensor '{name}' claims {end - begin} bytes but {dtype}{shape} needs {needed}. The file is "
+            f"corrupt. {REDOWNLOAD_HINT}"
+        )
+    return begin, end
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _safetensors_infos(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str]]:
@@ -103,24 +195,15 @@ def _safetensors_infos(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str
     metadata = header.pop("__metadata__", None) or {}
     infos = {}
     for name, entry in header.items():
-        try:
-            dtype = SAFETENSORS_DTYPES[entry["dtype"]]
-            begin, end = entry["data_offsets"]
-            shape = tuple(int(s) for s in entry["shape"])
-        except (KeyError, TypeError, ValueError):
-            raise CheckpointError(f"{path}: tensor '{name}' has an unreadable entry {entry!r}. {REDOWNLOAD_HINT}")
-        expected = math.prod(shape) * dtype.itemsize
-        if end - begin != expected:
-            raise CheckpointError(
-                f"{path}: tensor '{name}' claims {end - begin} bytes but {entry['dtype']}{list(shape)} needs "
-                f"{expected}. The file is corrupt. {REDOWNLOAD_HINT}"
-            )
-        infos[name] = TensorInfo(dtype, shape, path, data_start + begin, end - begin)
+        begin, end = entry["data_offsets"]
+        dtype = SAFETENSORS_DTYPES[entry["dtype"]]
+        infos[name] = TensorInfo(dtype, tuple(entry["shape"]), path, data_start + begin, end - begin)
     return infos, metadata
 
 
 def _load_pickle(path: Path) -> dict[str, torch.Tensor]:
     """Load a .pth/.pt state dict with torch's restricted weights-only unpickler (never executes code)."""
+    _open_model_file(path).close()
     try:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -156,12 +239,18 @@ class Checkpoint:
             if file.suffix in (".pth", ".pt", ".ckpt", ".bin"):
                 tensors = _load_pickle(file)
                 self._pickled.update(tensors)
-                for name, t in tensors.items():
-                    self._infos[name] = TensorInfo(t.dtype, tuple(t.shape), file, -1, t.numel() * t.element_size())
+                infos = {name: TensorInfo(t.dtype, tuple(t.shape), file, -1, t.numel() * t.element_size())
+                         for name, t in tensors.items()}
             else:
                 infos, metadata = _safetensors_infos(file)
-                self._infos.update(infos)
                 self.metadata.update(metadata)
+            twice = [name for name in infos if name in self._infos]
+            if twice:
+                raise CheckpointError(
+                    f"Tensor '{twice[0]}' is stored both in {self._infos[twice[0]].file} and in {file}"
+                    f"{f' (and {len(twice) - 1} more)' if len(twice) > 1 else ''}: these files are not shards of "
+                    "one model. Give the shards of one model only (or its .safetensors.index.json).")
+            self._infos.update(infos)
         self._maps: dict[Path, mmap.mmap] = {}
 
     @classmethod
@@ -244,7 +333,10 @@ class Checkpoint:
 
 
 def resolve_checkpoint_files(path: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
-    """Turn a file, a shard index, a folder or a list of files into the list of files to read."""
+    """Turn a file, a shard index, a folder or a list of files into the list of files to read.
+
+    Every file returned is an existing regular file (checked without opening it).
+    """
     if not isinstance(path, (str, os.PathLike)):
         files = [Path(p) for p in path]
         if not files:
@@ -258,25 +350,44 @@ def resolve_checkpoint_files(path: str | os.PathLike | Iterable[str | os.PathLik
         files = sorted(path.glob("*.safetensors"))
         if not files:
             raise CheckpointError(f"{path} is a folder with no .safetensors files in it.")
+        for file in files:
+            model_file_size(file)
         return files
     if path.name.endswith(".index.json"):
-        if not path.is_file():
-            raise CheckpointError(f"Shard index not found: {path}.")
-        try:
-            weight_map = json.loads(path.read_text())["weight_map"]
-        except (json.JSONDecodeError, KeyError, UnicodeDecodeError) as exc:
-            raise CheckpointError(f"{path} is not a valid shard index ({exc}). {REDOWNLOAD_HINT}") from None
-        shards = [path.parent / name for name in sorted(set(weight_map.values()))]
-        missing = [s.name for s in shards if not s.is_file()]
-        if missing:
-            raise CheckpointError(
-                f"{path.name} lists shards that are not in {path.parent}: {', '.join(missing)}. Download every "
-                "shard of the model (install.py does) before loading it."
-            )
-        return shards
-    if not path.exists():
-        raise CheckpointError(f"Model file not found: {path}. Check the path, or install it with install.py.")
+        return _index_shards(path)
+    model_file_size(path)
     return [path]
+
+
+def _index_shards(path: Path) -> list[Path]:
+    """The shard files a `.safetensors.index.json` names, all present in its folder."""
+    model_file_size(path)
+    try:
+        index = json.loads(path.read_bytes())
+    except OSError as exc:
+        raise CheckpointError(f"Cannot read the shard index {path}: {exc.strerror or exc}.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path} is not a valid shard index ({exc}). {REDOWNLOAD_HINT}") from None
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise CheckpointError(f"{path} is not a valid shard index: it needs a non-empty \"weight_map\" object "
+                              f"mapping tensor names to shard file names. {REDOWNLOAD_HINT}")
+    names = set(weight_map.values())
+    bad = sorted(repr(n) for n in names if not isinstance(n, str) or not n or n in (".", "..") or "/" in n
+                 or "\\" in n)
+    if bad:
+        raise CheckpointError(f"{path} is not a valid shard index: {', '.join(bad[:3])} is not the name of a file "
+                              f"next to the index. {REDOWNLOAD_HINT}")
+    shards = [path.parent / name for name in sorted(names)]
+    missing = [s.name for s in shards if not s.exists() and not s.is_symlink()]
+    if missing:
+        raise CheckpointError(
+            f"{path.name} lists shards that are not in {path.parent}: {', '.join(missing)}. Download every "
+            "shard of the model (install.py does) before loading it."
+        )
+    for shard in shards:
+        model_file_size(shard)
+    return shards
 
 
 def open_checkpoint(path: str | os.PathLike | Iterable[str | os.PathLike]) -> Checkpoint:

@@ -52,12 +52,23 @@ def _set_tensor(module: nn.Module, name: str, value: torch.Tensor) -> None:
 
 
 def map_checkpoint_keys(checkpoint: Checkpoint, key_map: KeyMap | None) -> dict[str, str]:
-    """Module name -> checkpoint key, after the family's key mapping (None from `key_map` = ignore the key)."""
+    """Module name -> checkpoint key, after the family's key mapping (None from `key_map` = ignore the key).
+
+    Two stored keys that map to one name (say `blocks.0.x` and `model.diffusion_model.blocks.0.x`) are refused:
+    which of them holds the real weights cannot be told.
+    """
     mapped: dict[str, str] = {}
     for key in checkpoint.keys():
         name = key_map(key) if key_map else key
-        if name is not None:
-            mapped[name] = key
+        if name is None:
+            continue
+        if name in mapped:
+            raise CheckpointError(
+                f"{checkpoint.name} stores '{name}' twice (as '{mapped[name]}' and as '{key}'), so it is not one "
+                "model's weights: it may be two files merged into one. Use the file as published; `videosdgx "
+                "inspect FILE` tells what it is."
+            )
+        mapped[name] = key
     return mapped
 
 

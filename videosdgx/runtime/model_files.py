@@ -75,7 +75,8 @@ def load_model_file(
     shapes = {name: checkpoint.info(key).shape for name, key in names.items()}
     with torch.device("meta"):
         module = build(shapes, checkpoint)
-    _prepare_quantized_storage(module, {name: checkpoint.info(key).dtype for name, key in names.items()}, shapes)
+    _prepare_quantized_storage(module, {name: checkpoint.info(key).dtype for name, key in names.items()}, shapes,
+                               checkpoint.name, scaled="scaled_fp8" in checkpoint)
     check_memory(weight_bytes(module, request.dtype, checkpoint.nbytes), request.device, identity.description)
     load_module(module, checkpoint, dtype=request.dtype, device=request.device, key_map=mapping,
                 progress=request.progress, strict=strict, what=identity.description)
@@ -87,11 +88,11 @@ def load_model_file(
     return LoadedModel(module, identity, checkpoint.name)
 
 
-def _prepare_quantized_storage(module: nn.Module, dtypes: dict[str, torch.dtype],
-                               shapes: dict[str, tuple[int, ...]]) -> None:
+def _prepare_quantized_storage(module: nn.Module, dtypes: dict[str, torch.dtype], shapes: dict[str, tuple[int, ...]],
+                               source: str, scaled: bool) -> None:
     """Swap Linears whose stored weights are fp8 / packed fp4 for the shared quantized Linear."""
     if not any(d.itemsize == 1 for d in dtypes.values()):
         return
     from videosdgx.runtime.quantized_linear import swap_linears_for_checkpoint
 
-    swap_linears_for_checkpoint(module, dtypes, shapes)
+    swap_linears_for_checkpoint(module, dtypes, shapes, source=source, scaled=scaled)

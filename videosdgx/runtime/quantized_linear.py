@@ -295,27 +295,41 @@ def _quantized_tensors(
 
 
 def swap_linears_for_checkpoint(
-    module: nn.Module, key_dtypes: Mapping[str, torch.dtype], key_shapes: Mapping[str, Sequence[int]]
+    module: nn.Module, key_dtypes: Mapping[str, torch.dtype], key_shapes: Mapping[str, Sequence[int]],
+    *, source: str = "the checkpoint", scaled: bool = False,
 ) -> list[str]:
     """Replace exactly the `nn.Linear`s whose weight the checkpoint stores as fp8 or NVFP4 with `QuantizedLinear`s.
 
     Keys are relative to `module` (prefixes already stripped). After the swap the module's state-dict names, shapes
     and dtypes equal the stored ones for those layers, so a streamed loader copies tensors in by name; biases keep
-    the module's dtype. Works on meta. Returns the swapped names; CheckpointError names the offending layer.
+    the module's dtype. Works on meta. Returns the swapped names; CheckpointError names `source` and the offending
+    layer. In a file marked scaled fp8 (`scaled`: ComfyUI's `scaled_fp8` marker) every fp8 weight needs its scale:
+    without it the layer would silently run on unscaled weights.
     """
-    swapped = []
+    planned = []
     for name, linear in _child_linears(module):
-        tensors = _quantized_tensors(name, linear, key_dtypes, key_shapes)
-        if tensors is None:
-            continue
+        try:
+            tensors = _quantized_tensors(name, linear, key_dtypes, key_shapes)
+        except CheckpointError as exc:
+            raise CheckpointError(f"{source}: {exc}") from None
+        if tensors is not None:
+            planned.append((name, linear, tensors))
+    unscaled = [name for name, _, tensors in planned
+                if is_fp8(tensors["weight"][1]) and not any(s in tensors for s in FP8_SCALE_NAMES)]
+    if unscaled and scaled:
+        raise CheckpointError(
+            f"{source} is a scaled fp8 file, but {len(unscaled)} fp8 layer(s) have no weight scale (first: "
+            f"{', '.join(f'{n}.weight' for n in unscaled[:3])}); they would run on unscaled weights and give wrong "
+            f"results. The file is incomplete or was edited: {FIX_HINT}"
+        )
+    for name, linear, tensors in planned:
         layer = QuantizedLinear(
             linear.in_features, linear.out_features, tensors, bias=False, device=linear.weight.device
         )
         layer.bias = linear.bias
         _replace(module, name, layer)
-        swapped.append(name)
-    log.info("Checkpoint stores %d Linear weights quantised; kept them quantised", len(swapped))
-    return swapped
+    log.info("Checkpoint stores %d Linear weights quantised; kept them quantised", len(planned))
+    return [name for name, _, _ in planned]
 
 
 def compute_dtype(layer: nn.Module) -> torch.dtype:
