@@ -239,8 +239,10 @@ def test_output_paths_escaping_the_folder_are_refused(tmp_path, subfolder, filen
         with pytest.raises(UnsafeOutputPathError, match="would be written outside the output folder") as caught:
             run_workflow(WORKFLOW, fake.url, out, settings=settings())
     assert caught.value.exit_code == ExitCode.EXECUTION
-    assert not [path for path in tmp_path.rglob("*") if path.is_file()]
-    assert not [request for request in fake.requests if request[1].startswith("/view")]
+    assert "1 output(s) were not saved (1 saved in" in str(caught.value)
+    assert [path for path in tmp_path.rglob("*") if path.is_file()] == [out / "fine.png"]  # the safe one is kept
+    assert [request[1] for request in fake.requests if request[1].startswith("/view")] == [
+        "/view?filename=fine.png&subfolder=&type=output"]
 
 
 def test_output_through_a_symlink_leaving_the_folder_is_refused(tmp_path):

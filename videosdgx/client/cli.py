@@ -9,9 +9,31 @@ from typing import Any
 from videosdgx.client.errors import ClientError, ExitCode, UsageError
 from videosdgx.client.overrides import Overrides
 from videosdgx.client.runner import RunSettings, run_workflow
-from videosdgx.client.transport import DEFAULT_SERVER, RetryPolicy
+from videosdgx.client.transport import DEFAULT_REQUEST_TIMEOUT, DEFAULT_SERVER, RetryPolicy
 
 log = logging.getLogger(__name__)
+
+
+def seconds(text: str) -> float:
+    """An argparse type: a positive, finite number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of seconds")
+    return value
+
+
+def attempts(text: str) -> int:
+    """An argparse type: a count of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,11 +57,14 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     names.add_argument("--audio", type=Path, help='file uploaded to the node titled "Input Audio"')
     names.add_argument("--video", type=Path, help='file uploaded to the node titled "Input Video"')
     patience = parser.add_argument_group("patience")
-    patience.add_argument("--timeout", type=float, help="seconds the whole run may take (default: no limit)")
-    patience.add_argument("--stall-timeout", type=float, default=900.0,
+    patience.add_argument("--timeout", type=seconds, help="seconds the whole run may take (default: no limit)")
+    patience.add_argument("--stall-timeout", type=seconds, default=900.0,
                           help="seconds without any server event before giving up (default 900)")
-    patience.add_argument("--retries", type=int, default=6, help="connection attempts before giving up")
-    patience.add_argument("--retry-delay", type=float, default=0.5, help="first backoff delay, doubled each retry")
+    patience.add_argument("--request-timeout", type=seconds, default=DEFAULT_REQUEST_TIMEOUT,
+                          help="seconds to wait for the server to answer one request, before giving up with exit "
+                          f"code 6 (default {DEFAULT_REQUEST_TIMEOUT:g})")
+    patience.add_argument("--retries", type=attempts, default=6, help="connection attempts before giving up")
+    patience.add_argument("--retry-delay", type=seconds, default=0.5, help="first backoff delay, doubled each retry")
     parser.add_argument("--previews", action="store_true", help="save live preview frames under OUT/previews")
 
 
@@ -52,15 +77,16 @@ def run_from_args(args: argparse.Namespace) -> int:
             sets=args.sets, prompt=args.prompt, negative=args.negative, seed=args.seed, steps=args.steps,
             width=args.width, height=args.height, frames=args.frames, image=args.image, audio=args.audio,
             video=args.video)
-        settings = RunSettings(retry=RetryPolicy(attempts=max(1, args.retries), initial_delay=args.retry_delay),
-                               stall_timeout=args.stall_timeout, timeout=args.timeout, save_previews=args.previews)
+        settings = RunSettings(retry=RetryPolicy(attempts=args.retries, initial_delay=args.retry_delay),
+                               stall_timeout=args.stall_timeout, timeout=args.timeout,
+                               request_timeout=args.request_timeout, save_previews=args.previews)
         result = run_workflow(workflow, args.server, args.out, overrides, object_info=object_info,
                               settings=settings)
     except ClientError as exc:
         log.error("%s", exc)
         return int(exc.exit_code)
     except KeyboardInterrupt:
-        log.error("Interrupted by the user")
+        log.error("Interrupted by the user; files already saved in %s are kept", args.out)
         return int(ExitCode.INTERRUPTED)
     log.info("Prompt %s finished: %d output file(s) in %s", result.prompt_id, len(result.outputs), args.out)
     return int(ExitCode.SUCCESS)
@@ -68,8 +94,12 @@ def run_from_args(args: argparse.Namespace) -> int:
 
 def load_json(path: Path, what: str) -> Any:
     """Parse a JSON file, turning a missing or malformed file into a UsageError."""
+    if path.exists() and not path.is_file():
+        raise UsageError(f"The {what} file {path} is not a regular file: give the path of a .json file")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise UsageError(f"The {what} file {path} is not text (not UTF-8): give a ComfyUI workflow .json") from None
     except OSError as exc:
         raise UsageError(f"Cannot read the {what} file {path}: {exc.strerror or exc}") from exc
     except ValueError as exc:

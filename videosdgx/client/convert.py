@@ -42,13 +42,25 @@ def is_editor_format(workflow: Any) -> bool:
 def to_api(workflow: dict, object_info: dict | None) -> dict:
     """The API-format prompt for `workflow`; an API-format workflow passes through unchanged."""
     if is_api_format(workflow):
+        for node_id, node in workflow.items():
+            if not isinstance(node["class_type"], str) or not isinstance(node.get("inputs", {}), dict):
+                raise UsageError(f"Node {node_id} of the API-format workflow needs a string class_type and an "
+                                 f"inputs object, got {node!r:.120}. Re-export the workflow from ComfyUI.")
         return workflow
     if not is_editor_format(workflow):
         raise UsageError("The workflow is neither API format ({node_id: {class_type, inputs}}) "
                          "nor editor format (a graph with `nodes` and `links`)")
     if object_info is None:
         raise UsageError("Converting an editor-format workflow needs /object_info: reach the server or pass a file")
-    return _EditorGraph(workflow, object_info).to_api()
+    if not isinstance(object_info, dict):
+        raise UsageError("The /object_info data is not a JSON object of node types; pass the file the server's "
+                         "GET /object_info returns.")
+    try:
+        return _EditorGraph(workflow, object_info).to_api()
+    except (KeyError, TypeError, AttributeError, IndexError, ValueError) as exc:
+        raise UsageError(f"The editor-format workflow (or the node definitions of /object_info) has an entry of "
+                         f"an unexpected shape ({type(exc).__name__}: {exc}). Open it in ComfyUI and save it again, "
+                         "or export it with 'Export (API)'.") from None
 
 
 def widget_inputs(node_info: dict) -> list[tuple[str, bool]]:

@@ -39,7 +39,7 @@ def decode_binary(frame: bytes) -> PreviewImage | ProgressText | None:
     (event,) = struct.unpack(">I", frame[:4])
     if event in (PREVIEW_IMAGE, UNENCODED_PREVIEW_IMAGE):
         (image_type,) = struct.unpack(">I", frame[4:8])
-        return PreviewImage(frame[8:], IMAGE_EXTENSIONS.get(image_type, "bin"))
+        return PreviewImage(frame[8:], _extension(image_type))
     if event == TEXT:
         (length,) = struct.unpack(">I", frame[4:8])
         return ProgressText(frame[8:8 + length].decode(errors="replace"),
@@ -51,7 +51,15 @@ def decode_binary(frame: bytes) -> PreviewImage | ProgressText | None:
         except ValueError:
             log.debug("Preview frame with unreadable metadata ignored")
             return None
-        return PreviewImage(frame[8 + length:], IMAGE_EXTENSIONS.get(metadata.get("image_type"), "bin"),
-                            metadata.get("node_id"), metadata.get("prompt_id"))
+        if not isinstance(metadata, dict):
+            log.debug("Preview frame whose metadata is not a JSON object ignored")
+            return None
+        node_id, prompt_id = metadata.get("node_id"), metadata.get("prompt_id")
+        return PreviewImage(frame[8 + length:], _extension(metadata.get("image_type")),
+                            None if node_id is None else str(node_id), None if prompt_id is None else str(prompt_id))
     log.debug("Binary frame of unknown type %d ignored", event)
     return None
+
+
+def _extension(image_type: object) -> str:
+    return IMAGE_EXTENSIONS.get(image_type, "bin") if isinstance(image_type, (int, str)) else "bin"

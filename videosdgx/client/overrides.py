@@ -63,7 +63,9 @@ class Assignment:
 
 def node_title(node: dict) -> str:
     """The title the editor shows (`_meta.title`), else the class type."""
-    return (node.get("_meta") or {}).get("title") or node.get("class_type", "")
+    meta = node.get("_meta")
+    title = meta.get("title") if isinstance(meta, dict) else None
+    return str(title or node.get("class_type", ""))
 
 
 def parse_value(text: str) -> Any:

@@ -4,6 +4,7 @@ import sys
 from typing import TextIO
 
 BAR_WIDTH = 24
+BYTE_COUNTS = 1 << 20  # a progress maximum this large counts bytes (a loader), not sampling steps
 
 
 class ProgressLine:
@@ -30,14 +31,23 @@ class ProgressLine:
         self._last_decile = -1
         self._draw(self.label, force=True)
 
-    def step(self, value: int, maximum: int) -> None:
-        """Step `value` of `maximum` in the running node."""
-        fraction = value / maximum if maximum else 0.0
+    def step(self, value: float, maximum: float) -> None:
+        """Step `value` of `maximum` in the running node (bytes when `maximum` is that large)."""
+        fraction = min(value / maximum, 1.0) if maximum else 0.0
         filled = round(fraction * BAR_WIDTH)
         bar = "#" * filled + "-" * (BAR_WIDTH - filled)
         decile = int(fraction * 10)
-        self._draw(f"{self.label}: step {value}/{maximum} [{bar}] {fraction:4.0%}", force=decile != self._last_decile)
+        self._draw(f"{self.label}: {self.describe_step(value, maximum)} [{bar}] {fraction:4.0%}",
+                   force=decile != self._last_decile)
         self._last_decile = decile
+
+    @staticmethod
+    def describe_step(value: float, maximum: float) -> str:
+        """`step 3/20`, or `loaded 2.6/3698.0 MB` for the byte counts loaders report."""
+        if maximum >= BYTE_COUNTS:
+            return f"loaded {value / 1e6:.1f}/{maximum / 1e6:.1f} MB"
+        return f"step {value:g}/{maximum:g}" if isinstance(value, float) or isinstance(maximum, float) else \
+            f"step {value}/{maximum}"
 
     def finish(self) -> None:
         """End the line so that later output starts on a fresh one."""

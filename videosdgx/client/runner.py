@@ -1,7 +1,10 @@
 """Run one workflow on a ComfyUI server: submit, follow its events, download its outputs."""
 
 import logging
+import os
+import re
 import time
+import urllib.parse
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +17,7 @@ from videosdgx.client.errors import (
     RunInterruptedError,
     RunTimeoutError,
     ServerUnreachableError,
+    UsageError,
 )
 from videosdgx.client.frames import PreviewImage, ProgressText
 from videosdgx.client.outputs import download_outputs
@@ -21,8 +25,8 @@ from videosdgx.client.overrides import Assignment, Overrides, Upload, apply_assi
 from videosdgx.client.progress import ProgressLine
 from videosdgx.client.reports import format_execution_error, format_interrupted, format_validation_error
 from videosdgx.client.stream import ConnectionDropped, Event, EventStream
-from videosdgx.client.tracker import JobTracker, Outcome, outcome_from_history
-from videosdgx.client.transport import DEFAULT_SERVER, ComfyServer, RetryPolicy
+from videosdgx.client.tracker import JobTracker, Outcome, as_list, outcome_from_history
+from videosdgx.client.transport import DEFAULT_REQUEST_TIMEOUT, DEFAULT_SERVER, ComfyServer, RetryPolicy, describe_json
 from videosdgx.client.uploads import upload_input
 
 log = logging.getLogger(__name__)
@@ -35,6 +39,7 @@ class RunSettings:
     retry: RetryPolicy = RetryPolicy()
     stall_timeout: float | None = 900.0
     timeout: float | None = None
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
     history_wait: float = 10.0
     poll_interval: float = 0.25
     save_previews: bool = False
@@ -59,15 +64,17 @@ def run_workflow(workflow: dict, server: str = DEFAULT_SERVER, out_dir: str | Pa
 
     Raises a ClientError subclass whose `exit_code` says how the run ended otherwise.
     """
-    http = ComfyServer(server, settings.retry)
+    http = ComfyServer(server, settings.retry, settings.request_timeout)
+    check_out_dir(Path(out_dir))
     if object_info is None and is_editor_format(workflow):
-        object_info = http.get_json("/object_info")
+        object_info = http.get_object("/object_info")
     prompt = to_api(workflow, object_info)
     plan = plan_overrides(prompt, overrides or Overrides())
     prompt = apply_assignments(prompt, [_uploaded(http, item) for item in plan])
     client_id = uuid.uuid4().hex
     stream = EventStream(http.websocket_url(client_id), http.url, settings.retry, settings.poll_interval,
-                         {"supports_preview_metadata": True} if settings.save_previews else None)
+                         {"supports_preview_metadata": True} if settings.save_previews else None,
+                         connect_timeout=settings.request_timeout)
     job = _Job(http, stream, prompt, Path(out_dir), settings)
     try:
         stream.open()
@@ -84,6 +91,16 @@ def run_workflow(workflow: dict, server: str = DEFAULT_SERVER, out_dir: str | Pa
         stream.close()
         job.progress.finish()
     return job.finish(prompt_id, outcome)
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """Refuse an output folder that cannot be created or written before anything is submitted."""
+    existing = next(p for p in (out_dir.absolute(), *out_dir.absolute().parents) if p.exists() or p.is_symlink())
+    if not existing.is_dir():
+        raise UsageError(f"--out {out_dir}: {existing} is {'a broken link' if existing.is_symlink() else 'a file'}, "
+                         "not a folder. Give a folder (it is created if needed).")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out_dir}: {existing} is not writable by this user. Give a folder you can write.")
 
 
 def _uploaded(http: ComfyServer, item: Assignment) -> Assignment:
@@ -109,10 +126,12 @@ class _Job:
         body = response.json()
         if response.status == 400:
             raise PromptValidationError(format_validation_error(body, self.prompt))
-        if response.status != 200 or not isinstance(body, dict) or "prompt_id" not in body:
-            raise ExecutionFailedError(f"POST /prompt answered HTTP {response.status}: {response.body[:300]!r}")
-        log.info("Queued prompt %s", body["prompt_id"])
-        return body["prompt_id"]
+        prompt_id = body.get("prompt_id") if isinstance(body, dict) else None
+        if response.status != 200 or not isinstance(prompt_id, str) or not prompt_id:
+            raise ExecutionFailedError(f"POST /prompt answered HTTP {response.status} without a prompt id "
+                                       f"({response.body[:300]!r}): is --server a ComfyUI server?")
+        log.info("Queued prompt %s", prompt_id)
+        return prompt_id
 
     def follow(self, prompt_id: str) -> Outcome:
         """Consume events until the prompt ends; reconnect on a dropped socket, stop on stall or timeout."""
@@ -151,19 +170,25 @@ class _Job:
     def save_preview(self, preview: PreviewImage) -> None:
         if preview.prompt_id not in (None, self.tracker.prompt_id):
             return
-        node = preview.node_id or self.tracker.current_node or "unknown"
+        node = re.sub(r"[^A-Za-z0-9_-]", "_", preview.node_id or self.tracker.current_node or "unknown")[:40]
         folder = self.out_dir / "previews"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"preview_{len(self.previews):05d}_node{node}.{preview.extension}"
-        path.write_bytes(preview.data)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"preview_{len(self.previews):05d}_node{node}.{preview.extension}"
+            path.write_bytes(preview.data)
+        except OSError as exc:
+            log.warning("Preview not saved in %s: %s", folder, exc.strerror or exc)
+            return
         self.previews.append(path)
 
     def server_side_outcome(self, prompt_id: str) -> Outcome | None:
         """After a reconnect: the outcome if the prompt ended meanwhile, None while the queue still holds it."""
         if entry := self.history_entry(prompt_id):
             return outcome_from_history(entry)
-        queue = self.http.get_json("/queue")
-        if prompt_id in [item[1] for key in ("queue_running", "queue_pending") for item in queue.get(key) or []]:
+        queue = self.http.get_object("/queue")
+        queued = [item[1] for key in ("queue_running", "queue_pending") for item in as_list(queue.get(key))
+                  if isinstance(item, list) and len(item) > 1]
+        if prompt_id in queued:
             return None
         if entry := self.wait_for_history(prompt_id):
             return outcome_from_history(entry)
@@ -177,7 +202,13 @@ class _Job:
                               f"Prompt {prompt_id} may still be running on the server.")
 
     def history_entry(self, prompt_id: str) -> dict | None:
-        return (self.http.get_json(f"/history/{prompt_id}") or {}).get(prompt_id)
+        path = f"/history/{urllib.parse.quote(prompt_id, safe='')}"
+        entry = self.http.get_object(path).get(prompt_id)
+        if entry is not None and not isinstance(entry, dict):
+            raise ExecutionFailedError(f"GET {path} answered {describe_json(entry)} for prompt {prompt_id} where "
+                                       "ComfyUI answers an object; its outputs are unknown. Is --server a ComfyUI "
+                                       "server?")
+        return entry
 
     def wait_for_history(self, prompt_id: str) -> dict | None:
         """Poll /history/{id}, which can lag the success message, for up to `history_wait` seconds."""

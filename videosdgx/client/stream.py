@@ -6,8 +6,9 @@ from typing import Any
 
 import websocket
 
+from videosdgx.client.errors import ServerUnreachableError
 from videosdgx.client.frames import PreviewImage, ProgressText, decode_binary
-from videosdgx.client.transport import RetryPolicy, with_retries
+from videosdgx.client.transport import RetryPolicy, no_answer, with_retries
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +35,19 @@ class EventStream:
     def open(self) -> None:
         """Connect (retrying while the server is unreachable) and announce our feature flags."""
         self.close()
-        self._socket = with_retries(
-            lambda: websocket.create_connection(self.url, timeout=self.connect_timeout),
-            self.retry, self.server, retry_on=(OSError, websocket.WebSocketException))
+
+        def connect() -> websocket.WebSocket:
+            try:
+                return websocket.create_connection(self.url, timeout=self.connect_timeout)
+            except (websocket.WebSocketTimeoutException, TimeoutError):
+                raise no_answer(self.server, "the websocket handshake (GET /ws)", self.connect_timeout) from None
+            except websocket.WebSocketBadStatusException as exc:
+                raise ServerUnreachableError(
+                    f"{self.server} refused the websocket /ws with HTTP {exc.status_code}: it is not a ComfyUI "
+                    "server, or a proxy in front of it does not pass websockets. Check --server.") from None
+
+        self._socket = with_retries(connect, self.retry, self.server,
+                                    retry_on=(OSError, websocket.WebSocketException))
         self._socket.settimeout(self.poll_interval)
         if self.feature_flags:
             self._socket.send(json.dumps({"type": "feature_flags", "data": self.feature_flags}))
@@ -51,10 +62,14 @@ class EventStream:
             raise ConnectionDropped(str(exc) or type(exc).__name__) from exc
         if opcode == websocket.ABNF.OPCODE_TEXT:
             try:
-                return json.loads(data)
+                message = json.loads(data)
             except ValueError:
                 log.debug("Unreadable text message ignored: %r", data[:200])
                 return None
+            if not isinstance(message, dict):
+                log.debug("Text message that is not a JSON object ignored: %r", data[:200])
+                return None
+            return message
         if opcode == websocket.ABNF.OPCODE_BINARY:
             return decode_binary(data)
         if opcode == websocket.ABNF.OPCODE_CLOSE:

@@ -18,13 +18,28 @@ class Outcome:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+def as_object(value: Any) -> dict:
+    """`value` if it is a JSON object, else an empty one (servers are not trusted to send the documented shapes)."""
+    return value if isinstance(value, dict) else {}
+
+
+def as_list(value: Any) -> list:
+    """`value` if it is a JSON list, else an empty one."""
+    return value if isinstance(value, list) else []
+
+
 def outcome_from_history(entry: dict) -> Outcome:
     """The outcome recorded in a `/history/{id}` entry (which exists only once the prompt has ended)."""
-    status = entry.get("status") or {}
-    for event, data in status.get("messages") or []:
-        if event in ("execution_error", "execution_interrupted"):
-            return Outcome(TERMINAL[event], data)
+    status = as_object(entry.get("status"))
+    for message in as_list(status.get("messages")):
+        if isinstance(message, list) and len(message) == 2 and message[0] in ("execution_error", "execution_interrupted"):
+            return Outcome(TERMINAL[message[0]], as_object(message[1]))
     return Outcome("error" if status.get("status_str") == "error" else "success")
+
+
+def count(value: Any) -> float | None:
+    """A progress number, or None when the server sent something else."""
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0 else None
 
 
 class JobTracker:
@@ -41,9 +56,9 @@ class JobTracker:
 
     def handle(self, message: dict) -> Outcome | None:
         """Update from one text event; return the outcome once the prompt has ended."""
-        kind, data = message.get("type"), message.get("data") or {}
+        kind, data = message.get("type"), as_object(message.get("data"))
         if kind == "status":
-            remaining = ((data.get("status") or {}).get("exec_info") or {}).get("queue_remaining")
+            remaining = as_object(as_object(data.get("status")).get("exec_info")).get("queue_remaining")
             if self.current_node is None:
                 self._seen(f"server status, {remaining} prompt(s) in the queue")
             return None
@@ -54,7 +69,7 @@ class JobTracker:
         if kind == "execution_start":
             self._seen("execution started")
         elif kind == "execution_cached":
-            self.cached_nodes = [str(node) for node in data.get("nodes") or []]
+            self.cached_nodes = [str(node) for node in as_list(data.get("nodes"))]
             self.progress.cached(self.cached_nodes)
             self._seen(f"{len(self.cached_nodes)} cached node(s)")
         elif kind == "executing":
@@ -64,23 +79,26 @@ class JobTracker:
             self.progress.node(self.current_node, self.title(self.current_node))
             self._seen(f"node {self.describe_node(self.current_node)} started")
         elif kind == "progress":
+            value, maximum = count(data.get("value")), count(data.get("max"))
+            if value is None or maximum is None:
+                return None
             node = str(data.get("node") or self.current_node)
             if node != self.current_node:
                 self.current_node = node
                 self.progress.node(node, self.title(node))
-            self.progress.step(data.get("value", 0), data.get("max", 0))
-            self._seen(f"step {data.get('value')}/{data.get('max')} of node {self.describe_node(node)}")
+            self.progress.step(value, maximum)
+            self._seen(f"{self.progress.describe_step(value, maximum)} of node {self.describe_node(node)}")
         elif kind == "executed":
             self._seen(f"node {self.describe_node(str(data.get('node')))} finished")
         return None
 
     def title(self, node_id: str) -> str:
         """The node's title in our workflow."""
-        return node_title(self.workflow.get(node_id, {})) or "?"
+        return node_title(as_object(self.workflow.get(node_id))) or "?"
 
     def describe_node(self, node_id: str) -> str:
         """`3 (KSampler "Sampler")`-style description."""
-        node = self.workflow.get(node_id, {})
+        node = as_object(self.workflow.get(node_id))
         return f'{node_id} ({node.get("class_type", "?")} "{self.title(node_id)}")'
 
     def describe_last_seen(self) -> str:

@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from videosdgx.client.errors import ExecutionFailedError, ServerUnreachableError, UsageError
+from videosdgx.client.errors import ExecutionFailedError, RunTimeoutError, ServerUnreachableError, UsageError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SERVER = "http://127.0.0.1:8188"
+DEFAULT_REQUEST_TIMEOUT = 30.0
 CONNECTION_ERRORS = (OSError, http.client.HTTPException)
 T = TypeVar("T")
 
@@ -33,8 +34,19 @@ class RetryPolicy:
         return [min(self.initial_delay * self.factor**i, self.max_delay) for i in range(self.attempts - 1)]
 
 
+def no_answer(server: str, waiting_for: str, timeout: float) -> RunTimeoutError:
+    """The error for a server that accepted the connection but did not answer in time (never retried)."""
+    return RunTimeoutError(
+        f"The ComfyUI server at {server} accepted the connection but did not answer {waiting_for} within "
+        f"{timeout:g} s. It may be hung or busy, or the address is not a ComfyUI server: check it, or allow more "
+        "time with --request-timeout SECONDS.")
+
+
 def with_retries(action: Callable[[], T], policy: RetryPolicy, server: str, retry_on: tuple = CONNECTION_ERRORS) -> T:
-    """Run `action`, retrying on connection errors; raise ServerUnreachableError once all attempts failed."""
+    """Run `action`, retrying on connection errors; raise ServerUnreachableError once all attempts failed.
+
+    A RunTimeoutError (connected, but no answer in time) is not retried: waiting again would only double the wait.
+    """
     started = time.monotonic()
     for delay in [*policy.delays(), None]:
         try:
@@ -70,9 +82,14 @@ class Response:
 class ComfyServer:
     """The HTTP side of one ComfyUI server (routes of spec §5, optionally under a path prefix)."""
 
-    def __init__(self, url: str = DEFAULT_SERVER, retry: RetryPolicy = RetryPolicy(), timeout: float = 30.0):
+    def __init__(self, url: str = DEFAULT_SERVER, retry: RetryPolicy = RetryPolicy(),
+                 timeout: float = DEFAULT_REQUEST_TIMEOUT):
         parts = urllib.parse.urlsplit(url if "://" in url else f"http://{url}")
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        try:
+            parts.port
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
             raise UsageError(f"Server URL {url!r} is not an http(s) URL such as {DEFAULT_SERVER}")
         self.url = url.rstrip("/")
         self.retry = retry
@@ -95,6 +112,8 @@ class ComfyServer:
         connection = with_retries(self._connect, self.retry, self.url)
         try:
             return self._exchange(connection, method, path, body, headers)
+        except TimeoutError:
+            raise no_answer(self.url, f"{method} {path}", self.timeout) from None
         except CONNECTION_ERRORS as exc:
             raise ServerUnreachableError(
                 f"The ComfyUI server at {self.url} dropped the connection during {method} {path} ({exc}). "
@@ -110,7 +129,7 @@ class ComfyServer:
         return self.request("POST", path, json.dumps(payload).encode(), "application/json", resend=resend)
 
     def download(self, path: str, destination: Path, chunk_size: int = 1 << 20) -> None:
-        """Stream a GET response into `destination` (written as `.part`, renamed when complete)."""
+        """Stream a GET response into `destination` (written as `.part`, renamed when complete, removed if not)."""
         partial = destination.with_name(destination.name + ".part")
 
         def fetch() -> None:
@@ -124,16 +143,24 @@ class ComfyServer:
                 with partial.open("wb") as sink:
                     while chunk := response.read(chunk_size):
                         sink.write(chunk)
+            except TimeoutError:
+                raise no_answer(self.url, f"GET {path}", self.timeout) from None
             finally:
                 connection.close()
 
-        with_retries(fetch, self.retry, self.url)
-        partial.replace(destination)
+        try:
+            with_retries(fetch, self.retry, self.url)
+            partial.replace(destination)
+        finally:
+            partial.unlink(missing_ok=True)
 
     def _connect(self) -> http.client.HTTPConnection:
         kind = http.client.HTTPSConnection if self._parts.scheme == "https" else http.client.HTTPConnection
         connection = kind(self._parts.hostname, self._parts.port, timeout=self.timeout)
-        connection.connect()
+        try:
+            connection.connect()
+        except TimeoutError:
+            raise no_answer(self.url, "the connection request (TCP handshake)", self.timeout) from None
         return connection
 
     def _exchange(self, connection: http.client.HTTPConnection, method: str, path: str, body: bytes | None,
@@ -142,11 +169,30 @@ class ComfyServer:
             connection.request(method, self._prefix + path, body=body, headers=headers)
             response = connection.getresponse()
             return Response(response.status, response.read())
+        except TimeoutError:
+            raise no_answer(self.url, f"{method} {path}", self.timeout) from None
         finally:
             connection.close()
+
+    def get_object(self, path: str) -> dict:
+        """GET a route whose answer must be a JSON object; anything else is an ExecutionFailedError."""
+        answer = self.get_json(path)
+        if not isinstance(answer, dict):
+            raise ExecutionFailedError(
+                f"GET {path} on {self.url} answered {describe_json(answer)} where ComfyUI answers a JSON object. "
+                "Is --server a ComfyUI server (and of a version that has this route)?")
+        return answer
 
     def _expect_ok(self, response: Response, method: str, path: str) -> Any:
         if response.status != 200:
             raise ExecutionFailedError(
                 f"{method} {path} on {self.url} answered HTTP {response.status}: {response.body[:300]!r}")
         return response.json()
+
+
+def describe_json(value: Any) -> str:
+    """`a list`, `a string`, `no JSON`...: what a server answered, for messages about unexpected shapes."""
+    if value is None:
+        return "no JSON (or null)"
+    kinds = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return f"{kinds.get(type(value), type(value).__name__)} ({json.dumps(value)[:80]})"

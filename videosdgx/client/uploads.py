@@ -30,12 +30,16 @@ def upload_input(server: ComfyServer, path: Path) -> str:
     """Upload `path` into the server's input folder and return the value a loader node expects."""
     if not path.is_file():
         raise UsageError(f"Input file {path} does not exist or is not a file")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"Cannot read the input file {path}: {exc.strerror or exc}") from None
     content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    body, header = encode_multipart({"type": "input", "overwrite": "false"}, "image", path.name,
-                                    path.read_bytes(), content_type)
+    body, header = encode_multipart({"type": "input", "overwrite": "false"}, "image", path.name, data, content_type)
     response = server.request("POST", "/upload/image", body, header)
     answer = response.json()
-    if response.status != 200 or not isinstance(answer, dict) or not answer.get("name"):
+    if (response.status != 200 or not isinstance(answer, dict) or not isinstance(answer.get("name"), str)
+            or not answer["name"] or not isinstance(answer.get("subfolder") or "", str)):
         detail = json.dumps(answer) if answer else repr(response.body[:300])
         raise ExecutionFailedError(f"Uploading {path} failed: HTTP {response.status} {detail}")
     subfolder = answer.get("subfolder") or ""
