@@ -6,6 +6,9 @@ import argparse
 import logging
 import sys
 
+USAGE = 64  # a command line that cannot be used (argparse's own 2 would read as "the server rejected the prompt")
+INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
+
 
 def _inspect(args: argparse.Namespace) -> int:
     from videosdgx.inspect import inspect_files
@@ -48,9 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse: 0 after --help, 2 for a command line it cannot parse
+        return USAGE if exc.code == 2 else int(exc.code or 0)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        logging.getLogger(__name__).error("Interrupted by the user")
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

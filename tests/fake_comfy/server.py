@@ -57,9 +57,23 @@ class Call:
     function: Callable[[], None]
 
 
+@dataclass(frozen=True)
+class Raw:
+    """Send a text frame exactly as given (not necessarily JSON, or JSON of any shape)."""
+
+    text: str
+
+
+UNSET = object()
+
+
 @dataclass
 class Scenario:
-    """What the fake answers: the websocket script played after POST /prompt, and the HTTP data."""
+    """What the fake answers: the websocket script played after POST /prompt, and the HTTP data.
+
+    Hostile knobs: `history_body` replaces the whole `/history/{id}` answer (any JSON), `queue_body` the `/queue`
+    one, `upload_reply` the `/upload/image` one; routes in `hang` accept the request and never answer.
+    """
 
     prompt_id: str = "prompt-1"
     steps: list = field(default_factory=list)
@@ -70,6 +84,10 @@ class Scenario:
     files: dict[tuple[str, str, str], bytes] = field(default_factory=dict)
     object_info: dict = field(default_factory=dict)
     upload_names: dict[str, str] = field(default_factory=dict)
+    history_body: Any = UNSET
+    queue_body: Any = UNSET
+    upload_reply: Any = UNSET
+    hang: set[str] = field(default_factory=set)
 
 
 class FakeComfy:
@@ -137,7 +155,7 @@ class FakeComfy:
                 return None
             step = self.scenario.steps[self._next_step]
             self._next_step += 1
-            if isinstance(step, Text):
+            if isinstance(step, Text) and isinstance(step.message, dict) and isinstance(step.message.get("data"), dict):
                 kind, node = step.message["type"], step.message["data"].get("node")
                 if kind == "executing":
                     self._last_executing = step.message
@@ -153,6 +171,8 @@ class FakeComfy:
             if self._lag > 0:
                 self._lag -= 1
                 return {}
+        if self.scenario.history_body is not UNSET:
+            return self.scenario.history_body
         pid = prompt_id
         status = self.scenario.history_status or {
             "status_str": "success", "completed": True,
@@ -163,6 +183,8 @@ class FakeComfy:
                       "outputs": self.scenario.outputs, "status": status, "meta": {}}}
 
     def queue(self) -> dict:
+        if self.scenario.queue_body is not UNSET:
+            return self.scenario.queue_body
         running = [[0, self.scenario.prompt_id, {}, {}, []]] if self.prompts and not self.finished else []
         return {"queue_running": running, "queue_pending": []}
 
@@ -211,6 +233,8 @@ class FakeComfy:
                     time.sleep(0.01)
                 elif isinstance(step, Text):
                     send_json(step.message)
+                elif isinstance(step, Raw):
+                    send(TEXT, step.text.encode())
                 elif isinstance(step, Binary):
                     send(BINARY, step.data)
                 elif isinstance(step, Pause):
@@ -248,6 +272,8 @@ def _handler_for(fake: FakeComfy) -> type[BaseHTTPRequestHandler]:
             query = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
             with fake.lock:
                 fake.requests.append(("GET", self.path))
+            if path in fake.scenario.hang:
+                return self.hang()
             if path == "/ws":
                 return self.upgrade(query.get("clientId", ""))
             if path.startswith("/history/"):
@@ -268,6 +294,8 @@ def _handler_for(fake: FakeComfy) -> type[BaseHTTPRequestHandler]:
             with fake.lock:
                 fake.requests.append(("POST", self.path))
                 fake.events.append(f"POST {path}")
+            if path in fake.scenario.hang:
+                return self.hang()
             if path == "/prompt":
                 return self.post_prompt(json.loads(body))
             if path == "/interrupt":
@@ -300,6 +328,8 @@ def _handler_for(fake: FakeComfy) -> type[BaseHTTPRequestHandler]:
                     fields[name] = part.get_content().strip()
             filename, data = files["image"]
             fake.uploads.append({"filename": filename, "data": data, **fields})
+            if fake.scenario.upload_reply is not UNSET:
+                return self.reply_json(fake.scenario.upload_reply)
             name = fake.scenario.upload_names.get(filename, filename)
             self.reply_json({"name": name, "subfolder": "", "type": fields.get("type", "input")})
 
@@ -312,6 +342,11 @@ def _handler_for(fake: FakeComfy) -> type[BaseHTTPRequestHandler]:
             self.send_header("Sec-WebSocket-Accept", accept_key(self.headers["Sec-WebSocket-Key"]))
             self.end_headers()
             fake.serve_websocket(self, client_id)
+
+        def hang(self) -> None:
+            """Hold the connection open without answering until the fake stops."""
+            fake.stopping.wait()
+            self.close_connection = True
 
         def reply_json(self, value: Any, status: int = 200) -> None:
             self.reply(status, json.dumps(value).encode(), "application/json")

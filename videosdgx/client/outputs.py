@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 
 from videosdgx.client.errors import ClientError, ExecutionFailedError, UnsafeOutputPathError
 from videosdgx.client.tracker import as_list, as_object
-from videosdgx.client.transport import ComfyServer
+from videosdgx.client.transport import ComfyServer, describe_json
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +43,13 @@ def list_outputs(entry: dict) -> tuple[list[OutputFile], list[str]]:
     """Every file under the outputs of a history entry, in node order, and a problem line for each item that is
     a file reference of the wrong shape."""
     files, problems = [], []
-    for node_id, node_output in as_object(entry.get("outputs")).items():
-        node_output = as_object(node_output)
+    outputs = entry.get("outputs") or {}
+    if not isinstance(outputs, dict):
+        return [], [f"the history's outputs are {describe_json(outputs)}, not an object of node outputs"]
+    for node_id, node_output in outputs.items():
+        if not isinstance(node_output, dict):
+            problems.append(f"the output of node {node_id} is {describe_json(node_output)}, not an object")
+            continue
         known_first = sorted(node_output, key=lambda k: OUTPUT_KEYS.index(k) if k in OUTPUT_KEYS else len(OUTPUT_KEYS))
         for key in known_first:
             for item in as_list(node_output[key]):
