@@ -66,6 +66,14 @@ def install_requirements(requirements: Path) -> bool:
 
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        log.error("Interrupted by the user; run `python install.py` again to finish.")
+        return 130
+
+
+def _main(argv: list[str]) -> int:
     if not argv and not install_requirements(REQUIREMENTS):
         return 1
     try:

@@ -6,8 +6,9 @@ Point huggingface_hub at it with HF_ENDPOINT=hub.url. Threaded, bound to 127.0.0
 bounded: it answers at most `max_requests` requests and shuts itself down after `max_seconds`.
 
 Knobs: `drop_once` (paths whose first full GET is cut off mid-file), `truncate` (path -> bytes served, on HEAD and
-GET alike, as a broken mirror would), `gated` (repo -> the token it requires, else 401 GatedRepo); every request is
-recorded in `requests`.
+GET alike, as a broken mirror would), `gated` (repo -> the token it requires, else 401 GatedRepo), `stall_after`
+(path -> bytes sent before the answer stalls until the hub stops, as a dead connection would); every request is
+recorded in `requests`, and `body_bytes` counts the file bytes sent (`sent` per path).
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ class FakeHub:
         self.drop_once: set[str] = set()
         self.truncate: dict[str, int] = {}
         self.gated: dict[str, str] = {}
+        self.stall_after: dict[str, int] = {}
+        self.body_bytes = 0
+        self.sent: dict[str, int] = {}
+        self.stopping = threading.Event()
         self.requests: list[Request] = []
         self.max_requests = max_requests
         self._lock = threading.Lock()
@@ -61,6 +66,7 @@ class FakeHub:
         self.stop()
 
     def stop(self) -> None:
+        self.stopping.set()
         self._timer.cancel()
         if self._thread.is_alive():
             self._server.shutdown()
@@ -110,10 +116,22 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 return
             if key in hub.drop_once and not start:
                 hub.drop_once.discard(key)
-                self.wfile.write(content[: len(content) // 2])
+                self._send(key, content[: len(content) // 2])
                 self.close_connection = True
                 return
-            self.wfile.write(content[start:])
+            if key in hub.stall_after:
+                self._send(key, content[start:hub.stall_after[key]])
+                self.wfile.flush()
+                hub.stopping.wait()
+                self.close_connection = True
+                return
+            self._send(key, content[start:])
+
+        def _send(self, key: str, body: bytes) -> None:
+            with hub._lock:
+                hub.body_bytes += len(body)
+                hub.sent[key] = hub.sent.get(key, 0) + len(body)
+            self.wfile.write(body)
 
         def _error(self, status: int, code: str, message: str) -> None:
             self.send_response(status)

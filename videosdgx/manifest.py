@@ -311,6 +311,10 @@ def load_manifest(path: str | Path = DEFAULT_MANIFEST) -> Manifest:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigurationError(f"Model manifest not found: {path}.") from None
+    except UnicodeDecodeError:
+        raise ConfigurationError(f"{path} is not a text file (not UTF-8), so it is not a model manifest.") from None
+    except OSError as exc:
+        raise ConfigurationError(f"Cannot read the model manifest {path}: {exc.strerror or exc}.") from None
     except yaml.YAMLError as exc:
         raise ConfigurationError(f"{path} is not valid YAML: {exc}") from None
     return parse_manifest(data, path)

@@ -12,12 +12,15 @@ from videosdgx.manifest import DEFAULT_MANIFEST, Manifest, load_manifest
 from videosdgx.runtime.errors import CheckpointError, VideosDGXError
 from videosdgx.install.comfyui import ModelFolders, find_comfyui, model_folders
 from videosdgx.install.download import install
+from videosdgx.install.errors import DownloadInterrupted
 from videosdgx.install.plan import Plan, find_installed, format_size, plan_install
 from videosdgx.install.verify import verify_file
 
 log = logging.getLogger(__name__)
 
 EXAMPLE_BUNDLE = "wan2.1-t2v-1.3b"
+INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
+USAGE = 64  # a command line that cannot be used, as for `videosdgx`
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,9 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the installer CLI; returns the process exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.dry_run and not args.models:
-        parser.error("--dry-run shows the plan for --models BUNDLE...; name the bundles to plan")
+    try:
+        args = parser.parse_args(argv)
+        if args.dry_run and not args.models:
+            parser.error("--dry-run shows the plan for --models BUNDLE...; name the bundles to plan")
+    except SystemExit as exc:  # argparse: 0 after --help, 2 for a command line it cannot parse
+        return USAGE if exc.code == 2 else int(exc.code or 0)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
@@ -62,8 +68,15 @@ def main(argv: list[str] | None = None) -> int:
             install(plan, manifest, folders)
             sys.stdout.write(f"Done: {len(plan.files)} files of {', '.join(args.models)} are installed.\n")
             return 0
-        sys.stdout.write(next_steps(manifest))
+        sys.stdout.write(next_steps(manifest, _folders_or_none(args)))
         return 0
+    except DownloadInterrupted as exc:
+        log.error("%s", exc)
+        return INTERRUPTED
+    except KeyboardInterrupt:
+        log.error("Interrupted by the user. Nothing half-done was put in a model folder; run the same command "
+                  "again to continue.")
+        return INTERRUPTED
     except VideosDGXError as exc:
         log.error("%s", exc)
         return 1
@@ -94,6 +107,7 @@ def format_list(manifest: Manifest, folders: ModelFolders | None) -> str:
         "",
         f"  {'bundle':<26} {'status':<22} {'size ≈ memory':>14}  {'installed':<10} description",
     ]
+    installed = _installed_entries(manifest, folders)
     for bundle in manifest.bundles.values():
         if bundle.status == "not_released":
             lines.append(f"  {bundle.name:<26} {'not released':<22} {'-':>14}  {'-':<10} {bundle.description}")
@@ -103,7 +117,7 @@ def format_list(manifest: Manifest, folders: ModelFolders | None) -> str:
         status = bundle.status + (", gated" if any(e.gated for e in entries) else "")
         state = "-"
         if folders is not None:
-            present = sum(find_installed(e, folders) is not None for e in entries)
+            present = sum(e.id in installed for e in entries)
             state = "yes" if present == len(entries) else f"{present}/{len(entries)}"
         size_text = format_size(size, exact) + ("+" if any(e.size is None for e in entries) else "")
         lines.append(f"  {bundle.name:<26} {status:<22} {size_text:>14}  {state:<10} {bundle.description}")
@@ -112,6 +126,14 @@ def format_list(manifest: Manifest, folders: ModelFolders | None) -> str:
     not_released = [b for b in manifest.bundles.values() if b.status == "not_released"]
     lines += [f"{b.name}: {b.message}" for b in not_released]
     return "\n".join(lines) + "\n"
+
+
+def _installed_entries(manifest: Manifest, folders: ModelFolders | None) -> set[str]:
+    """Ids of the entries with a valid copy installed, each file checked (and warned about) once."""
+    if folders is None:
+        return set()
+    ids = dict.fromkeys(i for b in manifest.bundles.values() if b.status != "not_released" for i in b.entries)
+    return {i for i in ids if find_installed(manifest.entry(i), folders) is not None}
 
 
 def format_plan(plan: Plan, folders: ModelFolders) -> str:
@@ -162,13 +184,16 @@ def _verify(manifest: Manifest, folders: ModelFolders, bundle_names: list[str]) 
     return 1 if failed else 0
 
 
-def next_steps(manifest: Manifest) -> str:
+def next_steps(manifest: Manifest, folders: ModelFolders | None = None) -> str:
     """What to do after the requirements are installed (no model is downloaded automatically)."""
-    available = [b.name for b in manifest.bundles.values() if b.status == "available"]
+    available = [b for b in manifest.bundles.values() if b.status == "available"]
+    installed = _installed_entries(manifest, folders)
+    ready = [b.name for b in available if all(i in installed for i in b.entries)]
     return (
         "VideosDGX is installed. Models are not downloaded automatically.\n"
         "  List the bundles, their sizes and what is installed:  python install.py --list\n"
         f"  Download one (example):  python install.py --models {EXAMPLE_BUNDLE}\n"
         "  See the plan first:  add --dry-run.  Check installed files:  python install.py --verify\n"
-        f"Bundles ready to use: {', '.join(available)}.\n"
+        f"Bundles with working nodes (download them with --models): {', '.join(b.name for b in available)}.\n"
+        + ("" if folders is None else f"Installed and ready to use: {', '.join(ready) if ready else 'none yet'}.\n")
     )

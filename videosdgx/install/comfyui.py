@@ -48,25 +48,58 @@ class ExtraPath:
 
 
 def read_extra_model_paths(yaml_path: Path) -> list[ExtraPath]:
-    """Every (folder key, path, is_default) of an extra_model_paths.yaml, in file order."""
+    """Every (folder key, path, is_default) of an extra_model_paths.yaml, in file order.
+
+    Settings of a type ComfyUI would not read as a path (a list or a mapping as `base_path` or as a folder, a
+    section that is not a mapping) are refused with the file, section and key, instead of becoming folder names.
+    """
     try:
-        config = yaml.safe_load(yaml_path.read_text(encoding="utf-8")) or {}
+        text = yaml_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigurationError(f"{yaml_path} does not exist: check the --extra-model-paths-config path.") from None
+    except UnicodeDecodeError:
+        raise ConfigurationError(f"{yaml_path} is not a text file (not UTF-8): give the extra_model_paths.yaml that "
+                                 "ComfyUI is started with.") from None
+    except OSError as exc:
+        raise ConfigurationError(f"Cannot read {yaml_path}: {exc.strerror or exc}.") from None
+    try:
+        config = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigurationError(f"{yaml_path} is not valid YAML ({exc}); fix it or move it away.") from None
     if not isinstance(config, dict):
         raise ConfigurationError(f"{yaml_path} must map section names to folder settings.")
     yaml_dir = yaml_path.resolve().parent
     found = []
-    for section in config.values():
+    for name, section in config.items():
+        if section is None:
+            continue  # ComfyUI skips empty sections
         if not isinstance(section, dict):
-            continue
+            raise ConfigurationError(f"{yaml_path}: section {name!r} is {_kind(section)}; it must map folder keys "
+                                     "(checkpoints, vae, ...) to paths.")
         section = dict(section)
         base = section.pop("base_path", None)
-        if base:
-            base = Path(os.path.expanduser(os.path.expandvars(str(base))))
+        if base is not None and not isinstance(base, (str, int, float)):
+            raise ConfigurationError(f"{yaml_path}: base_path of section {name!r} is {_kind(base)}; it must be one "
+                                     "folder path.")
+        if base not in (None, ""):
+            expanded = os.path.expandvars(str(base))
+            if "$" in expanded:
+                raise ConfigurationError(f"{yaml_path}: base_path {base!r} of section {name!r} uses an environment "
+                                         "variable that is not set. Set it, or write the folder path out.")
+            base = Path(os.path.expanduser(expanded))
             base = base if base.is_absolute() else yaml_dir / base
-        is_default = bool(section.pop("is_default", False))
+        else:
+            base = None
+        is_default = section.pop("is_default", False)
+        if not isinstance(is_default, bool):
+            raise ConfigurationError(f"{yaml_path}: is_default of section {name!r} is {is_default!r}; write true or "
+                                     "false.")
         for key, value in section.items():
+            if value is None:
+                continue
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+                raise ConfigurationError(f"{yaml_path}: {key!r} of section {name!r} is {_kind(value)}; it must be a "
+                                         "path, or several paths one per line (`key: |`).")
             for line in str(value).split("\n"):
                 line = line.strip()
                 if not line:
@@ -75,6 +108,11 @@ def read_extra_model_paths(yaml_path: Path) -> list[ExtraPath]:
                 path = path if path.is_absolute() else yaml_dir / path
                 found.append(ExtraPath(LEGACY_KEYS.get(key, key), Path(os.path.normpath(path)), is_default))
     return found
+
+
+def _kind(value: object) -> str:
+    kinds = {list: "a list", dict: "a mapping", bool: "a boolean"}
+    return f"{kinds.get(type(value), type(value).__name__)} ({value!r:.60})"
 
 
 @dataclass
