@@ -119,10 +119,15 @@ def read_safetensors_header(path: str | os.PathLike) -> tuple[dict, int]:
     if size < 8:
         raise CheckpointError(f"{path} is {size} bytes: the file is empty or cut off. {REDOWNLOAD_HINT}")
     with _open_model_file(path) as f:
-        (header_len,) = struct.unpack("<Q", f.read(8))
-        if header_len > MAX_HEADER_BYTES or header_len == 0:
+        start = f.read(9)
+        (header_len,) = struct.unpack("<Q", start[:8])
+        if start[:4] == b"PK\x03\x04":
+            raise CheckpointError(f"{path} is a zip archive, not a safetensors file: a PyTorch checkpoint saved with "
+                                  "torch.save has this form. Give it a .pth name if it is one.")
+        if header_len > MAX_HEADER_BYTES or header_len == 0 or start[8:9] not in (b"{", b""):
             raise CheckpointError(
-                f"{path} is not a safetensors file (header length field {header_len} is impossible). "
+                f"{path} is not a safetensors file (no JSON header where one belongs, header length field "
+                f"{header_len}). "
                 f"If it is a PyTorch pickle, give it a .pth/.pt name; otherwise {REDOWNLOAD_HINT}"
             )
         if 8 + header_len > size:
@@ -130,6 +135,7 @@ def read_safetensors_header(path: str | os.PathLike) -> tuple[dict, int]:
                 f"{path} is truncated: its header alone needs {_format_size(8 + header_len)} but the file has "
                 f"{_format_size(size)}. {REDOWNLOAD_HINT}"
             )
+        f.seek(8)
         raw = f.read(header_len)
     try:
         header = json.loads(raw, object_pairs_hook=_unique_keys)
@@ -203,7 +209,11 @@ def _safetensors_infos(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str
 
 def _load_pickle(path: Path) -> dict[str, torch.Tensor]:
     """Load a .pth/.pt state dict with torch's restricted weights-only unpickler (never executes code)."""
-    _open_model_file(path).close()
+    with _open_model_file(path) as f:
+        start = f.read(9)
+    if len(start) == 9 and start[8:9] == b"{" and 0 < struct.unpack("<Q", start[:8])[0] <= MAX_HEADER_BYTES:
+        raise CheckpointError(f"{path} is a safetensors file with a {path.suffix} name: rename it to "
+                              f"{path.with_suffix('.safetensors').name}.")
     try:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
