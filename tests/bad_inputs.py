@@ -51,8 +51,16 @@ class Tried:
             raise AssertionError("TRACEBACK: a Python traceback was printed")
 
 
+def warm_up() -> None:
+    """Import what the commands need (torch included) before any timed call, so that a slow import under load is
+    never taken for a hang."""
+    from videosdgx.cli import build_parser
+
+    build_parser()
+
+
 def attempt(entry: Callable[[], int], root: Path, caplog: pytest.LogCaptureFixture,
-            capsys: pytest.CaptureFixture, deadline: float = 10.0,
+            capsys: pytest.CaptureFixture, deadline: float = 20.0,
             unblock: Callable[[], None] | None = None) -> Tried:
     """Call `entry()` in a thread; collect its exit code or escaped exception, its log and output, new files."""
     before = files_under(root)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bad_inputs import attempt, files_under
+from bad_inputs import attempt, warm_up, files_under
 from fake_comfy import Binary, FakeComfy, Raw, Scenario, Text, messages
 
 from videosdgx.cli import main
@@ -30,6 +30,8 @@ EDITOR = {"version": 0.4, "links": [], "nodes": [
     {"id": 1, "type": "SaveText", "mode": 0, "inputs": [], "outputs": [], "widgets_values": ["hi"]}]}
 OBJECT_INFO = {"SaveText": {"input": {"required": {"text": ["STRING", {}]}}, "output": [], "output_node": True}}
 CLIP = b"\x00\x00\x00\x18ftypmp42"
+
+warm_up()
 
 
 def item(filename: Any, subfolder: Any = "", kind: Any = "output") -> dict:

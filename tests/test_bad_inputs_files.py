@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from bad_inputs import attempt
+from bad_inputs import attempt, warm_up
 
 from videosdgx.cli import main
 from videosdgx.runtime.errors import CheckpointError
@@ -21,6 +21,8 @@ from videosdgx.testing.wan import _dit_state, _store, tiny_dit_config
 from videosdgx.wan.loaders import load_dit
 
 GOOD = {"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}}
+
+warm_up()
 
 
 def raw_safetensors(header: object, data: bytes = b"\0" * 16, header_bytes: bytes | None = None) -> bytes:
@@ -195,7 +197,7 @@ def release(path: Path) -> Callable[[], None]:
 def test_inspect_bad_file(name, tmp_path, caplog, capsys):
     make, words = INSPECT_CASES[name]
     path = make(tmp_path) or tmp_path / "model.safetensors.index.json"
-    tried = attempt(lambda: main(["inspect", str(path)]), tmp_path, caplog, capsys, deadline=10,
+    tried = attempt(lambda: main(["inspect", str(path)]), tmp_path, caplog, capsys,
                     unblock=release(path))
     tried.judge(1, ("UNUSABLE", *words), allowed=())
 

@@ -19,7 +19,7 @@ import huggingface_hub.constants
 import huggingface_hub.file_download
 import pytest
 import yaml
-from bad_inputs import attempt
+from bad_inputs import attempt, warm_up
 from fake_hub import FakeHub
 from test_install import DIT, HUB_FILES, MANIFEST, VAE, load_install_script
 
@@ -27,6 +27,8 @@ from videosdgx.install import cli, download
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DIT_KEY = "acme/tiny/split/dit.safetensors"
+
+warm_up()
 
 
 @dataclass
@@ -218,7 +220,7 @@ def test_install_bad_input(name, world, tmp_path, caplog, capsys, monkeypatch):
         holder.close()
     argv = expand(case.args, comfy, manifest, work)
     try:
-        tried = attempt(lambda: cli.main(argv), tmp_path, caplog, capsys, deadline=20)
+        tried = attempt(lambda: cli.main(argv), tmp_path, caplog, capsys)
     finally:
         if setup == "locked":
             child.communicate(b"")
@@ -253,7 +255,7 @@ def test_interrupted_download_keeps_its_bytes_and_the_next_run_continues(world, 
     monkeypatch.setattr(download, "http_get", failing)
     monkeypatch.setattr(huggingface_hub.file_download, "http_get", failing)
     argv = expand(("--models", "tiny"), comfy, manifest, work)
-    first = attempt(lambda: cli.main(argv), tmp_path, caplog, capsys, deadline=20)
+    first = attempt(lambda: cli.main(argv), tmp_path, caplog, capsys)
     first.judge(code, words, allowed=(comfy / "models",))
     assert "check the network" not in first.text.lower()
     staged = comfy / "models" / download.STAGING_NAME / "tiny-dit" / "tiny_dit.safetensors.part"
