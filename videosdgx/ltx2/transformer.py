@@ -86,10 +86,10 @@ class LTX2Model(nn.Module):
         """Velocities `([B, Tv, out], [B, Ta, audio_out])`, float32."""
         cfg = self.cfg
         perturbation = perturbation or Perturbation()
-        vx = self.patchify_proj(video.tokens.to(compute_dtype(self.patchify_proj))).float()
-        ax = self.audio_patchify_proj(audio.tokens.to(compute_dtype(self.audio_patchify_proj))).float()
         v_args, v_embedded = self._stream(video, audio, "video", cfg.num_heads, cfg.max_pos)
         a_args, a_embedded = self._stream(audio, video, "audio", cfg.audio_num_heads, cfg.audio_max_pos)
+        vx = self.patchify_proj(video.tokens.to(compute_dtype(self.patchify_proj))).float()
+        ax = self.audio_patchify_proj(audio.tokens.to(compute_dtype(self.audio_patchify_proj))).float()
         stg_keep = _per_sample(perturbation.stg_keep)
         av_keep = _per_sample(perturbation.av_keep)
         for index, block in enumerate(self.transformer_blocks):
