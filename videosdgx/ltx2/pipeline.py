@@ -18,7 +18,7 @@ from videosdgx.bundle_files import BundleFiles
 from videosdgx.job import Progress, VideoRequest, VideoResult
 from videosdgx.ltx2.loaders import load_dit
 from videosdgx.ltx2.sampler import Guidance, TextContext, VideoCondition, denoise, noised
-from videosdgx.ltx2.schedule import distilled_sigmas, ltx2_sigmas
+from videosdgx.ltx2.schedule import STAGE2_SIGMAS, distilled_sigmas, ltx2_sigmas
 from videosdgx.ltx2.variants import LTX2Variant
 from videosdgx.runtime.errors import ConfigurationError
 from videosdgx.runtime.model_files import LoadRequest
@@ -58,37 +58,70 @@ def valid_size(width: int, height: int, frames: int, multiple: int = 32, frame_s
 
 
 class LTX2Pipeline:
-    """Loaded LTX-2 components. With `low_memory`, Gemma is released after each prompt encoding."""
+    """Loaded LTX-2 components. With `low_memory`, Gemma is released after each prompt encoding and guidance
+    passes run one by one. `upsampler` (x2 latent upsampler) enables the two-stage distilled flow."""
 
-    def __init__(self, variant: LTX2Variant, dit, text_encoder, video_vae, audio_vae, vocoder,
+    def __init__(self, variant: LTX2Variant, dit, text_encoder, video_vae, audio_vae, vocoder, upsampler=None,
                  low_memory: bool = False):
         self.variant, self.dit, self.text_encoder = variant, dit, text_encoder
-        self.video_vae, self.audio_vae, self.vocoder = video_vae, audio_vae, vocoder
+        self.video_vae, self.audio_vae, self.vocoder, self.upsampler = video_vae, audio_vae, vocoder, upsampler
         self.low_memory = low_memory
 
     def generate(self, request: VideoRequest, progress: Progress | None = None) -> VideoResult:
+        """Video + sound for `request`; unset values take the variant's defaults. Two stages (half size, x2
+        latent upsample, 3 refining steps) when the variant is two-stage and an upsampler is loaded, unless
+        `request.options["two_stage"]` is False."""
         variant = self.variant
+        two_stage = bool(request.options.get("two_stage", variant.two_stage)) and variant.distilled
+        if two_stage and self.upsampler is None:
+            raise ConfigurationError(
+                f"{variant.title} samples in two stages and needs the x2 latent upsampler "
+                "(ltx-2-spatial-upscaler-x2-1.0.safetensors in models/latent_upscale_models); install it with "
+                f"`python install.py --models {variant.name}`, or pass the option two_stage=false."
+            )
+        multiple = variant.size_multiple * (2 if two_stage else 1)
         size = valid_size(request.width or variant.width, request.height or variant.height,
-                          request.frames or variant.frames, variant.size_multiple, variant.frame_step)
+                          request.frames or variant.frames, multiple, variant.frame_step)
         fps = float(request.fps or variant.fps)
         self.dit.cross_timestep = request.options.get("cross_timestep", variant.cross_timestep)
         guidance = self._guidance(request)
         positive, negative = self._encode_text(request, guidance)
-        device = next(self.dit.parameters()).device
-        video_shape, audio_shape = self._latent_shapes(size, fps)
-        condition = self._image_condition(request, size, video_shape, device)
-        sigmas = self._sigmas(request, video_shape)
-        video = seeded_noise(video_shape, request.seed, device=device)
-        audio = seeded_noise(audio_shape, request.seed + 1, device=device)
-        start = float(sigmas[0])
-        video = noised(condition.clean, video, start, condition.mask) if condition else video * start
-        audio = audio * start
         on_step = None if progress is None else (lambda done, total: progress("sampling", done, total))
-        video, audio = denoise(self.dit, video, audio, sigmas, positive, negative, guidance, fps, condition,
-                               batched=not self.low_memory, callback=on_step)
+
+        def stage(stage_size: LTX2Size, sigmas: torch.Tensor, video=None, audio=None, seed_offset: int = 0):
+            return self._stage(request, stage_size, fps, sigmas, positive, negative, guidance, video, audio,
+                               seed_offset, on_step)
+
+        if two_stage:
+            half = LTX2Size(size.width // 2, size.height // 2, size.frames)
+            video, audio = stage(half, self._sigmas(request, None))
+            vae = self.video_vae
+            video = self.upsampler.upsample(video, vae.latents_mean.to(video), vae.latents_std.to(video))
+            video, audio = stage(size, torch.tensor(STAGE2_SIGMAS), video, audio, seed_offset=2)
+        else:
+            video, audio = stage(size, None)
         frames = self._decode_video(video, progress)
         waveform = self._decode_audio(audio)
         return VideoResult(frames=frames, fps=fps, audio=waveform, latents=(video, audio), notes=size.notes)
+
+    def _stage(self, request, size, fps, sigmas, positive, negative, guidance, video, audio, seed_offset, on_step,
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One sampling stage; `video` / `audio` (optional) are latents to re-noise to `sigmas[0]`."""
+        device = next(self.dit.parameters()).device
+        video_shape, audio_shape = self._latent_shapes(size, fps)
+        sigmas = self._sigmas(request, video_shape) if sigmas is None else sigmas
+        condition = self._image_condition(request, size, video_shape, device)
+        start = float(sigmas[0])
+        base = torch.zeros(video_shape, device=device) if video is None else video.to(device)
+        mask = None
+        if condition is not None:
+            base = base * condition.mask + condition.clean * (1 - condition.mask)
+            mask = condition.mask
+        video = noised(base, seeded_noise(video_shape, request.seed + seed_offset, device=device), start, mask)
+        audio_base = torch.zeros(audio_shape, device=device) if audio is None else audio.to(device)
+        audio = noised(audio_base, seeded_noise(audio_shape, request.seed + seed_offset + 1, device=device), start)
+        return denoise(self.dit, video, audio, sigmas, positive, negative, guidance, fps, condition,
+                       batched=not self.low_memory, callback=on_step)
 
     # ------------------------------------------------------------------------------------------------ steps
     def _encode_text(self, request: VideoRequest, guidance: Guidance) -> tuple[TextContext, TextContext | None]:
@@ -113,7 +146,7 @@ class LTX2Pipeline:
         audio = (1, audio_cfg.latent_channels, round(size.frames / fps * AUDIO_LATENTS_PER_SECOND), mel_bins)
         return video, audio
 
-    def _sigmas(self, request: VideoRequest, video_shape: tuple[int, ...]) -> torch.Tensor:
+    def _sigmas(self, request: VideoRequest, video_shape: tuple[int, ...] | None) -> torch.Tensor:
         steps = request.steps or self.variant.steps
         if self.variant.distilled:
             return distilled_sigmas(steps)
@@ -161,7 +194,7 @@ class LTX2Pipeline:
 def load_ltx2_pipeline(variant: LTX2Variant, files: BundleFiles, load: LoadRequest,
                        low_memory: bool = False) -> LTX2Pipeline:
     """The family's `pipeline` hook: every component from the bundle's checkpoint + Gemma text encoder files."""
-    from videosdgx.ltx2.media_loaders import load_audio_vae, load_video_vae, load_vocoder
+    from videosdgx.ltx2.media_loaders import load_audio_vae, load_upsampler, load_video_vae, load_vocoder
     from videosdgx.ltx2.text_encoder import load_ltx2_text_encoder
 
     checkpoint = files.one("checkpoint")
@@ -172,4 +205,6 @@ def load_ltx2_pipeline(variant: LTX2Variant, files: BundleFiles, load: LoadReque
     video_vae = load_video_vae(checkpoint, load).module
     audio_vae = load_audio_vae(checkpoint, load).module
     vocoder = load_vocoder(checkpoint, load).module
-    return LTX2Pipeline(variant, dit, text_encoder, video_vae, audio_vae, vocoder, low_memory)
+    upsampler_file = files.optional("upsampler")
+    upsampler = load_upsampler(upsampler_file, load).module if upsampler_file and variant.two_stage else None
+    return LTX2Pipeline(variant, dit, text_encoder, video_vae, audio_vae, vocoder, upsampler, low_memory)

@@ -85,3 +85,15 @@ def write_ltx2_checkpoint(path: Path, cfg: LTX2Config, seed: int = 0, quantizati
     tensors.update(parts or {})
     metadata = {"config": json.dumps({"transformer": config_to_metadata(cfg), **(config_sections or {})})}
     return save_safetensors(path, tensors, metadata if with_config else None)
+
+
+# ------------------------------------------------------------------------------------------------- demo bundles
+def bundle_dit_config(version: str, caption_channels: int, audio_in_channels: int, video_in_channels: int
+                      ) -> LTX2Config:
+    """The tiny DiT of a demo bundle, sized to the tiny text side and media models it runs with."""
+    cfg = tiny_dit_config(version)
+    return dataclasses.replace(
+        cfg, in_channels=video_in_channels, out_channels=video_in_channels, audio_in_channels=audio_in_channels,
+        audio_out_channels=audio_in_channels,
+        caption_channels=caption_channels if cfg.caption_channels is not None else None,
+    )
