@@ -36,6 +36,10 @@ def detect_ltx2(view: KeyView) -> Identity | None:
         return Identity("ltx2", "transformer", _dit_version(view), "split component", DIT_LOADER)
     if "vae.per_channel_statistics.mean-of-means" in view:
         return Identity("ltx2", "video VAE", "LTX-2", "official", PLANNED)
+    if "per_channel_statistics.mean-of-means" in view and view.has_prefix("decoder.up_blocks."):
+        return Identity("ltx2", "video VAE", "LTX-2", "split file (bare keys)", PLANNED)
+    if "latents_mean" in view and "decoder.up_blocks.0.upsamplers.0.conv.conv.weight" in view:
+        return Identity("ltx2", "video VAE", "LTX-2", "diffusers", PLANNED)
     if "audio_vae.per_channel_statistics.mean-of-means" in view:
         return Identity("ltx2", "audio VAE", "LTX-2", "official", PLANNED)
     if "initial_conv.weight" in view and view.has_prefix("res_blocks.0.") and "final_conv.weight" in view:

@@ -1,6 +1,6 @@
 """LTX-2 latent upsampler (`ltx-2-spatial-upscaler-x2-1.0.safetensors` and relatives), official key names.
 
-Works on *un-normalised* latents: `upsample(latents, vae)` multiplies the VAE statistics back in, runs the
+Works on *un-normalised* latents: `upsample(latents, mean, std)` multiplies the VAE statistics back in, runs the
 network and normalises again (ltx-core `upsample_video`). Only 3D (Conv3d) upsamplers, as released. Layouts: spatial x2 (`upsampler.0` Conv2d + pixel
 shuffle per frame), spatial rational (`upsampler.conv` + shuffle by the numerator + blurred stride by the
 denominator, e.g. x1.5) and temporal x2 (`upsampler.0` Conv3d, first frame dropped).
@@ -44,6 +44,23 @@ class ResBlock(nn.Module):
         return F.silu(self.norm2(self.conv2(h)) + x)
 
 
+class BlurDownsample(nn.Module):
+    """5x5 binomial blur with stride `stride` per channel (`kernel` is stored in the file)."""
+
+    def __init__(self, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+        taps = torch.tensor([math.comb(4, k) for k in range(5)], dtype=torch.float32)
+        kernel = taps[:, None] * taps[None, :]
+        self.register_buffer("kernel", (kernel / kernel.sum())[None, None])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride == 1:
+            return x
+        weight = self.kernel.to(x).expand(x.shape[1], 1, 5, 5)
+        return F.conv2d(x, weight, stride=self.stride, padding=2, groups=x.shape[1])
+
+
 class RationalResampler(nn.Module):
     """Scale H, W by num/den: conv to num^2 x channels, pixel shuffle by num, binomial blur with stride den."""
 
@@ -51,18 +68,13 @@ class RationalResampler(nn.Module):
         super().__init__()
         if scale not in RATIONAL:
             raise CheckpointError(f"Latent upsampler scale {scale} is not supported (known: {sorted(RATIONAL)}).")
-        self.num, self.den = RATIONAL[scale]
+        self.num, den = RATIONAL[scale]
         self.conv = nn.Conv2d(channels, self.num**2 * channels, 3, padding=1)
-        taps = torch.tensor([math.comb(4, k) for k in range(5)], dtype=torch.float32)
-        kernel = taps[:, None] * taps[None, :]
-        self.register_buffer("kernel", (kernel / kernel.sum())[None, None], persistent=False)
+        self.blur_down = BlurDownsample(den)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = rearrange(self.conv(x), "b (c p q) h w -> b c (h p) (w q)", p=self.num, q=self.num)
-        if self.den == 1:
-            return x
-        weight = self.kernel.to(x).expand(x.shape[1], 1, 5, 5)
-        return F.conv2d(x, weight, stride=self.den, padding=2, groups=x.shape[1])
+        return self.blur_down(x)
 
 
 class LTX2LatentUpsampler(nn.Module):

@@ -249,7 +249,8 @@ class BWEVocoder(nn.Module):
         self.bwe_generator = Generator(bwe.generator)
         self.mel_stft = CausalMel(bwe.n_fft, bwe.hop, bwe.mels)
         self.ratio = bwe.output_rate // bwe.input_rate
-        taps, self.resample_pad = hann_sinc(self.ratio)
+        with torch.device("cpu"):  # not stored in the file: computed even when the module is built on meta
+            taps, self.resample_pad = hann_sinc(self.ratio)
         self.register_buffer("resample_filter", taps, persistent=False)
         self.sample_rate = bwe.output_rate
 
