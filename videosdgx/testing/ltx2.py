@@ -77,23 +77,81 @@ def write_ltx2_checkpoint(path: Path, cfg: LTX2Config, seed: int = 0, quantizati
                           ) -> Path:
     """An LTX-2 file: the DiT (under `model.diffusion_model.` unless `prefixed` is False, i.e. a split transformer
     file) plus `parts` (other components, already under their official keys) and the `config` metadata
-    (`transformer` + `config_sections` such as `vae`, `audio_vae`, `vocoder`)."""
+    (ours under `transformer`, merged with `config_sections` such as the connectors' `transformer` keys, `vae`,
+    `vocoder`)."""
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization must be one of {QUANTIZATIONS}")
     prefix = DIT_PREFIX if prefixed else ""
     tensors = {prefix + k: v for k, v in _quantize(random_dit_state(cfg, seed), quantization, dtype).items()}
     tensors.update(parts or {})
-    metadata = {"config": json.dumps({"transformer": config_to_metadata(cfg), **(config_sections or {})})}
+    sections = dict(config_sections or {})
+    transformer = {**sections.pop("transformer", {}), **config_to_metadata(cfg)}
+    metadata = {"config": json.dumps({"transformer": transformer, **sections})}
     return save_safetensors(path, tensors, metadata if with_config else None)
 
 
 # ------------------------------------------------------------------------------------------------- demo bundles
-def bundle_dit_config(version: str, caption_channels: int, audio_in_channels: int, video_in_channels: int
-                      ) -> LTX2Config:
-    """The tiny DiT of a demo bundle, sized to the tiny text side and media models it runs with."""
+VIDEO_LATENT, AUDIO_LATENT, MEL_BINS = 8, 4, 16  # the media writer's tiny models: audio tokens 4 x 16 / 4 wide
+DEMO_BUNDLES = {"ltx-2-19b-distilled": "19B", "ltx-2.3-22b-distilled": "2.3"}
+
+
+def text_config(version: str, dit: LTX2Config):
+    """Tiny text side whose outputs fit `dit`: 19B connectors as wide as Gemma (the DiT projects them), 2.3
+    per-modality projections straight to the DiT's video / audio widths (gated connectors)."""
+    from videosdgx.ltx2.connectors import ConnectorConfig
+    from videosdgx.testing.ltx2_text import TINY_GEMMA, conditioner_config
+    from videosdgx.ltx2.text_conditioner import TextConditionerConfig
+
+    if version == "19B":
+        return conditioner_config("19b")
+    video = ConnectorConfig(heads=dit.num_heads, head_dim=dit.head_dim, layers=2, registers=4, gated=True)
+    audio = ConnectorConfig(heads=dit.audio_num_heads, head_dim=dit.audio_head_dim, layers=2, registers=4, gated=True)
+    return TextConditionerConfig(TINY_GEMMA.hidden, TINY_GEMMA.layers + 1, True, video, audio)
+
+
+def demo_dit_config(version: str) -> LTX2Config:
+    from videosdgx.testing.ltx2_text import TINY_GEMMA
+
     cfg = tiny_dit_config(version)
     return dataclasses.replace(
-        cfg, in_channels=video_in_channels, out_channels=video_in_channels, audio_in_channels=audio_in_channels,
-        audio_out_channels=audio_in_channels,
-        caption_channels=caption_channels if cfg.caption_channels is not None else None,
+        cfg, in_channels=VIDEO_LATENT, out_channels=VIDEO_LATENT, audio_in_channels=AUDIO_LATENT * MEL_BINS // 4,
+        audio_out_channels=AUDIO_LATENT * MEL_BINS // 4,
+        caption_channels=TINY_GEMMA.hidden if cfg.caption_channels is not None else None,
     )
+
+
+def write_demo_checkpoint(path: Path, version: str = "19B", seed: int = 0, quantization: str = "none") -> Path:
+    """A whole tiny single-file checkpoint: DiT, text projection + connectors, video VAE, audio VAE, vocoder."""
+    from videosdgx.testing.ltx2_media import media_checkpoint_state, media_config
+    from videosdgx.testing.ltx2_text import conditioner_metadata, text_side_state
+
+    dit = demo_dit_config(version)
+    text = text_config(version, dit)
+    layout = "19b" if version == "19B" else "2.3"
+    parts = {**text_side_state(text, seed + 100),
+             **media_checkpoint_state(layout, seed + 200, VIDEO_LATENT, AUDIO_LATENT, MEL_BINS)}
+    sections = {**json.loads(conditioner_metadata(text)["config"]), **media_config(layout)}
+    return write_ltx2_checkpoint(path, dit, seed, quantization, parts=parts, config_sections=sections)
+
+
+def write_ltx2_bundle(bundle: str, models_dir: str | Path, seed: int = 0) -> None:
+    """The family's `demo` hook: tiny random files for every entry of `bundle` at
+    `<models_dir>/<folder>/<filename>`, in the published layouts (a video made from them is noise)."""
+    from videosdgx.manifest import load_manifest
+    from videosdgx.testing.ltx2_media import upsampler_state
+    from videosdgx.testing.ltx2_text import gemma_sentencepiece, write_gemma3
+
+    if bundle not in DEMO_BUNDLES:
+        raise NotImplementedError(f"no tiny demo files for {bundle}; demos exist for {', '.join(DEMO_BUNDLES)}")
+    version = DEMO_BUNDLES[bundle]
+    for entry in load_manifest().bundle_entries(bundle):
+        path = Path(models_dir) / entry.folder / entry.filename
+        if entry.role == "checkpoint":
+            write_demo_checkpoint(path, version, seed)
+        elif entry.role == "text_encoder":
+            storage = "fp8_scaled" if "fp8_scaled" in entry.filename else "bf16"
+            write_gemma3(path, "comfy", storage, seed=seed + 1, spiece=gemma_sentencepiece())
+        elif entry.role == "upsampler":
+            save_safetensors(path, upsampler_state(seed + 2, VIDEO_LATENT))
+        else:
+            raise NotImplementedError(f"no tiny fixture for {entry.filename} ({entry.role})")
