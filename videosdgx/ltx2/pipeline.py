@@ -204,7 +204,7 @@ def load_ltx2_pipeline(variant: LTX2Variant, files: BundleFiles, load: LoadReque
                                           tokenizer=files.optional("tokenizer"))
     video_vae = load_video_vae(checkpoint, load).module
     audio_vae = load_audio_vae(checkpoint, load).module
-    vocoder = load_vocoder(checkpoint, load).module
+    vocoder = load_vocoder(checkpoint, replace(load, dtype=torch.float32)).module  # as ltx-core: fp32 waveform
     upsampler_file = files.optional("upsampler")
     upsampler = load_upsampler(upsampler_file, load).module if upsampler_file and variant.two_stage else None
     return LTX2Pipeline(variant, dit, text_encoder, video_vae, audio_vae, vocoder, upsampler, low_memory)
