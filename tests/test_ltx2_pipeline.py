@@ -82,4 +82,4 @@ def test_variants_follow_the_official_defaults():
     dev, dev23 = LTX2_VARIANTS["ltx-2-19b-dev"], LTX2_VARIANTS["ltx-2.3-22b-dev"]
     assert (dev.steps, dev.stg_block, dev.video_guidance.cfg, dev.audio_guidance.cfg) == (40, 29, 3.0, 7.0)
     assert (dev23.steps, dev23.stg_block) == (30, 28)
-    assert all(v.frame_step == 8 and v.size_multiple == 32 for v in LTX2_VARIANTS.values())
+    assert all(v.frame_step == 8 and v.size_multiple == (64 if v.two_stage else 32) for v in LTX2_VARIANTS.values())

@@ -28,6 +28,7 @@ from videosdgx.wan.conditioning import VideoSize, image_to_video_pixels
 log = logging.getLogger(__name__)
 
 AUDIO_LATENTS_PER_SECOND = 16000 / 160 / 4  # mel rate / audio VAE time stride = 25
+VAE_STRIDE = 32  # sides are multiples of this per stage
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ class LTX2Pipeline:
                 "(ltx-2-spatial-upscaler-x2-1.0.safetensors in models/latent_upscale_models); install it with "
                 f"`python install.py --models {variant.name}`, or pass the option two_stage=false."
             )
-        multiple = variant.size_multiple * (2 if two_stage else 1)
+        multiple = VAE_STRIDE * (2 if two_stage else 1)
         size = valid_size(request.width or variant.width, request.height or variant.height,
                           request.frames or variant.frames, multiple, variant.frame_step)
         fps = float(request.fps or variant.fps)

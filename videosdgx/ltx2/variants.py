@@ -52,7 +52,8 @@ def _variant(name: str, title: str, version: str, distilled: bool, two_stage: bo
     common = dict(name=name, title=title, version=version, distilled=distilled, task="t2v+i2v", width=768,
                   height=512, frames=121, fps=24)
     if distilled and two_stage:
-        return LTX2Variant(**{**common, "width": 1536, "height": 1024}, steps=8, guidance=1.0, two_stage=True)
+        return LTX2Variant(**{**common, "width": 1536, "height": 1024}, steps=8, guidance=1.0, two_stage=True,
+                           size_multiple=64)
     if distilled:
         return LTX2Variant(**common, steps=8, guidance=1.0)
     return LTX2Variant(**common, steps=40 if version == "19B" else 30, guidance=DEV_VIDEO.cfg,
