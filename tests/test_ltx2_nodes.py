@@ -50,3 +50,18 @@ def test_loader_validates_names_and_refuses_the_wrong_release(comfy):
     assert "missing.safetensors" in answer
     with pytest.raises(WrongComponentError, match="LTX-2.3 22B checkpoint, but the ltx-2-19b-distilled variant"):
         load(comfy, ckpt="ltx-2.3-22b-distilled-1.1.safetensors", upsampler="none")
+
+
+@pytest.mark.parametrize("name", ["ltx-2-19b-distilled", "ltx-2-19b-distilled-i2v", "ltx-2.3-22b-distilled",
+                                  "ltx-2.3-22b-distilled-i2v"])
+def test_shipped_workflows_use_the_official_settings(name):
+    from workflow_harness import api_workflow, workflow_variant
+
+    variant = workflow_variant(name)
+    generate, = [n["inputs"] for n in api_workflow(name).values() if n["class_type"] == "VideosDGXLTX2Generate"]
+    loader, = [n["inputs"] for n in api_workflow(name).values() if n["class_type"] == "VideosDGXLTX2Loader"]
+    assert (generate["width"], generate["height"], generate["length"], generate["fps"]) == (
+        variant.width, variant.height, variant.frames, variant.fps)
+    assert (generate["steps"], generate["cfg"], generate["two_stage"]) == (0, 0.0, variant.two_stage)
+    assert loader["variant"] == variant.name and (loader["upsampler_name"] != "none") == variant.two_stage
+    assert ("image" in generate) == name.endswith("-i2v")

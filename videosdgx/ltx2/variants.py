@@ -53,9 +53,9 @@ def _variant(name: str, title: str, version: str, distilled: bool, two_stage: bo
                   height=512, frames=121, fps=24)
     if distilled and two_stage:
         return LTX2Variant(**{**common, "width": 1536, "height": 1024}, steps=8, guidance=1.0, two_stage=True,
-                           size_multiple=64)
+                           size_multiple=64, workflows=(name, f"{name}-i2v"))
     if distilled:
-        return LTX2Variant(**common, steps=8, guidance=1.0)
+        return LTX2Variant(**common, steps=8, guidance=1.0, workflows=(name, f"{name}-i2v"))
     return LTX2Variant(**common, steps=40 if version == "19B" else 30, guidance=DEV_VIDEO.cfg,
                        video_guidance=DEV_VIDEO, audio_guidance=DEV_AUDIO, stg_block=29 if version == "19B" else 28,
                        negative_prompt=LTX2_NEGATIVE_PROMPT)
