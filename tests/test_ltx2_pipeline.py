@@ -3,6 +3,8 @@ loaders (19B two-stage distilled, 2.3 image-to-video), size corrections, and ref
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -83,3 +85,22 @@ def test_variants_follow_the_official_defaults():
     assert (dev.steps, dev.stg_block, dev.video_guidance.cfg, dev.audio_guidance.cfg) == (40, 29, 3.0, 7.0)
     assert (dev23.steps, dev23.stg_block) == (30, 28)
     assert all(v.frame_step == 8 and v.size_multiple == (64 if v.two_stage else 32) for v in LTX2_VARIANTS.values())
+
+
+def test_dev_variant_runs_every_guidance_pass_with_the_negative_prompt(pipelines):
+    pipe = pipelines["ltx-2-19b-distilled"]
+    dev = LTX2Pipeline(ltx2_variant("ltx-2-19b-dev"), pipe.dit, pipe.text_encoder, pipe.video_vae, pipe.audio_vae,
+                       pipe.vocoder)
+    dev.variant = replace(dev.variant, stg_block=1)  # the tiny DiT has 2 blocks
+    prompts, batches = [], []
+    encode, forward = pipe.text_encoder.encode, pipe.dit.forward
+    pipe.text_encoder.encode = lambda texts: prompts.append(list(texts)) or encode(texts)
+    pipe.dit.forward = lambda video, audio, perturbation=None: (
+        batches.append((video.tokens.shape[0], perturbation.stg_blocks)) or forward(video, audio, perturbation))
+    try:
+        result = dev.generate(VideoRequest(prompt="rain", width=64, height=64, frames=9, steps=2))
+    finally:
+        del pipe.text_encoder.encode, pipe.dit.forward
+    assert prompts == [["rain", dev.variant.negative_prompt]]
+    assert batches == [(4, (1,))] * 2  # cond, uncond, STG-perturbed and modality-isolated in one batch per step
+    assert result.frames.shape == (9, 64, 64, 3)
