@@ -212,3 +212,39 @@ def test_image_condition_keeps_first_frame_and_uses_per_token_timesteps(setup):
     first_frame_tokens = video_shape[3] * video_shape[4]
     assert (calls[0][:, :first_frame_tokens] == 0).all()
     assert torch.allclose(calls[0][:, first_frame_tokens:], sigmas[0])
+
+
+@pytest.mark.parametrize("mode", ["cross", "own"])
+def test_image_to_video_matches_diffusers(setup, mode):
+    """Distilled image-to-video (first latent frame clean, per-token timesteps) against
+    `LTX2ImageToVideoPipeline` given the same first-frame latent and noise."""
+    from diffusers import LTX2ImageToVideoPipeline
+
+    ours, pipe, _ = setup
+    reference = LTX2ImageToVideoPipeline(**pipe.components)
+    reference.vae_spatial_compression_ratio, reference.vae_temporal_compression_ratio = 32, 8
+    video_shape, audio_shape = latent_shapes(pipe)
+    clean = seeded_noise(video_shape, 9)
+    mask = torch.ones(1, 1, *video_shape[2:])
+    mask[:, :, 0] = 0
+    sigmas = distilled_sigmas(2)
+    start = noised(clean, seeded_noise(video_shape, 1), float(sigmas[0]), mask)
+    audio_start = seeded_noise(audio_shape, 2) * float(sigmas[0])
+    positive = features(3)
+    size = pixel_size(pipe)
+    ours.cross_timestep = mode
+    try:
+        with torch.no_grad():
+            reference_video, reference_audio = reference(
+                image=torch.rand(1, 3, size["height"], size["width"]), prompt_embeds=positive[0],
+                prompt_attention_mask=positive[1], **size, frame_rate=FPS, sigmas=sigmas[:-1].tolist(),
+                num_inference_steps=len(sigmas) - 1, latents=start, audio_latents=audio_start,  # VAE stats are 0 / 1
+                output_type="latent", return_dict=False, use_cross_timestep=mode == "cross", **NO_GUIDANCE,
+            )
+            video_ctx, audio_ctx, ctx_mask = pipe.connectors(*positive, padding_side="left")
+            video, audio = denoise(ours, start, audio_start, sigmas, TextContext(video_ctx, audio_ctx, ctx_mask),
+                                   condition=VideoCondition(clean, mask), fps=FPS)
+    finally:
+        ours.cross_timestep = "cross"
+    assert torch.equal(video[:, :, 0], clean[:, :, 0])
+    assert_close((video, audio), (reference_video, reference_audio))
