@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import pytest
@@ -143,3 +144,180 @@ def test_gemma_tokenizer_bad_sources(tmp_path):
     t5.save_pretrained(tmp_path / "t5")
     with pytest.raises(CheckpointError, match="no `<bos>` or `<pad>` token: it is not a Gemma 3 tokenizer"):
         load_gemma3_tokenizer(tmp_path / "t5" / "tokenizer.json")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Text projection + embeddings connectors
+
+
+DIFFUSERS_NAMES = [("model.diffusion_model.", ""), ("text_embedding_projection.video_aggregate_embed", "video_text_proj_in"),
+                   ("text_embedding_projection.audio_aggregate_embed", "audio_text_proj_in"),
+                   ("text_embedding_projection.aggregate_embed", "text_proj_in"),
+                   ("video_embeddings_connector.", "video_connector."), ("audio_embeddings_connector.", "audio_connector."),
+                   ("transformer_1d_blocks.", "transformer_blocks."), (".q_norm.", ".norm_q."), (".k_norm.", ".norm_k.")]
+
+
+def to_diffusers(name: str) -> str:
+    for old, new in DIFFUSERS_NAMES:
+        name = name.replace(old, new)
+    return name
+
+
+def diffusers_connectors(flavour: str) -> LTX2TextConnectors:
+    cfg = fx.conditioner_config(flavour)
+    model = LTX2TextConnectors(
+        caption_channels=cfg.hidden, text_proj_in_factor=cfg.layers,
+        video_connector_num_attention_heads=cfg.video.heads, video_connector_attention_head_dim=cfg.video.head_dim,
+        video_connector_num_layers=cfg.video.layers, video_connector_num_learnable_registers=cfg.video.registers,
+        video_gated_attn=cfg.video.gated, audio_connector_num_attention_heads=cfg.audio.heads,
+        audio_connector_attention_head_dim=cfg.audio.head_dim, audio_connector_num_layers=cfg.audio.layers,
+        audio_connector_num_learnable_registers=cfg.audio.registers, audio_gated_attn=cfg.audio.gated,
+        connector_rope_base_seq_len=4096, rope_theta=10000.0, rope_double_precision=True, rope_type="split",
+        per_modality_projections=cfg.per_modality, video_hidden_dim=cfg.video.dim, audio_hidden_dim=cfg.audio.dim,
+        proj_bias=cfg.per_modality,
+    ).eval()
+    model.load_state_dict({to_diffusers(k): v for k, v in fx.text_side_state(cfg).items()})
+    return model
+
+
+def gemma_like_states(layers: int, valid: tuple[int, ...] = (12, 5), length: int = 12) -> tuple[list, torch.Tensor]:
+    generator = torch.Generator().manual_seed(2)
+    states = [torch.randn(len(valid), length, fx.TINY_GEMMA.hidden, generator=generator) * (1 + i)
+              for i in range(layers)]
+    mask = torch.zeros(len(valid), length, dtype=torch.long)
+    for row, n in enumerate(valid):
+        mask[row, length - n:] = 1
+    return states, mask
+
+
+@pytest.mark.parametrize("flavour", ["19b", "2.3"])
+@pytest.mark.parametrize("source", ["checkpoint", "separate file"])
+def test_conditioner_matches_diffusers(tmp_path, flavour, source):
+    cfg = fx.conditioner_config(flavour)
+    if source == "checkpoint":
+        path = fx.write_ltx2_checkpoint(tmp_path / "ltx-2-19b-dev.safetensors", cfg)
+    else:  # like ltx-2-19b-dev-fp4_projections_only.safetensors, connector keys without the DiT prefix
+        path = fx.write_text_side(tmp_path / "projections_only.safetensors", cfg, with_dit_prefix=False)
+    settings = None if source == "checkpoint" else json.loads(fx.conditioner_metadata(cfg)["config"])["transformer"]
+    loaded = load_text_conditioner(path, REQUEST, fx.TINY_GEMMA.hidden, settings)
+    assert loaded.module.cfg == cfg
+    assert loaded.identity.component == ("checkpoint" if source == "checkpoint" else "text projection")
+    states, mask = gemma_like_states(cfg.layers)
+    with torch.no_grad():
+        video, audio, out_mask = loaded.module(states, mask)
+        ref_video, ref_audio, ref_mask = diffusers_connectors(flavour)(torch.stack(states, -1), mask)
+    assert video.shape == (2, 12, cfg.video.dim) and audio.shape == (2, 12, cfg.audio.dim)
+    assert relative_error(video, ref_video) <= 1e-5 and relative_error(audio, ref_audio) <= 1e-5
+    assert torch.equal(out_mask, ref_mask.long()) and out_mask.all()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The whole encoder
+
+
+@pytest.fixture()
+def text_files(tmp_path):
+    tokenizer = fx.write_gemma_tokenizer(tmp_path / "tokenizer")
+    gemma = fx.write_gemma3(tmp_path / "gemma_3_12B_it_fp8_scaled.safetensors", "comfy", "fp8_scaled",
+                            spiece=(tokenizer / "tokenizer.model").read_bytes())
+    checkpoint = fx.write_ltx2_checkpoint(tmp_path / "ltx-2.3-22b-dev.safetensors", fx.conditioner_config("2.3"))
+    return tmp_path, gemma, checkpoint
+
+
+def test_encode_matches_transformers_and_diffusers(text_files):
+    """Tokenizer -> Gemma (fp8 file) -> projection -> connectors against transformers + diffusers end to end."""
+    root, gemma, checkpoint = text_files
+    encoder = load_ltx2_text_encoder(gemma, checkpoint, REQUEST, max_length=16)
+    video, audio, mask = encoder.encode(PROMPTS)
+    assert video.shape == (3, 16, 24) and audio.shape == (3, 16, 12) and mask.shape == (3, 16)
+
+    reference_tokenizer = transformers.PreTrainedTokenizerFast(
+        tokenizer_file=str(root / "tokenizer" / "tokenizer.json"), bos_token="<bos>", pad_token="<pad>",
+        padding_side="left")
+    tokens = reference_tokenizer([p.strip() for p in PROMPTS], padding="max_length", max_length=16, truncation=True,
+                                 return_tensors="pt")
+    dense = {k: v for k, v in encoder.gemma.state_dict().items() if "scale" not in k and "comfy_quant" not in k}
+    dense |= {f"{n}.weight": m.dequantized_weight(torch.float32)
+              for n, m in encoder.gemma.named_modules() if isinstance(m, QuantizedLinear)}
+    cfg = replace(fx.TINY_GEMMA, sliding_window=DEFAULTS.sliding_window, sliding_pattern=DEFAULTS.sliding_pattern,
+                  query_pre_attn_scalar=DEFAULTS.query_pre_attn_scalar)
+    with torch.no_grad():
+        states = hf_gemma(cfg, dense)(**tokens, output_hidden_states=True).hidden_states
+        ref_video, ref_audio, _ = diffusers_connectors("2.3")(torch.stack(states, -1), tokens["attention_mask"])
+    assert relative_error(video, ref_video) <= 1e-5 and relative_error(audio, ref_audio) <= 1e-5
+
+    encoder.release()
+    assert encoder.released
+    with pytest.raises(ConfigurationError, match="Gemma model was released; load the text encoder again"):
+        encoder.encode(["a cat"])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Identification and bad inputs
+
+
+def test_identification(tmp_path):
+    cfg = fx.conditioner_config("19b")
+    with open_checkpoint(fx.write_text_side(tmp_path / "p.safetensors", cfg)) as checkpoint:
+        found = identify(checkpoint)
+    assert (found.family, found.component, found.variant) == ("ltx2", "text projection", "LTX-2")
+    assert found.notes == ("contains: text projection, video connector, audio connector",)
+    with open_checkpoint(fx.write_text_side(tmp_path / "c.safetensors", fx.conditioner_config("2.3"),
+                                            parts=("connectors",))) as checkpoint:
+        assert identify(checkpoint).variant == "LTX-2.3"
+    with open_checkpoint(fx.write_gemma3(tmp_path / "g", "hf_new")) as checkpoint:
+        assert (identify(checkpoint).variant, identify(checkpoint).layout) == ("Gemma 3 (6 layers)", "HF")
+
+
+def test_wrong_files_are_refused(tmp_path, text_files):
+    _, gemma, checkpoint = text_files
+    with pytest.raises(WrongComponentError, match="ltx-2.3-22b-dev.safetensors is a LTX-2.3 .* not a text encoder"):
+        load_ltx2_text_encoder(checkpoint, checkpoint, REQUEST)
+    with pytest.raises(WrongComponentError, match="is a Gemma 3 \\(6 layers\\) text encoder, not a LTX-2 text projection"):
+        load_ltx2_text_encoder(gemma, gemma, REQUEST)
+    gemma2 = {k: v for k, v in gemma3_comfy().items() if "q_norm" not in k}
+    path = save_safetensors(tmp_path / "gemma-2-9b.safetensors", gemma2)
+    with pytest.raises(WrongComponentError, match="gemma-2-9b.safetensors is a Gemma 2 text model .* not Gemma 3"):
+        load_ltx2_text_encoder(path, checkpoint, REQUEST)
+
+
+def test_truncated_gemma_file(tmp_path, text_files):
+    _, gemma, checkpoint = text_files
+    size = gemma.stat().st_size
+    cut = tmp_path / "gemma_3_12B_it_cut.safetensors"
+    cut.write_bytes(gemma.read_bytes()[: size // 2])
+    with pytest.raises(CheckpointError, match=f"is truncated: expected {size:,} bytes"):
+        load_ltx2_text_encoder(cut, checkpoint, REQUEST)
+
+
+def test_incomplete_projection_files(tmp_path, text_files):
+    _, gemma, _ = text_files
+    cfg = fx.conditioner_config("2.3")
+    only_projection = fx.write_text_side(tmp_path / "proj.safetensors", cfg, parts=("projection",))
+    with pytest.raises(CheckpointError, match="holds the LTX-2 text projection but not the embeddings connectors "
+                                              "\\(video_embeddings_connector, audio_embeddings_connector\\)"):
+        load_ltx2_text_encoder(gemma, only_projection, REQUEST)
+    only_connectors = fx.write_text_side(tmp_path / "conn.safetensors", cfg, parts=("connectors",))
+    with pytest.raises(CheckpointError, match="holds the embeddings connectors but not the LTX-2 text projection"):
+        load_ltx2_text_encoder(gemma, only_connectors, REQUEST)
+    # the two halves together are a complete text side
+    encoder = load_ltx2_text_encoder(gemma, [only_projection, only_connectors], REQUEST, max_length=8)
+    assert encoder.encode(["a cat"]).video.shape == (1, 8, 24)
+
+
+def test_mismatched_sizes_and_settings(tmp_path, text_files):
+    root, gemma, _ = text_files
+    deeper = fx.write_ltx2_checkpoint(tmp_path / "deep.safetensors", fx.conditioner_config("19b", layers=9))
+    with pytest.raises(CheckpointError, match="has 6 layers but the LTX-2 text projection takes 9 hidden states"):
+        load_ltx2_text_encoder(gemma, deeper, REQUEST)
+    wide = fx.write_ltx2_checkpoint(tmp_path / "wide.safetensors", fx.conditioner_config("19b", hidden=20))
+    with pytest.raises(WrongComponentError, match="takes 140 features, not a multiple of this Gemma's width 32"):
+        load_ltx2_text_encoder(gemma, wide, REQUEST)
+    checkpoint = fx.write_ltx2_checkpoint(tmp_path / "ok.safetensors", fx.conditioner_config("19b"))
+    with pytest.raises(ConfigurationError, match="max_length 10 must be a multiple of the connectors' 4 registers"):
+        load_ltx2_text_encoder(gemma, checkpoint, REQUEST, max_length=10)
+    bare = fx.write_gemma3(tmp_path / "models" / "text_encoders" / "gemma.safetensors", "comfy")
+    with pytest.raises(CheckpointError, match="No Gemma tokenizer found for gemma.safetensors"):
+        load_ltx2_text_encoder(bare, checkpoint, REQUEST)
+    encoder = load_ltx2_text_encoder(bare, checkpoint, REQUEST, tokenizer=root / "tokenizer", max_length=8)
+    assert isinstance(encoder, LTX2TextEncoder) and encoder.encode(["x"]).audio.shape == (1, 8, 32)

@@ -85,17 +85,19 @@ def _tokenizer_next_to(path: PathLike | list) -> Path:
 
 
 def load_ltx2_text_encoder(gemma: PathLike | list, projection: PathLike | list, request: LoadRequest,
-                           tokenizer: PathLike | None = None, max_length: int = LTX_MAX_TOKENS) -> LTX2TextEncoder:
+                           tokenizer: PathLike | None = None, max_length: int = LTX_MAX_TOKENS,
+                           settings: dict | None = None) -> LTX2TextEncoder:
     """Load Gemma 3 (any layout of text.gemma3_files) and the text projection + connectors.
 
     `projection`: the LTX-2 / 2.3 single-file checkpoint, or the file(s) holding its text-side tensors.
     `tokenizer`: a tokenizer.json / tokenizer.model / folder; default: the tokenizer embedded in the Gemma file,
-    else one next to it. Every file is checked before the first weight is read.
+    else one next to it. `settings`: connector settings when `projection` has no embedded config (see
+    `text_conditioner.read_transformer_config`). Every file is checked before the first weight is read.
     """
     header = read_gemma3_header(gemma)
     source = tokenizer or (header.spiece_model if header.spiece_model is not None else _tokenizer_next_to(gemma))
     tokenizer_model = load_gemma3_tokenizer(source)
-    conditioner = load_text_conditioner(projection, request, header.hidden).module
+    conditioner = load_text_conditioner(projection, request, header.hidden, settings).module
     if header.layers + 1 != conditioner.cfg.layers:
         raise CheckpointError(
             f"The Gemma file has {header.layers} layers but the LTX-2 text projection takes "

@@ -127,11 +127,11 @@ def conditioner_config(flavour: str, hidden: int = TINY_GEMMA.hidden,
     """Tiny 19B-style (shared projection to `hidden`, ungated) or 2.3-style (per-modality, gated) connectors with
     distinct head counts and widths per modality."""
     if flavour == "19b":
-        video = ConnectorConfig(heads=2, head_dim=hidden // 2, layers=2, registers=registers)
-        audio = ConnectorConfig(heads=4, head_dim=hidden // 4, layers=2, registers=registers)
+        video = ConnectorConfig(heads=2, head_dim=hidden // 2, layers=2, registers=registers, ff_dim=4 * hidden)
+        audio = ConnectorConfig(heads=4, head_dim=hidden // 4, layers=2, registers=registers, ff_dim=4 * hidden)
         return TextConditionerConfig(hidden, layers, False, video, audio)
-    video = ConnectorConfig(heads=3, head_dim=8, layers=2, registers=registers, gated=True)
-    audio = ConnectorConfig(heads=2, head_dim=6, layers=3, registers=registers, gated=True)
+    video = ConnectorConfig(heads=3, head_dim=8, layers=2, registers=registers, ff_dim=96, gated=True)
+    audio = ConnectorConfig(heads=2, head_dim=6, layers=3, registers=registers, ff_dim=48, gated=True)
     return TextConditionerConfig(hidden, layers, True, video, audio)
 
 
