@@ -248,6 +248,10 @@ def test_encode_matches_transformers_and_diffusers(text_files):
 
     encoder.release()
     assert encoder.released
+    again = encoder.encode(PROMPTS)  # Gemma is loaded again from its file
+    assert not encoder.released and torch.equal(again.video, video)
+    encoder.release()
+    encoder.reload = None
     with pytest.raises(ConfigurationError, match="Gemma model was released; load the text encoder again"):
         encoder.encode(["a cat"])
 
