@@ -96,13 +96,15 @@ def test_gemma3_sliding_window_is_exercised():
         assert compare_hidden_states(wide(ids, mask), ref, mask) > 1e-2
 
 
-@pytest.mark.parametrize("storage", ["fp8_scaled", "fp8_e4m3fn", "bf16"])
+@pytest.mark.parametrize("storage", ["fp8_scaled", "fp8_e4m3fn", "fp4_mixed", "bf16"])
 def test_gemma3_quantized_and_bf16_files(tmp_path, storage):
-    """fp8 Linear weights stay fp8 (runtime QuantizedLinear) and give the states of their dequantised weights."""
+    """fp8 / NVFP4 Linear weights stay quantised (runtime QuantizedLinear) and give the states of their
+    dequantised weights."""
     path = fx.write_gemma3(tmp_path / f"gemma_3_12B_it_{storage}.safetensors", "comfy", storage)
     model = load_gemma3(path, REQUEST).module
     quantized = [m for m in model.modules() if isinstance(m, QuantizedLinear)]
     assert len(quantized) == (7 * fx.TINY_GEMMA.layers if storage != "bf16" else 0)
+    assert {m.format for m in quantized} == {"bf16": set(), "fp4_mixed": {"fp8", "nvfp4"}}.get(storage, {"fp8"})
     dense = Gemma3TextModel(model.cfg).eval()
     names = dense.state_dict().keys()
     dequantized = {f"{name}.weight": m.dequantized_weight(torch.float32)

@@ -150,7 +150,8 @@ def transformer_config(checkpoint: Checkpoint) -> dict:
     try:
         return json.loads(raw).get("transformer", {})
     except (json.JSONDecodeError, AttributeError) as exc:
-        raise CheckpointError(f"{checkpoint.name} has an unreadable embedded config ({exc}). Download it again.")
+        raise CheckpointError(
+            f"{checkpoint.name} has an unreadable embedded config ({exc}). Download it again.") from None
 
 
 def load_text_conditioner(path: str | os.PathLike | list, request: LoadRequest, hidden: int,

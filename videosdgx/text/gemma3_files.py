@@ -18,7 +18,6 @@ import json
 import logging
 import os
 from dataclasses import dataclass, fields, replace
-from pathlib import Path
 
 import torch
 
