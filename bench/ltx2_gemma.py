@@ -18,6 +18,7 @@ for every matmul, so they cost time there.
 
     python bench/ltx2_gemma.py                      # CPU, 64 tokens
     python bench/ltx2_gemma.py --device cuda --tokens 1024
+    python bench/ltx2_gemma.py --tiny                # toy sizes, a smoke test
 """
 
 from __future__ import annotations
@@ -71,17 +72,21 @@ def max_relative_error(states: list, reference: list, mask: torch.Tensor) -> flo
     return max(((s.float() - r)[valid].abs().max() / r[valid].abs().max()).item() for s, r in zip(states, reference))
 
 
-def main() -> None:
+TINY = Gemma3Config(vocab=512, hidden=128, intermediate=256, layers=2, heads=2, kv_heads=2, head_dim=64)
+
+
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiny", action="store_true", help="toy sizes (smoke test)")
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--vocab", type=int, default=8192)
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     device = torch.device(args.device)
-    cfg = replace(Gemma3Config(), layers=args.layers, vocab=args.vocab)
+    cfg = TINY if args.tiny else replace(Gemma3Config(), layers=args.layers, vocab=args.vocab)
 
     reference_model = build(cfg, args.seed)
     generator = torch.Generator().manual_seed(args.seed)
@@ -114,9 +119,12 @@ def main() -> None:
     formats = {"weight bytes (GB)": "{:.3f}", "forward time (s)": "{:.3f}"}
     lines = [[label, formats.get(label, "{:.2e}").format(b), formats.get(label, "{:.2e}").format(f), ratio(f, b)]
              for label, (b, f) in rows.items()]
-    print(f"Gemma 3 12B shapes, {args.layers} layers, vocab {args.vocab}, {args.tokens} tokens "
-          f"({args.tokens - args.tokens // 4} valid), {device}; fp32 reference forward {ref_time:.3f} s")
-    print(table(["", "bf16", "fp8 (e4m3 + scale)", "fp8 / bf16"], lines))
+    shapes = "toy" if args.tiny else "Gemma 3 12B"
+    report = (f"{shapes} shapes, {cfg.layers} layers, vocab {cfg.vocab}, {args.tokens} tokens "
+              f"({args.tokens - args.tokens // 4} valid), {device}; fp32 reference forward {ref_time:.3f} s\n"
+              + table(["", "bf16", "fp8 (e4m3 + scale)", "fp8 / bf16"], lines))
+    print(report)
+    return {"rows": rows, "report": report}
 
 
 if __name__ == "__main__":

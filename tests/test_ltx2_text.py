@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -327,3 +329,16 @@ def test_mismatched_sizes_and_settings(tmp_path, text_files):
         load_ltx2_text_encoder(bare, checkpoint, REQUEST)
     encoder = load_ltx2_text_encoder(bare, checkpoint, REQUEST, tokenizer=root / "tokenizer", max_length=8)
     assert isinstance(encoder, LTX2TextEncoder) and encoder.encode(["x"]).audio.shape == (1, 8, 32)
+
+
+def test_gemma_bench_tiny(monkeypatch):
+    """bench/ltx2_gemma.py runs end to end on toy sizes (no timing asserts)."""
+    bench = Path(__file__).resolve().parent.parent / "bench"
+    monkeypatch.syspath_prepend(str(bench))
+    spec = importlib.util.spec_from_file_location("bench_ltx2_gemma", bench / "ltx2_gemma.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rows = module.main(["--tiny", "--tokens", "16", "--repeats", "1"])["rows"]
+    bf16_bytes, fp8_bytes = rows["weight bytes (GB)"]
+    assert fp8_bytes < 0.75 * bf16_bytes
+    assert all(0 < e < 0.1 for e in rows["max rel. error vs fp32"] + rows["same, fp32 activations (storage only)"])
