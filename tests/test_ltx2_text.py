@@ -342,3 +342,23 @@ def test_gemma_bench_tiny(monkeypatch):
     bf16_bytes, fp8_bytes = rows["weight bytes (GB)"]
     assert fp8_bytes < 0.75 * bf16_bytes
     assert all(0 < e < 0.1 for e in rows["max rel. error vs fp32"] + rows["same, fp32 activations (storage only)"])
+
+
+def test_real_sizes_are_read_from_shapes():
+    """Gemma 3 12B and the 19B / 2.3 text sides at their published shapes (on meta): configs from shapes alone."""
+    from videosdgx.ltx2.connectors import ConnectorConfig
+    from videosdgx.ltx2.text_conditioner import LTX2TextConditioner, TextConditionerConfig, conditioner_config
+    from videosdgx.text.gemma3_files import config_from_shapes
+
+    with torch.device("meta"):
+        gemma = Gemma3TextModel(Gemma3Config())
+        shapes = {k: tuple(v.shape) for k, v in gemma.state_dict().items()}
+        assert config_from_shapes(shapes) == Gemma3Config()
+        assert abs(sum(v.numel() for v in gemma.state_dict().values()) - 11.77e9) < 0.01e9
+        ltx19 = TextConditionerConfig(3840, 49, False, *[ConnectorConfig(30, 128, 2, ff_dim=15360)] * 2)
+        ltx23 = TextConditionerConfig(3840, 49, True, ConnectorConfig(32, 128, 8, ff_dim=16384, gated=True),
+                                      ConnectorConfig(32, 64, 8, ff_dim=8192, gated=True))
+        for cfg in (ltx19, ltx23):
+            shapes = {k: tuple(v.shape) for k, v in LTX2TextConditioner(cfg).state_dict().items()}
+            assert conditioner_config(shapes, {}, 3840, "file") == cfg
+    assert shapes["text_embedding_projection.video_aggregate_embed.weight"] == (4096, 188160)
