@@ -29,8 +29,9 @@ from videosdgx.text.gemma3_tokenizer import load_gemma3_tokenizer
 
 REQUEST = LoadRequest()
 DEFAULTS = Gemma3Config()  # Gemma 3 12B attention settings, used when no config.json is next to the file
-PROMPTS = ["A cat sits on a red boat.", "  一只猫坐在板上  ", "Camera pans slowly over a quiet harbour full of yachts "
-           "while a woman speaks softly to the camera and rain falls behind her."]
+PROMPTS = ["A cat sits on a red boat.", "  一只猫坐在板上  ",
+           "Camera pans slowly over a quiet harbour full of yachts while a woman speaks softly to the camera and "
+           "rain falls behind her."]
 
 
 def relative_error(got: torch.Tensor, ref: torch.Tensor) -> float:
@@ -154,11 +155,13 @@ def test_gemma_tokenizer_bad_sources(tmp_path):
 # Text projection + embeddings connectors
 
 
-DIFFUSERS_NAMES = [("model.diffusion_model.", ""), ("text_embedding_projection.video_aggregate_embed", "video_text_proj_in"),
-                   ("text_embedding_projection.audio_aggregate_embed", "audio_text_proj_in"),
-                   ("text_embedding_projection.aggregate_embed", "text_proj_in"),
-                   ("video_embeddings_connector.", "video_connector."), ("audio_embeddings_connector.", "audio_connector."),
-                   ("transformer_1d_blocks.", "transformer_blocks."), (".q_norm.", ".norm_q."), (".k_norm.", ".norm_k.")]
+DIFFUSERS_NAMES = [
+    ("model.diffusion_model.", ""), ("text_embedding_projection.video_aggregate_embed", "video_text_proj_in"),
+    ("text_embedding_projection.audio_aggregate_embed", "audio_text_proj_in"),
+    ("text_embedding_projection.aggregate_embed", "text_proj_in"), ("video_embeddings_connector.", "video_connector."),
+    ("audio_embeddings_connector.", "audio_connector."), ("transformer_1d_blocks.", "transformer_blocks."),
+    (".q_norm.", ".norm_q."), (".k_norm.", ".norm_k."),
+]
 
 
 def to_diffusers(name: str) -> str:
@@ -281,7 +284,8 @@ def test_wrong_files_are_refused(tmp_path, text_files):
     _, gemma, checkpoint = text_files
     with pytest.raises(WrongComponentError, match="ltx-2.3-22b-dev.safetensors is a LTX-2.3 .* not a text encoder"):
         load_ltx2_text_encoder(checkpoint, checkpoint, REQUEST)
-    with pytest.raises(WrongComponentError, match="is a Gemma 3 \\(6 layers\\) text encoder, not a LTX-2 text projection"):
+    with pytest.raises(WrongComponentError,
+                       match="is a Gemma 3 \\(6 layers\\) text encoder, not a LTX-2 text projection"):
         load_ltx2_text_encoder(gemma, gemma, REQUEST)
     gemma2 = {k: v for k, v in gemma3_comfy().items() if "q_norm" not in k}
     path = save_safetensors(tmp_path / "gemma-2-9b.safetensors", gemma2)
@@ -362,3 +366,10 @@ def test_real_sizes_are_read_from_shapes():
             shapes = {k: tuple(v.shape) for k, v in LTX2TextConditioner(cfg).state_dict().items()}
             assert conditioner_config(shapes, {}, 3840, "file") == cfg
     assert shapes["text_embedding_projection.video_aggregate_embed.weight"] == (4096, 188160)
+
+
+def test_foreign_config_json_is_ignored(tmp_path):
+    """A text_encoders folder may hold another model's config.json: only a Gemma 3 one sets the attention."""
+    path = fx.write_gemma3(tmp_path / "gemma_3_12B_it.safetensors", "comfy")
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "mistral", "sliding_window": 4}))
+    assert load_gemma3(path, REQUEST).module.cfg.sliding_window == DEFAULTS.sliding_window

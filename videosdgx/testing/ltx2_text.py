@@ -1,7 +1,7 @@
-"""Tiny LTX-2 text-side files in the published layouts: Gemma 3 (ComfyUI single file, Hugging Face shards; fp32,
-bf16, fp8 scaled, fp4 mixed, plain fp8), a Gemma-style tokenizer (tokenizer.model + tokenizer.json), and the text projection +
-embeddings connectors under the official single-file key names (19B and 2.3 flavours), alone or inside a toy
-single-file checkpoint. Weights are random.
+"""Tiny LTX-2 text-side files in the published layouts: Gemma 3 (ComfyUI single file, Hugging Face shards;
+fp32, bf16, fp8 scaled, fp4 mixed, plain fp8), a Gemma-style tokenizer (tokenizer.model + tokenizer.json), and
+the text projection + embeddings connectors under the official single-file key names (19B and 2.3 flavours),
+alone or inside a toy single-file checkpoint. Weights are random.
 """
 
 from __future__ import annotations
