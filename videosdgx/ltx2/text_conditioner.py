@@ -97,6 +97,11 @@ def _connector_config(shapes: dict, prefix: str, head_dim: int, transformer: dic
     registers, dim = shapes[f"{prefix}learnable_registers"]
     block = f"{prefix}transformer_1d_blocks.0."
     gate = shapes.get(f"{block}attn1.to_gate_logits.weight")
+    if gate is None and dim % head_dim:
+        raise CheckpointError(
+            f"The {prefix.rstrip('.')} is {dim} wide, which does not split into heads of {head_dim}, and neither "
+            "gates nor an embedded config give its head count. Pass the LTX-2 checkpoint's config (settings=...)."
+        )
     heads = gate[0] if gate else dim // head_dim
     layers = len({name.split(".")[2] for name in shapes if name.startswith(f"{prefix}transformer_1d_blocks.")})
     max_pos = transformer.get("connector_positional_embedding_max_pos", [4096])
@@ -130,6 +135,12 @@ def conditioner_config(shapes: dict[str, tuple[int, ...]], transformer: dict, hi
     )
 
 
+def read_transformer_config(path: str | os.PathLike | list) -> dict:
+    """The embedded `transformer` config of an LTX-2 checkpoint file ({} when it has none)."""
+    with open_checkpoint(path) as checkpoint:
+        return transformer_config(checkpoint)
+
+
 def transformer_config(checkpoint: Checkpoint) -> dict:
     """The `transformer` part of the embedded `config` JSON, or {} (logged) when the file has none."""
     raw = checkpoint.metadata.get("config")
@@ -139,18 +150,25 @@ def transformer_config(checkpoint: Checkpoint) -> dict:
     try:
         return json.loads(raw).get("transformer", {})
     except (json.JSONDecodeError, AttributeError) as exc:
-        raise CheckpointError(f"{checkpoint.name} has an unreadable embedded config ({exc}). Download it again.")
+        raise CheckpointError(
+            f"{checkpoint.name} has an unreadable embedded config ({exc}). Download it again.") from None
 
 
-def load_text_conditioner(path: str | os.PathLike | list, request: LoadRequest, hidden: int) -> LoadedModel:
-    """The projection + connectors from an LTX-2 / 2.3 checkpoint or from separate text-side files."""
+def load_text_conditioner(path: str | os.PathLike | list, request: LoadRequest, hidden: int,
+                          settings: dict | None = None) -> LoadedModel:
+    """The projection + connectors from an LTX-2 / 2.3 checkpoint or from separate text-side files.
+
+    `settings`: the `transformer` config to use instead of the file's own (e.g. `read_transformer_config` of the
+    DiT checkpoint when the text side comes from a separate file without an embedded config).
+    """
     with open_checkpoint(path) as checkpoint:
         component = identify(checkpoint).component
     if component not in ("checkpoint", "text projection"):
         component = "text projection"  # load_model_file refuses the file with the right message
 
     def build(shapes: dict[str, tuple[int, ...]], checkpoint: Checkpoint) -> LTX2TextConditioner:
-        cfg = conditioner_config(shapes, transformer_config(checkpoint), hidden, checkpoint.name)
+        transformer = settings if settings is not None else transformer_config(checkpoint)
+        cfg = conditioner_config(shapes, transformer, hidden, checkpoint.name)
         return LTX2TextConditioner(cfg)
 
     return load_model_file(path, family="ltx2", component=component, loader=LOADER, request=request,

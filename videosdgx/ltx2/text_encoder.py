@@ -2,7 +2,7 @@
 
     encoder = load_ltx2_text_encoder(gemma_file, checkpoint_file, LoadRequest(dtype=torch.bfloat16, device=cuda))
     video, audio, mask = encoder.encode(["a cat on a boat", ""])   # [B, 1024, Dv], [B, 1024, Da], [B, 1024]
-    encoder.release()                                              # frees Gemma; the connectors stay
+    encoder.release()             # frees Gemma; the connectors stay; the next encode() loads Gemma again
 
 Dv = Da = 3840 for LTX-2 19B (the DiT's caption projections map them on), Dv = 4096 and Da = 2048 for LTX-2.3.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 
@@ -37,10 +37,11 @@ class LTX2TextContext(NamedTuple):
 
 
 class LTX2TextEncoder:
-    """Prompts -> `LTX2TextContext`; Gemma can be released once the prompts of a job are encoded."""
+    """Prompts -> `LTX2TextContext`. `release()` frees Gemma once a job's prompts are encoded; the next `encode`
+    loads it again through `reload` (when given) so one encoder serves many jobs."""
 
     def __init__(self, gemma: Gemma3TextModel, tokenizer: Gemma3Tokenizer, conditioner: LTX2TextConditioner,
-                 max_length: int = LTX_MAX_TOKENS):
+                 max_length: int = LTX_MAX_TOKENS, reload: Callable[[], Gemma3TextModel] | None = None):
         registers = (conditioner.cfg.video.registers, conditioner.cfg.audio.registers)
         if any(max_length % r for r in registers):
             raise ConfigurationError(f"max_length {max_length} must be a multiple of the connectors' "
@@ -49,12 +50,16 @@ class LTX2TextEncoder:
         self.tokenizer = tokenizer
         self.conditioner = conditioner
         self.max_length = max_length
+        self.reload = reload
 
     @torch.no_grad()
     def encode(self, prompts: list[str]) -> LTX2TextContext:
         if self.gemma is None:
-            raise ConfigurationError("The LTX-2 text encoder's Gemma model was released; load the text encoder "
-                                     "again to encode new prompts.")
+            if self.reload is None:
+                raise ConfigurationError("The LTX-2 text encoder's Gemma model was released; load the text encoder "
+                                         "again to encode new prompts.")
+            log.info("Loading Gemma again (it was released after the previous job)")
+            self.gemma = self.reload()
         ids, mask = self.tokenizer.encode(prompts, self.max_length)
         device = self.gemma.embed_tokens.weight.device
         states = self.gemma(ids.to(device), mask.to(device))
@@ -85,17 +90,19 @@ def _tokenizer_next_to(path: PathLike | list) -> Path:
 
 
 def load_ltx2_text_encoder(gemma: PathLike | list, projection: PathLike | list, request: LoadRequest,
-                           tokenizer: PathLike | None = None, max_length: int = LTX_MAX_TOKENS) -> LTX2TextEncoder:
+                           tokenizer: PathLike | None = None, max_length: int = LTX_MAX_TOKENS,
+                           settings: dict | None = None) -> LTX2TextEncoder:
     """Load Gemma 3 (any layout of text.gemma3_files) and the text projection + connectors.
 
     `projection`: the LTX-2 / 2.3 single-file checkpoint, or the file(s) holding its text-side tensors.
     `tokenizer`: a tokenizer.json / tokenizer.model / folder; default: the tokenizer embedded in the Gemma file,
-    else one next to it. Every file is checked before the first weight is read.
+    else one next to it. `settings`: connector settings when `projection` has no embedded config (see
+    `text_conditioner.read_transformer_config`). Every file is checked before the first weight is read.
     """
     header = read_gemma3_header(gemma)
     source = tokenizer or (header.spiece_model if header.spiece_model is not None else _tokenizer_next_to(gemma))
     tokenizer_model = load_gemma3_tokenizer(source)
-    conditioner = load_text_conditioner(projection, request, header.hidden).module
+    conditioner = load_text_conditioner(projection, request, header.hidden, settings).module
     if header.layers + 1 != conditioner.cfg.layers:
         raise CheckpointError(
             f"The Gemma file has {header.layers} layers but the LTX-2 text projection takes "
@@ -103,4 +110,5 @@ def load_ltx2_text_encoder(gemma: PathLike | list, projection: PathLike | list, 
         )
     loaded = load_gemma3(gemma, request)
     log.info("LTX-2 text encoder ready: %s", loaded.identity.summary())
-    return LTX2TextEncoder(loaded.module, tokenizer_model, conditioner, max_length)
+    return LTX2TextEncoder(loaded.module, tokenizer_model, conditioner, max_length,
+                           reload=lambda: load_gemma3(gemma, request).module)

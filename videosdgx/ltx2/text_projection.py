@@ -1,15 +1,18 @@
-"""From Gemma's stacked hidden states to the connectors' inputs: normalisation and the aggregate projection.
+"""From Gemma's hidden states to the connectors' inputs: normalisation and the aggregate projection.
 
 LTX-2 19B (`text_embedding_projection.aggregate_embed`, no bias, one projection for both modalities): per prompt
 and per layer, over the valid tokens x hidden channels, `8 * (x - mean) / (max - min + 1e-6)`.
 LTX-2.3 (`video_aggregate_embed` / `audio_aggregate_embed`, with bias): each token's hidden vector of each layer is
 RMS-normalised, then scaled by `sqrt(out_width / hidden)` for each modality's projection.
-Both flatten `[B, T, hidden, layers]` hidden-major (`index = d * layers + l`) and zero the padded tokens.
+Both lay the layers out as `[B, T, hidden, layers]` flattened hidden-major (`index = d * layers + l`) and zero the
+padded tokens. Statistics are computed in float32 one layer at a time, so only the projection's input (in the
+compute dtype) is ever held for all layers.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -17,27 +20,35 @@ from torch import nn
 EPS = 1e-6
 SCALE = 8.0
 
-
-def stack_hidden_states(states: list[torch.Tensor]) -> torch.Tensor:
-    """`layers` tensors `[B, T, D]` -> float32 `[B, T, D, layers]`."""
-    return torch.stack([s.float() for s in states], dim=-1)
+LayerNorm = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def per_layer_minmax_norm(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """LTX-2 19B: `[B, T, D, L]` -> `[B, T, D * L]`, per prompt and layer over its valid tokens."""
-    valid = mask.bool()[:, :, None, None]
-    count = mask.sum(1).to(x.dtype)[:, None, None, None] * x.shape[2]
+def minmax_norm(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """LTX-2 19B, one layer `[B, T, D]` in float32: per prompt over its valid tokens and all channels."""
+    valid = valid[..., None]
+    count = valid.sum(dim=(1, 2), keepdim=True).to(x.dtype) * x.shape[-1]
     mean = x.masked_fill(~valid, 0.0).sum(dim=(1, 2), keepdim=True) / (count + EPS)
     low = x.masked_fill(~valid, float("inf")).amin(dim=(1, 2), keepdim=True)
     high = x.masked_fill(~valid, float("-inf")).amax(dim=(1, 2), keepdim=True)
-    normed = SCALE * (x - mean) / (high - low + EPS)
-    return normed.masked_fill(~valid, 0.0).flatten(2)
+    return SCALE * (x - mean) / (high - low + EPS)
 
 
-def per_token_rms_norm(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """LTX-2.3: `[B, T, D, L]` -> `[B, T, D * L]`, each token's hidden vector of each layer to unit RMS."""
-    normed = x * torch.rsqrt(x.pow(2).mean(dim=2, keepdim=True) + EPS)
-    return normed.masked_fill(~mask.bool()[:, :, None, None], 0.0).flatten(2)
+def token_rms_norm(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """LTX-2.3, one layer `[B, T, D]` in float32: each token's hidden vector to unit RMS."""
+    return x * torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + EPS)
+
+
+def normalized_features(states: Sequence[torch.Tensor], mask: torch.Tensor, norm: LayerNorm,
+                        scales: Sequence[float], dtype: torch.dtype) -> list[torch.Tensor]:
+    """For each of `scales`: `[B, T, D * layers]` in `dtype` = `norm(layer) * scale`, padded tokens zero."""
+    batch, length, dim = states[0].shape
+    valid = mask.bool()
+    outputs = [torch.empty(batch, length, dim, len(states), dtype=dtype, device=states[0].device) for _ in scales]
+    for layer, state in enumerate(states):
+        normed = norm(state.float(), valid).masked_fill(~valid[..., None], 0.0)
+        for out, scale in zip(outputs, scales):
+            out[..., layer] = normed * scale if scale != 1.0 else normed
+    return [out.flatten(2) for out in outputs]
 
 
 class TextEmbeddingProjection(nn.Module):
@@ -54,15 +65,14 @@ class TextEmbeddingProjection(nn.Module):
         else:
             self.aggregate_embed = nn.Linear(width, video_dim, bias=False)
 
-    def forward(self, states: list[torch.Tensor], mask: torch.Tensor,
+    def forward(self, states: Sequence[torch.Tensor], mask: torch.Tensor,
                 dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """Gemma hidden states (`layers` x `[B, T, hidden]`) -> (video, audio) features in `dtype`."""
-        x = stack_hidden_states(states)
         if not self.per_modality:
-            features = self.aggregate_embed(per_layer_minmax_norm(x, mask).to(dtype))
-            return features, features
-        normed = per_token_rms_norm(x, mask)
+            (features,) = normalized_features(states, mask, minmax_norm, [1.0], dtype)
+            projected = self.aggregate_embed(features)
+            return projected, projected
         video, audio = self.video_aggregate_embed, self.audio_aggregate_embed
-        video_scale = math.sqrt(video.out_features / self.hidden)
-        audio_scale = math.sqrt(audio.out_features / self.hidden)
-        return video((normed * video_scale).to(dtype)), audio((normed * audio_scale).to(dtype))
+        scales = [math.sqrt(video.out_features / self.hidden), math.sqrt(audio.out_features / self.hidden)]
+        video_in, audio_in = normalized_features(states, mask, token_rms_norm, scales, dtype)
+        return video(video_in), audio(audio_in)

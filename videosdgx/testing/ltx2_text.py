@@ -1,7 +1,7 @@
-"""Tiny LTX-2 text-side files in the published layouts: Gemma 3 (ComfyUI single file, Hugging Face shards; fp32,
-bf16, fp8 scaled, plain fp8), a Gemma-style tokenizer (tokenizer.model + tokenizer.json), and the text projection +
-embeddings connectors under the official single-file key names (19B and 2.3 flavours), alone or inside a toy
-single-file checkpoint. Weights are random.
+"""Tiny LTX-2 text-side files in the published layouts: Gemma 3 (ComfyUI single file, Hugging Face shards;
+fp32, bf16, fp8 scaled, fp4 mixed, plain fp8), a Gemma-style tokenizer (tokenizer.model + tokenizer.json), and
+the text projection + embeddings connectors under the official single-file key names (19B and 2.3 flavours),
+alone or inside a toy single-file checkpoint. Weights are random.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from tokenizers import decoders, normalizers, processors
 from videosdgx.ltx2.connectors import ConnectorConfig
 from videosdgx.ltx2.text_conditioner import DIT_PREFIX, LTX2TextConditioner, TextConditionerConfig
 from videosdgx.runtime.fp8 import quantize_fp8
+from videosdgx.runtime.nvfp4 import quantize_nvfp4
 from videosdgx.testing.files import random_like_state_dict, save_safetensors, save_sharded
 from videosdgx.testing.layouts import ltx2_checkpoint
 from videosdgx.text.gemma3 import Gemma3Config, Gemma3TextModel
@@ -52,27 +53,35 @@ def hf_text_config(cfg: Gemma3Config) -> dict:
     }
 
 
-def _quantize_linears(state: dict[str, torch.Tensor], scaled: bool) -> dict[str, torch.Tensor]:
-    """Linear weights to fp8: ComfyUI mixed precision (`weight_scale` + `comfy_quant`) or a plain cast."""
+def _comfy_quant(fmt: str) -> torch.Tensor:
+    return torch.frombuffer(bytearray(json.dumps({"format": fmt}).encode()), dtype=torch.uint8)
+
+
+def _quantize_linears(state: dict[str, torch.Tensor], storage: str) -> dict[str, torch.Tensor]:
+    """Linear weights to fp8 (ComfyUI mixed precision: `weight_scale` + `comfy_quant`; or a plain cast), or for
+    `fp4_mixed` the feed-forward weights to NVFP4 (ComfyUI layout) and the attention ones to scaled fp8."""
     out = {}
     for key, value in state.items():
-        if key.endswith("_proj.weight"):
-            out[key], scale = quantize_fp8(value, per_tensor_scale=scaled)
-            if scaled:
-                out[key.removesuffix("weight") + "weight_scale"] = scale
-                quant = json.dumps({"format": "float8_e4m3fn"}).encode()
-                out[key.removesuffix("weight") + "comfy_quant"] = torch.frombuffer(bytearray(quant), dtype=torch.uint8)
+        stem = key.removesuffix("weight")
+        if not key.endswith("_proj.weight"):
+            out[key] = value.to(torch.bfloat16) if storage == "fp4_mixed" else value
+        elif storage == "fp4_mixed" and ".mlp." in key:
+            out[key], out[stem + "weight_scale"], out[stem + "weight_scale_2"] = quantize_nvfp4(value, "comfy")
+            out[stem + "comfy_quant"] = _comfy_quant("nvfp4")
+        elif storage == "fp8_e4m3fn":
+            out[key] = quantize_fp8(value, per_tensor_scale=False)[0]
         else:
-            out[key] = value
+            out[key], out[stem + "weight_scale"] = quantize_fp8(value)
+            out[stem + "comfy_quant"] = _comfy_quant("float8_e4m3fn")
     return out
 
 
 def store(state: dict[str, torch.Tensor], storage: str) -> dict[str, torch.Tensor]:
-    """`fp32`, `bf16`, `fp8_scaled` (ComfyUI) or `fp8_e4m3fn` (plain cast) storage."""
+    """`fp32`, `bf16`, `fp8_scaled` / `fp4_mixed` (ComfyUI mixed precision) or `fp8_e4m3fn` (plain cast)."""
     if storage == "bf16":
         return {k: v.to(torch.bfloat16) for k, v in state.items()}
-    if storage in ("fp8_scaled", "fp8_e4m3fn"):
-        return _quantize_linears(state, scaled=storage == "fp8_scaled")
+    if storage in ("fp8_scaled", "fp8_e4m3fn", "fp4_mixed"):
+        return _quantize_linears(state, storage)
     return state
 
 
@@ -127,11 +136,11 @@ def conditioner_config(flavour: str, hidden: int = TINY_GEMMA.hidden,
     """Tiny 19B-style (shared projection to `hidden`, ungated) or 2.3-style (per-modality, gated) connectors with
     distinct head counts and widths per modality."""
     if flavour == "19b":
-        video = ConnectorConfig(heads=2, head_dim=hidden // 2, layers=2, registers=registers)
-        audio = ConnectorConfig(heads=4, head_dim=hidden // 4, layers=2, registers=registers)
+        video = ConnectorConfig(heads=2, head_dim=hidden // 2, layers=2, registers=registers, ff_dim=4 * hidden)
+        audio = ConnectorConfig(heads=4, head_dim=hidden // 4, layers=2, registers=registers, ff_dim=4 * hidden)
         return TextConditionerConfig(hidden, layers, False, video, audio)
-    video = ConnectorConfig(heads=3, head_dim=8, layers=2, registers=registers, gated=True)
-    audio = ConnectorConfig(heads=2, head_dim=6, layers=3, registers=registers, gated=True)
+    video = ConnectorConfig(heads=3, head_dim=8, layers=2, registers=registers, ff_dim=96, gated=True)
+    audio = ConnectorConfig(heads=2, head_dim=6, layers=3, registers=registers, ff_dim=48, gated=True)
     return TextConditionerConfig(hidden, layers, True, video, audio)
 
 

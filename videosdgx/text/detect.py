@@ -27,7 +27,8 @@ def detect_text_encoder(view: KeyView) -> Identity | None:
         layers = len(view.indices("blocks."))
         return Identity("text", "text encoder", f"UMT5 ({layers} layers)", "Wan official (.pth)", T5_LOADER)
     for prefix, layout in GEMMA_PREFIXES:
-        if prefix + "embed_tokens.weight" not in view or prefix + "layers.0.pre_feedforward_layernorm.weight" not in view:
+        needed = (prefix + "embed_tokens.weight", prefix + "layers.0.pre_feedforward_layernorm.weight")
+        if not all(key in view for key in needed):
             continue
         layers = len(view.indices(prefix + "layers."))
         if prefix + "layers.0.self_attn.q_norm.weight" in view:

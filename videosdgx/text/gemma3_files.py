@@ -18,7 +18,6 @@ import json
 import logging
 import os
 from dataclasses import dataclass, fields, replace
-from pathlib import Path
 
 import torch
 
@@ -61,6 +60,10 @@ def gemma3_key_map(keys, source: str = "This file") -> dict[str, str]:
             if key.startswith(prefix) and key[len(prefix):].startswith(text_parts)}
 
 
+def layer_count(names) -> int:
+    return 1 + max(int(name.split(".")[1]) for name in names if name.startswith("layers."))
+
+
 def config_from_shapes(shapes: dict[str, tuple[int, ...]], settings: dict | None = None) -> Gemma3Config:
     """Sizes from the tensor shapes (in `Gemma3TextModel` names); attention settings from `settings`
     (a Hugging Face text config dict) or Gemma 3 12B's defaults."""
@@ -74,8 +77,8 @@ def config_from_shapes(shapes: dict[str, tuple[int, ...]], settings: dict | None
         raise CheckpointError(
             f"This Gemma 3 file has no tensor {missing}: it is not a complete Gemma 3 text model. Download it again."
         ) from None
-    layers = 1 + max(int(name.split(".")[1]) for name in shapes if name.startswith("layers."))
-    cfg = Gemma3Config(vocab=vocab, hidden=hidden, intermediate=intermediate, layers=layers, heads=q_out // head_dim,
+    cfg = Gemma3Config(vocab=vocab, hidden=hidden, intermediate=intermediate, layers=layer_count(shapes),
+                       heads=q_out // head_dim,
                        kv_heads=kv_out // head_dim, head_dim=head_dim)
     return replace(cfg, **hf_attention_settings(settings)) if settings else cfg
 
@@ -109,13 +112,19 @@ def hf_attention_settings(config: dict) -> dict:
 
 
 def _config_json(checkpoint: Checkpoint) -> dict | None:
+    """The Hugging Face Gemma 3 config.json beside the weights; another model's config.json there is ignored."""
     candidate = checkpoint.files[0].parent / "config.json"
     if not candidate.is_file():
         return None
     try:
-        return json.loads(candidate.read_text())
+        config = json.loads(candidate.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{candidate} is not valid JSON ({exc}). Download it again or delete it.") from None
+    model_type = config.get("text_config", config).get("model_type", config.get("model_type"))
+    if model_type not in ("gemma3", "gemma3_text"):
+        log.info("Ignoring %s: it describes a %s model, not Gemma 3", candidate, model_type)
+        return None
+    return config
 
 
 @dataclass(frozen=True)
@@ -132,9 +141,8 @@ def read_gemma3_header(path: str | os.PathLike | list) -> Gemma3Header:
         expect(identify(checkpoint), "text", "text encoder", checkpoint.name, LOADER)
         names = gemma3_key_map(checkpoint.keys(), checkpoint.name)
         shapes = {name: checkpoint.info(key).shape for key, name in names.items()}
-        layers = 1 + max(int(name.split(".")[1]) for name in shapes if name.startswith("layers."))
         spiece = checkpoint.get(SPIECE_MODEL_KEY).clone() if SPIECE_MODEL_KEY in checkpoint else None
-        return Gemma3Header(shapes["embed_tokens.weight"][1], layers, spiece)
+        return Gemma3Header(shapes["embed_tokens.weight"][1], layer_count(shapes), spiece)
 
 
 def load_gemma3(path: str | os.PathLike | list, request: LoadRequest) -> LoadedModel:
@@ -146,5 +154,8 @@ def load_gemma3(path: str | os.PathLike | list, request: LoadRequest) -> LoadedM
             log.info("No config.json next to %s: using Gemma 3 12B's attention settings", checkpoint.name)
         return Gemma3TextModel(config_from_shapes(shapes, settings))
 
+    def key_map(checkpoint: Checkpoint):
+        return gemma3_key_map(checkpoint.keys(), checkpoint.name).get
+
     return load_model_file(path, family="text", component="text encoder", loader=LOADER, request=request,
-                           key_map=lambda checkpoint: gemma3_key_map(checkpoint.keys(), checkpoint.name).get, build=build)
+                           key_map=key_map, build=build)
