@@ -22,7 +22,13 @@ from videosdgx.ltx2.vocoder import BWEVocoder, build_vocoder
 from videosdgx.runtime.errors import ConfigurationError, WrongComponentError
 from videosdgx.runtime.model_files import LoadRequest
 from videosdgx.testing.files import save_safetensors
-from videosdgx.testing.ltx2_media import media_checkpoint_state, media_config, video_vae_config, write_split_files
+from videosdgx.testing.ltx2_media import (
+    media_checkpoint_state,
+    media_config,
+    video_vae_config,
+    video_vae_state,
+    write_split_files,
+)
 
 TOLERANCE = 1e-4  # max |ours - reference| / max |reference|, fp32 CPU; measured 0.0 (bit-identical) everywhere
 STREAM_TOLERANCE = 1e-5  # streamed chunked decode vs whole-clip decode; measured <= 1.3e-6
@@ -102,8 +108,7 @@ def test_streamed_decode_equals_whole_decode(video_pair, chunk):
 
 @pytest.mark.parametrize("layout", ["19b", "2.3"])
 def test_video_vae_header_config_equals_shape_config(layout):
-    state = {k.removeprefix("vae."): tuple(v.shape) for k, v in media_checkpoint_state(layout).items() if k.startswith("vae.")}
-    state = {("latents_mean" if k.endswith("mean-of-means") else k): v for k, v in state.items()}
+    state = {k: tuple(v.shape) for k, v in video_vae_state(layout, prefix="").items()}
     assert config_from_checkpoint(state, media_config(layout)["vae"]) == config_from_checkpoint(state)
 
 

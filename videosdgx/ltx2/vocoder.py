@@ -12,6 +12,7 @@ filters and the STFT / mel bases are stored in the file and loaded like weights.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -56,6 +57,12 @@ class BWEConfig:
 
 
 # ------------------------------------------------------------------------------------------- filters
+@functools.cache
+def _kaiser_sinc(cutoff: float, half_width: float, size: int) -> torch.Tensor:
+    with torch.device("cpu"):  # computed once, on the CPU even while a model is built on meta
+        return kaiser_sinc(cutoff, half_width, size)
+
+
 def kaiser_sinc(cutoff: float, half_width: float, size: int) -> torch.Tensor:
     """Kaiser-windowed sinc low-pass filter [1, 1, size] with unit DC gain (BigVGAN's alias-free filter)."""
     half = size // 2
@@ -88,7 +95,7 @@ class Upsample1d(nn.Module):
         self.ratio = ratio
         self.pad = size // ratio - 1
         self.crop = (self.pad * ratio + (size - ratio) // 2, self.pad * ratio + (size - ratio + 1) // 2)
-        self.register_buffer("filter", kaiser_sinc(0.5 / ratio, 0.6 / ratio, size))
+        self.register_buffer("filter", _kaiser_sinc(0.5 / ratio, 0.6 / ratio, size).clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.pad(x, (self.pad, self.pad), mode="replicate")
@@ -102,7 +109,7 @@ class LowPass1d(nn.Module):
         super().__init__()
         self.ratio = ratio
         self.pads = (size // 2 - int(size % 2 == 0), size // 2)
-        self.register_buffer("filter", kaiser_sinc(0.5 / ratio, 0.6 / ratio, size))
+        self.register_buffer("filter", _kaiser_sinc(0.5 / ratio, 0.6 / ratio, size).clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.pad(x, self.pads, mode="replicate")
