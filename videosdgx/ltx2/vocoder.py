@@ -303,7 +303,8 @@ def _generator_config(shapes: Mapping[str, Sequence[int]], prefix: str, header: 
             "config header giving the upsample rates; use the official checkpoint or Kijai's extracted file."
         )
     amp = f"{prefix}resblocks.0.acts1.0.act.alpha" in shapes
-    final = "none" if bwe else ("tanh" if header.get("use_tanh_at_final", not amp) else "clamp")
+    # ltx-core: tanh unless the header says use_tanh_at_final: false; without a header BigVGAN files clamp
+    final = "none" if bwe else ("tanh" if header.get("use_tanh_at_final", bool(header) or not amp) else "clamp")
     return GeneratorConfig(
         channels=shapes[f"{prefix}conv_pre.weight"][0],
         rates=tuple(rates),
