@@ -167,7 +167,8 @@ def test_bigvgan_bwe_vocoder_matches_diffusers():
     state["mel_stft.mel_basis"].copy_(torch.rand(state["mel_stft.mel_basis"].shape, generator=g))
     state["mel_stft.stft_fn.forward_basis"].copy_(torch.randn(state["mel_stft.stft_fn.forward_basis"].shape, generator=g))
     state = {diffusers_vocoder_key(k): v for k, v in state.items() if diffusers_vocoder_key(k)}
-    header = {"vocoder": {"upsample_rates": [2, 2], "resblock_dilation_sizes": [[1, 3, 5], [1, 2, 3]]},
+    header = {"vocoder": {"upsample_rates": [2, 2], "resblock_dilation_sizes": [[1, 3, 5], [1, 2, 3]],
+                          "use_tanh_at_final": False},
               "bwe": {"upsample_rates": [3, 2], "hop_length": 2, "n_fft": 16}}
     ours = build_vocoder({k: tuple(v.shape) for k, v in state.items()}, header)
     assert isinstance(ours, BWEVocoder) and ours.vocoder.cfg.final == "clamp"  # ltx-core clamps; diffusers does not
