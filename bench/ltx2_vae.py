@@ -21,9 +21,9 @@ import tempfile
 from pathlib import Path
 
 import torch
+from _measure import Span, gb, ratio, run_child, table, write_result
 from torch import nn
 
-from _measure import Span, gb, ratio, run_child, table, write_result
 from videosdgx.ltx2.media_keys import diffusers_video_vae_map
 from videosdgx.ltx2.video_vae import Block, LTX2VideoVAE, VideoVAEConfig
 from videosdgx.testing.ltx2_media import video_vae_config
@@ -41,22 +41,38 @@ def released_config(layout: str) -> VideoVAEConfig:
         up = lambda: Block("up", stride=(2, 2, 2), multiplier=2, residual=True)  # noqa: E731
         blocks = (res(5), up(), res(5), up(), res(5), up(), res(5))
         return VideoVAEConfig(encoder_blocks=(), decoder_blocks=blocks, decoder_width=1024)
-    blocks = (res(2), Block("up", stride=(2, 2, 2), multiplier=2), res(2), Block("up", stride=(2, 2, 2)), res(4),
-              Block("up", stride=(2, 1, 1), multiplier=2), res(6), Block("up", stride=(1, 2, 2), multiplier=2), res(4))
+    blocks = (
+        res(2),
+        Block("up", stride=(2, 2, 2), multiplier=2),
+        res(2),
+        Block("up", stride=(2, 2, 2)),
+        res(4),
+        Block("up", stride=(2, 1, 1), multiplier=2),
+        res(6),
+        Block("up", stride=(1, 2, 2), multiplier=2),
+        res(4),
+    )
     return VideoVAEConfig(encoder_blocks=(), decoder_blocks=blocks, decoder_width=1024, decoder_padding="zeros")
 
 
 def diffusers_kwargs(layout: str, tiny: bool) -> dict:
     """AutoencoderKLLTX2Video arguments whose decoder matches ours (toy: `video_vae_config`)."""
     if layout == "19b":
-        decoder = dict(decoder_block_out_channels=(16, 32, 64) if tiny else (256, 512, 1024),
-                       decoder_layers_per_block=(1, 2, 1, 2) if tiny else (5, 5, 5, 5))
+        decoder = dict(
+            decoder_block_out_channels=(16, 32, 64) if tiny else (256, 512, 1024),
+            decoder_layers_per_block=(1, 2, 1, 2) if tiny else (5, 5, 5, 5),
+        )
     else:
-        decoder = dict(decoder_block_out_channels=(16, 32, 32, 64) if tiny else (256, 512, 512, 1024),
-                       decoder_layers_per_block=(1, 2, 1, 1, 2) if tiny else (4, 6, 4, 2, 2),
-                       decoder_spatio_temporal_scaling=(True,) * 4, decoder_inject_noise=(False,) * 5,
-                       upsample_type=("spatiotemporal", "spatiotemporal", "temporal", "spatial"),
-                       upsample_residual=(False,) * 4, upsample_factor=(2, 2, 1, 2), decoder_spatial_padding_mode="zeros")
+        decoder = dict(
+            decoder_block_out_channels=(16, 32, 32, 64) if tiny else (256, 512, 512, 1024),
+            decoder_layers_per_block=(1, 2, 1, 1, 2) if tiny else (4, 6, 4, 2, 2),
+            decoder_spatio_temporal_scaling=(True,) * 4,
+            decoder_inject_noise=(False,) * 5,
+            upsample_type=("spatiotemporal", "spatiotemporal", "temporal", "spatial"),
+            upsample_residual=(False,) * 4,
+            upsample_factor=(2, 2, 1, 2),
+            decoder_spatial_padding_mode="zeros",
+        )
     return decoder | (dict(latent_channels=8, patch_size=2) if tiny else {})
 
 
@@ -94,11 +110,18 @@ def build_diffusers(cfg: VideoVAEConfig, kwargs: dict, seed: int) -> nn.Module:
 
 def stats(channels: int) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(99)
-    return {"latents_mean": torch.randn(channels, generator=g) * 0.1, "latents_std": torch.rand(channels, generator=g) + 0.5}
+    return {
+        "latents_mean": torch.randn(channels, generator=g) * 0.1,
+        "latents_std": torch.rand(channels, generator=g) + 0.5,
+    }
 
 
 def child(args: argparse.Namespace, folder: Path) -> None:
-    cfg = dataclasses.replace(video_vae_config(args.layout), encoder_blocks=()) if args.tiny else released_config(args.layout)
+    cfg = (
+        dataclasses.replace(video_vae_config(args.layout), encoder_blocks=())
+        if args.tiny
+        else released_config(args.layout)
+    )
     latents = torch.randn(1, cfg.latent_channels, args.frames, *args.size, generator=torch.Generator().manual_seed(1))
     result: dict = {"spans": []}
     with torch.inference_mode():
@@ -123,22 +146,31 @@ def child(args: argparse.Namespace, folder: Path) -> None:
 def report(runs: dict, error: float, args: argparse.Namespace) -> str:
     def summary(run: dict) -> tuple[float, int, int]:
         spans = run["spans"]
-        return (min(s["seconds"] for s in spans), max(s["peak"] - s["baseline"] for s in spans),
-                max(s["peak"] for s in spans))
+        return (
+            min(s["seconds"] for s in spans),
+            max(s["peak"] - s["baseline"] for s in spans),
+            max(s["peak"] for s in spans),
+        )
 
     (t_o, inc_o, peak_o), (t_d, inc_d, peak_d) = summary(runs["ours"]), summary(runs["diffusers"])
     value = inc_o / inc_d
-    rows = [["ours (streamed)", f"{t_o:.2f}", gb(inc_o), gb(peak_o), gb(runs["ours"]["weights"])],
-            ["diffusers (whole)", f"{t_d:.2f}", gb(inc_d), gb(peak_d), gb(runs["diffusers"]["weights"])],
-            ["ours/diffusers", ratio(t_o, t_d), ratio(inc_o, inc_d), ratio(peak_o, peak_d), ""]]
-    return "\n".join([
-        f"LTX-2 video VAE decode ({args.layout} layout, {'TINY' if args.tiny else 'released'} widths), float32, CPU, "
-        f"{torch.get_num_threads()} threads; latent {args.frames} x {args.size[0]} x {args.size[1]} -> "
-        f"{runs['ours']['shape']}; ours: decode_chunks(chunk={args.chunk}); best of {args.repeat}.",
-        f"Output max |ours - diffusers| / max |diffusers| = {error:.2e}.",
-        table(["side", "best s", "increase GB", "peak GB", "weights GB"], rows),
-        f"Goal: peak increase ours/diffusers <= {PEAK_GOAL}: {value:.3f} {'PASS' if value <= PEAK_GOAL else 'FAIL'}",
-    ])
+    rows = [
+        ["ours (streamed)", f"{t_o:.2f}", gb(inc_o), gb(peak_o), gb(runs["ours"]["weights"])],
+        ["diffusers (whole)", f"{t_d:.2f}", gb(inc_d), gb(peak_d), gb(runs["diffusers"]["weights"])],
+        ["ours/diffusers", ratio(t_o, t_d), ratio(inc_o, inc_d), ratio(peak_o, peak_d), ""],
+    ]
+    return "\n".join(
+        [
+            f"LTX-2 video VAE decode ({args.layout} layout, {'TINY' if args.tiny else 'released'} widths), "
+            "float32, CPU, "
+            f"{torch.get_num_threads()} threads; latent {args.frames} x {args.size[0]} x {args.size[1]} -> "
+            f"{runs['ours']['shape']}; ours: decode_chunks(chunk={args.chunk}); best of {args.repeat}.",
+            f"Output max |ours - diffusers| / max |diffusers| = {error:.2e}.",
+            table(["side", "best s", "increase GB", "peak GB", "weights GB"], rows),
+            f"Goal: peak increase ours/diffusers <= {PEAK_GOAL}: {value:.3f} "
+            f"{'PASS' if value <= PEAK_GOAL else 'FAIL'}",
+        ]
+    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -160,11 +192,23 @@ def main(argv: list[str] | None = None) -> dict:
     if args.child:
         child(args, Path(args.folder))
         return {}
-    passed = ["--layout", args.layout, "--frames", str(args.frames), "--size", *map(str, args.size),
-              "--chunk", str(args.chunk), "--repeat", str(args.repeat)] + (["--tiny"] if args.tiny else [])
+    passed = [
+        "--layout",
+        args.layout,
+        "--frames",
+        str(args.frames),
+        "--size",
+        *map(str, args.size),
+        "--chunk",
+        str(args.chunk),
+        "--repeat",
+        str(args.repeat),
+    ] + (["--tiny"] if args.tiny else [])
     with tempfile.TemporaryDirectory(prefix="videosdgx-bench-ltx2-vae-") as tmp:
-        runs = {name: run_child(SCRIPT, [*passed, "--child", name, "--folder", tmp], Path(tmp) / "result.json")
-                for name in CHILDREN}
+        runs = {
+            name: run_child(SCRIPT, [*passed, "--child", name, "--folder", tmp], Path(tmp) / "result.json")
+            for name in CHILDREN
+        }
         ours, ref = torch.load(Path(tmp) / "ours.pt"), torch.load(Path(tmp) / "diffusers.pt")
     error = ((ours - ref).abs().max() / ref.abs().max()).item()
     text = report(runs, error, args)
