@@ -19,7 +19,7 @@ from videosdgx.ltx2.media_loaders import load_audio_vae, load_upsampler, load_vi
 from videosdgx.ltx2.upsampler import LTX2LatentUpsampler, upsampler_config
 from videosdgx.ltx2.video_vae import LTX2VideoVAE, config_from_checkpoint
 from videosdgx.ltx2.vocoder import BWEVocoder, build_vocoder
-from videosdgx.runtime.errors import ConfigurationError, WrongComponentError
+from videosdgx.runtime.errors import CheckpointError, ConfigurationError, WrongComponentError
 from videosdgx.runtime.model_files import LoadRequest
 from videosdgx.testing.files import save_safetensors
 from videosdgx.testing.ltx2_media import (
@@ -324,3 +324,18 @@ def test_wrong_files_and_bad_inputs_get_clear_errors(media_files):
         audio.encode(torch.zeros(1, 2, 8, 16))
     with pytest.raises(ConfigurationError, match="stereo log-mel"):
         load_vocoder(split["audio_vae"], request).module(torch.zeros(1, 2, 8, 64))
+
+
+def test_diffusers_layout_video_vae_file_loads(video_pair, tmp_path):
+    _, ref, ours, _ = video_pair
+    path = save_safetensors(tmp_path / "diffusion_pytorch_model.safetensors", ref.state_dict())
+    loaded = load_video_vae(path, LoadRequest()).module
+    latents = torch.randn(1, 8, 2, 2, 3)
+    assert torch.equal(loaded.decode(latents), ours.decode(latents))
+
+
+def test_timestep_conditioned_video_decoder_is_refused():
+    shapes = {k: tuple(v.shape) for k, v in video_vae_state("19b", prefix="").items()}
+    shapes["decoder.last_time_embedder.timestep_embedder.linear_1.weight"] = (8, 8)
+    with pytest.raises(CheckpointError, match="timestep-conditioned"):
+        config_from_checkpoint(shapes)
