@@ -339,3 +339,17 @@ def test_timestep_conditioned_video_decoder_is_refused():
     shapes["decoder.last_time_embedder.timestep_embedder.linear_1.weight"] = (8, 8)
     with pytest.raises(CheckpointError, match="timestep-conditioned"):
         config_from_checkpoint(shapes)
+
+
+def test_causal_decoder_matches_diffusers_and_streams(video_pair):
+    _, ref, ours, (mean, std) = video_pair
+    latents = torch.randn(1, 8, 4, 2, 3, generator=torch.Generator().manual_seed(9))
+    ours.decoder.causal = True
+    try:
+        whole = ours.decode(latents)
+        streamed = torch.cat(list(ours.decode_chunks(latents, chunk=1)), dim=2)
+    finally:
+        ours.decoder.causal = False
+    with torch.no_grad():
+        assert _rel(whole, ref.decode(latents * std + mean, causal=True).sample) <= TOLERANCE
+    assert _rel(streamed, whole) <= STREAM_TOLERANCE
