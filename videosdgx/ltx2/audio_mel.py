@@ -34,8 +34,9 @@ def mel_to_hz(mel: torch.Tensor) -> torch.Tensor:
     return torch.where(mel >= _MIN_LOG_MEL, log_part, mel * _F_SP)
 
 
-def mel_filterbank(sample_rate: int = SAMPLE_RATE, n_fft: int = N_FFT, mels: int = MELS,
-                   f_min: float = 0.0, f_max: float | None = None) -> torch.Tensor:
+def mel_filterbank(
+    sample_rate: int = SAMPLE_RATE, n_fft: int = N_FFT, mels: int = MELS, f_min: float = 0.0, f_max: float | None = None
+) -> torch.Tensor:
     """Triangular Slaney-normalised filters [n_fft // 2 + 1, mels] (float64)."""
     f_max = sample_rate / 2 if f_max is None else f_max
     freqs = torch.linspace(0, sample_rate // 2, n_fft // 2 + 1, dtype=torch.float64)
@@ -49,8 +50,9 @@ def mel_filterbank(sample_rate: int = SAMPLE_RATE, n_fft: int = N_FFT, mels: int
     return filters * (2.0 / (edges[2:] - edges[:-2]))[None, :]
 
 
-def log_mel(waveform: torch.Tensor, sample_rate: int = SAMPLE_RATE, n_fft: int = N_FFT, hop: int = HOP,
-            mels: int = MELS) -> torch.Tensor:
+def log_mel(
+    waveform: torch.Tensor, sample_rate: int = SAMPLE_RATE, n_fft: int = N_FFT, hop: int = HOP, mels: int = MELS
+) -> torch.Tensor:
     """Waveform [B, C, N] at `sample_rate` -> log-mel [B, C, N // hop + 1, mels] (float32)."""
     if waveform.ndim != 3:
         raise ConfigurationError(f"log_mel takes audio shaped [batch, channels, samples], got {list(waveform.shape)}.")
@@ -59,8 +61,9 @@ def log_mel(waveform: torch.Tensor, sample_rate: int = SAMPLE_RATE, n_fft: int =
     batch, channels, _ = waveform.shape
     x = waveform.reshape(batch * channels, -1).float()
     window = torch.hann_window(n_fft, device=x.device)
-    spec = torch.stft(x, n_fft, hop_length=hop, win_length=n_fft, window=window, center=True, pad_mode="reflect",
-                      return_complex=True).abs()
+    spec = torch.stft(
+        x, n_fft, hop_length=hop, win_length=n_fft, window=window, center=True, pad_mode="reflect", return_complex=True
+    ).abs()
     bank = mel_filterbank(sample_rate, n_fft, mels).to(device=x.device, dtype=spec.dtype)
     mel = torch.log(torch.clamp(torch.einsum("nft,fm->ntm", spec, bank), min=1e-5))
     return mel.reshape(batch, channels, *mel.shape[1:])

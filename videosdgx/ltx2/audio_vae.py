@@ -192,7 +192,9 @@ class LTX2AudioVAE(nn.Module):
     def encode(self, mel: torch.Tensor) -> torch.Tensor:
         """Log-mel [B, 2, T, 64] -> normalised latent means [B, 8, ceil(T/4), 16] (fp32)."""
         if self.encoder is None:
-            raise ConfigurationError("This audio VAE file has no encoder; load the full LTX-2 checkpoint to encode audio.")
+            raise ConfigurationError(
+                "This audio VAE file has no encoder; load the full LTX-2 checkpoint to encode audio."
+            )
         if mel.ndim != 4 or mel.shape[1] != self.config.in_channels or mel.shape[3] != self.config.mel_bins:
             raise ConfigurationError(
                 f"The LTX-2 audio VAE encodes log-mel spectrograms shaped [B, {self.config.in_channels}, T, "
@@ -210,7 +212,11 @@ class LTX2AudioVAE(nn.Module):
         if self.decoder is None:
             raise ConfigurationError("This audio VAE file has no decoder; load the full LTX-2 checkpoint.")
         c = self.config.latent_channels
-        if latents.ndim != 4 or latents.shape[1] * latents.shape[3] != self.config.packed_width or latents.shape[1] != c:
+        if (
+            latents.ndim != 4
+            or latents.shape[1] * latents.shape[3] != self.config.packed_width
+            or latents.shape[1] != c
+        ):
             raise ConfigurationError(
                 f"The LTX-2 audio VAE decodes latents shaped [B, {c}, T, {self.config.packed_width // c}], "
                 f"got {list(latents.shape)}."
@@ -235,8 +241,10 @@ def audio_config_from_shapes(shapes: Mapping[str, Sequence[int]]) -> AudioVAECon
     The mel width is not visible in convolution shapes; it follows from the packed statistics' width."""
     part = "decoder" if "decoder.conv_in.conv.weight" in shapes else "encoder"
     if f"{part}.conv_in.conv.weight" not in shapes:
-        raise CheckpointError("This is not an LTX-2 audio VAE (no encoder/decoder conv_in); pick the LTX-2 "
-                              "checkpoint or its audio VAE file.")
+        raise CheckpointError(
+            "This is not an LTX-2 audio VAE (no encoder/decoder conv_in); pick the LTX-2 "
+            "checkpoint or its audio VAE file."
+        )
     if any(".attn." in key for key in shapes):
         raise CheckpointError("This audio VAE has attention at some resolutions, which LTX-2 releases do not use.")
     levels = _indices(shapes, f"{part}.{'up' if part == 'decoder' else 'down'}.")
@@ -253,7 +261,12 @@ def audio_config_from_shapes(shapes: Mapping[str, Sequence[int]]) -> AudioVAECon
         out = in_channels
     mel_bins = shapes["latents_mean"][0] * 2 ** (len(widths) - 1) // latent if "latents_mean" in shapes else 64
     return AudioVAEConfig(
-        base_channels=base, ch_mult=tuple(w // base for w in widths), num_res_blocks=blocks, latent_channels=latent,
-        in_channels=in_channels, out_channels=out, mel_bins=mel_bins,
+        base_channels=base,
+        ch_mult=tuple(w // base for w in widths),
+        num_res_blocks=blocks,
+        latent_channels=latent,
+        in_channels=in_channels,
+        out_channels=out,
+        mel_bins=mel_bins,
         mid_attention=f"{part}.mid.attn_1.q.weight" in shapes,
     )

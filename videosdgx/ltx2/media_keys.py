@@ -88,8 +88,13 @@ def diffusers_video_vae_map(keys: Iterable[str]) -> dict[str, str]:
     return {key: _diffusers_video_vae_key(key, down_blocks) for key in keys}
 
 
-VOCODER_RENAMES = (("conv_in", "conv_pre"), ("upsamplers", "ups"), ("resnets", "resblocks"),
-                   ("conv_out", "conv_post"), ("act_out", "act_post"))
+VOCODER_RENAMES = (
+    ("conv_in", "conv_pre"),
+    ("upsamplers", "ups"),
+    ("resnets", "resblocks"),
+    ("conv_out", "conv_post"),
+    ("act_out", "act_post"),
+)
 
 
 def diffusers_vocoder_key(key: str) -> str | None:

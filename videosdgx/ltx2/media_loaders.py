@@ -52,7 +52,11 @@ def load_video_vae(path: PathLike, request: LoadRequest) -> LoadedModel:
     """Video VAE from the checkpoint (`vae.*`), a split video VAE file (`vae.*` or bare keys) or diffusers."""
     component = _component(path, ("checkpoint", "video VAE"), VIDEO_VAE_LOADER)
     return load_model_file(
-        path, family="ltx2", component=component, loader=VIDEO_VAE_LOADER, request=request,
+        path,
+        family="ltx2",
+        component=component,
+        loader=VIDEO_VAE_LOADER,
+        request=request,
         key_map=lambda checkpoint: video_vae_key_map(checkpoint.keys()),
         build=lambda shapes, checkpoint: LTX2VideoVAE(config_from_checkpoint(shapes, header(checkpoint, "vae"))),
     )
@@ -62,7 +66,11 @@ def load_audio_vae(path: PathLike, request: LoadRequest, parts: tuple[str, ...] 
     """Audio VAE `parts` (decoder, encoder) from the checkpoint or Kijai's audio file (`audio_vae.*`)."""
     component = _component(path, ("checkpoint", "audio VAE"), AUDIO_VAE_LOADER)
     return load_model_file(
-        path, family="ltx2", component=component, loader=AUDIO_VAE_LOADER, request=request,
+        path,
+        family="ltx2",
+        component=component,
+        loader=AUDIO_VAE_LOADER,
+        request=request,
         key_map=lambda _: audio_vae_key_map(parts),
         build=lambda shapes, _: LTX2AudioVAE(audio_config_from_shapes(shapes), parts),
     )
@@ -74,7 +82,11 @@ def load_vocoder(path: PathLike, request: LoadRequest) -> LoadedModel:
     Run it in float32 (ltx-core does: bf16 degrades the waveform through its many convolutions)."""
     component = _component(path, ("checkpoint", "audio VAE", "vocoder"), VOCODER_LOADER)
     return load_model_file(
-        path, family="ltx2", component=component, loader=VOCODER_LOADER, request=request,
+        path,
+        family="ltx2",
+        component=component,
+        loader=VOCODER_LOADER,
+        request=request,
         key_map=lambda _: vocoder_key_map,
         build=lambda shapes, checkpoint: build_vocoder(shapes, header(checkpoint, "vocoder")),
     )
@@ -83,7 +95,11 @@ def load_vocoder(path: PathLike, request: LoadRequest) -> LoadedModel:
 def load_upsampler(path: PathLike, request: LoadRequest) -> LoadedModel:
     """Latent upsampler file (spatial x2 / x1.5, temporal x2)."""
     return load_model_file(
-        path, family="ltx2", component="latent upsampler", loader=UPSAMPLER_LOADER, request=request,
+        path,
+        family="ltx2",
+        component="latent upsampler",
+        loader=UPSAMPLER_LOADER,
+        request=request,
         key_map=lambda _: None,
         build=lambda shapes, checkpoint: LTX2LatentUpsampler(upsampler_config(shapes, header(checkpoint))),
     )

@@ -1,9 +1,9 @@
 """LTX-2 latent upsampler (`ltx-2-spatial-upscaler-x2-1.0.safetensors` and relatives), official key names.
 
 Works on *un-normalised* latents: `upsample(latents, mean, std)` multiplies the VAE statistics back in, runs the
-network and normalises again (ltx-core `upsample_video`). Only 3D (Conv3d) upsamplers, as released. Layouts: spatial x2 (`upsampler.0` Conv2d + pixel
-shuffle per frame), spatial rational (`upsampler.conv` + shuffle by the numerator + blurred stride by the
-denominator, e.g. x1.5) and temporal x2 (`upsampler.0` Conv3d, first frame dropped).
+network and normalises again (ltx-core `upsample_video`). 3D (Conv3d) upsamplers, as released: spatial x2
+(`upsampler.0` Conv2d + pixel shuffle per frame), spatial rational (`upsampler.conv` + shuffle by the numerator +
+blurred stride by the denominator, e.g. x1.5) and temporal x2 (`upsampler.0` Conv3d, first frame dropped).
 """
 
 from __future__ import annotations

@@ -215,7 +215,9 @@ class LTX2VideoVAE(nn.Module):
 
     def _check_video(self, video: torch.Tensor) -> None:
         if video.ndim != 5 or video.shape[1] != 3:
-            raise ConfigurationError(f"The LTX-2 video VAE encodes video shaped [B, 3, T, H, W], got {list(video.shape)}.")
+            raise ConfigurationError(
+                f"The LTX-2 video VAE encodes video shaped [B, 3, T, H, W], got {list(video.shape)}."
+            )
         frames, height, width = video.shape[2:]
         if (frames - 1) % self.config.temporal_factor:
             raise frame_count_error(frames, self.config.temporal_factor)
@@ -238,11 +240,19 @@ def _parse_blocks(entries: Sequence, encoder: bool) -> tuple[Block, ...]:
             continue
         match = re.fullmatch(r"compress_(space|time|all)(_res)?", name)
         if match is None or bool(match.group(2)) != encoder:
-            raise CheckpointError(f"The video VAE block '{name}' is not supported: LTX-2 encoders use res_x and "
-                                  "compress_*_res, decoders res_x and compress_*.")
+            raise CheckpointError(
+                f"The video VAE block '{name}' is not supported: LTX-2 encoders use res_x and "
+                "compress_*_res, decoders res_x and compress_*."
+            )
         default = 2 if encoder else 1
-        blocks.append(Block("down" if encoder else "up", stride=STRIDES[match.group(1)],
-                            multiplier=params.get("multiplier", default), residual=params.get("residual", False)))
+        blocks.append(
+            Block(
+                "down" if encoder else "up",
+                stride=STRIDES[match.group(1)],
+                multiplier=params.get("multiplier", default),
+                residual=params.get("residual", False),
+            )
+        )
     return tuple(blocks)
 
 
@@ -301,8 +311,9 @@ def config_from_checkpoint(shapes: Mapping[str, Sequence[int]], header: Mapping 
         encoder_blocks = _blocks_from_shapes(shapes, "encoder", enc_width)
         found = _blocks_from_shapes(shapes, "decoder", dec_width)
         residual = sum(b.kind == "up" for b in found) == 3
-        decoder_blocks = tuple(Block(b.kind, b.layers, b.stride, b.multiplier, residual and b.kind == "up")
-                               for b in found)
+        decoder_blocks = tuple(
+            Block(b.kind, b.layers, b.stride, b.multiplier, residual and b.kind == "up") for b in found
+        )
     legacy = sum(b.kind == "up" for b in decoder_blocks) == 3
     return VideoVAEConfig(
         encoder_blocks=encoder_blocks,

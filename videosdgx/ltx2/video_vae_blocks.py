@@ -1,10 +1,10 @@
 """Building blocks of the LTX-2 video VAE, with parameter names of the official (ltx-core) checkpoint.
 
 Every temporal convolution has kernel 3 and runs either causally (encoder: two copies of the first frame in
-front) or centred (decoder: one copy of the first frame in front, one of the last frame behind). A centred
-convolution can also be *streamed*: fed the clip a few frames at a time through a `TimeStream`, it keeps the
-two frames it still needs and emits its output one frame late, so a chunked decode computes exactly the
-frames of a whole-clip decode while holding only a few frames per layer.
+front) or centred (decoder: one copy of the first frame in front, one of the last frame behind). Either can
+also be *streamed*: fed the clip a few frames at a time through a `TimeStream`, it keeps the two frames it
+still needs (a centred one emits its output one frame late), so a chunked decode computes exactly the frames
+of a whole-clip decode while holding only a few frames per layer.
 """
 
 from __future__ import annotations
@@ -51,18 +51,18 @@ class TimeConv3d(nn.Module):
 
     def forward(self, x: torch.Tensor, causal: bool, stream: TimeStream | None = None) -> torch.Tensor:
         if stream is not None:
-            return self._stream(x, stream)
+            return self._stream(x, causal, stream)
         if causal:
             return self.conv(torch.cat([_first(x, 2), x], dim=2))
         return self.conv(torch.cat([_first(x, 1), x, _last(x)], dim=2))
 
-    def _stream(self, x: torch.Tensor, stream: TimeStream) -> torch.Tensor:
+    def _stream(self, x: torch.Tensor, causal: bool, stream: TimeStream) -> torch.Tensor:
         key = id(self)
         prev = stream.carry.pop(key, None)
         if prev is None and x.shape[2] == 0:
             return self._empty(x)
-        x = torch.cat([_first(x, 1), x], dim=2) if prev is None else torch.cat([prev, x], dim=2)
-        if stream.last:
+        x = torch.cat([_first(x, 2 if causal else 1), x], dim=2) if prev is None else torch.cat([prev, x], dim=2)
+        if stream.last and not causal:
             x = torch.cat([x, _last(x)], dim=2)
         if x.shape[2] < 3:
             stream.carry[key] = x

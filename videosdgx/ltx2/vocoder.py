@@ -12,6 +12,7 @@ filters and the STFT / mel bases are stored in the file and loaded like weights.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -56,6 +57,12 @@ class BWEConfig:
 
 
 # ------------------------------------------------------------------------------------------- filters
+@functools.cache
+def _kaiser_sinc(cutoff: float, half_width: float, size: int) -> torch.Tensor:
+    with torch.device("cpu"):  # computed once, on the CPU even while a model is built on meta
+        return kaiser_sinc(cutoff, half_width, size)
+
+
 def kaiser_sinc(cutoff: float, half_width: float, size: int) -> torch.Tensor:
     """Kaiser-windowed sinc low-pass filter [1, 1, size] with unit DC gain (BigVGAN's alias-free filter)."""
     half = size // 2
@@ -88,7 +95,7 @@ class Upsample1d(nn.Module):
         self.ratio = ratio
         self.pad = size // ratio - 1
         self.crop = (self.pad * ratio + (size - ratio) // 2, self.pad * ratio + (size - ratio + 1) // 2)
-        self.register_buffer("filter", kaiser_sinc(0.5 / ratio, 0.6 / ratio, size))
+        self.register_buffer("filter", _kaiser_sinc(0.5 / ratio, 0.6 / ratio, size).clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.pad(x, (self.pad, self.pad), mode="replicate")
@@ -102,7 +109,7 @@ class LowPass1d(nn.Module):
         super().__init__()
         self.ratio = ratio
         self.pads = (size // 2 - int(size % 2 == 0), size // 2)
-        self.register_buffer("filter", kaiser_sinc(0.5 / ratio, 0.6 / ratio, size))
+        self.register_buffer("filter", _kaiser_sinc(0.5 / ratio, 0.6 / ratio, size).clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.pad(x, self.pads, mode="replicate")
@@ -160,7 +167,7 @@ class ResBlock(nn.Module):
         self.acts2 = nn.ModuleList(AntiAliased(channels) for _ in dilations) if amp else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for i, (conv1, conv2) in enumerate(zip(self.convs1, self.convs2)):
+        for i, (conv1, conv2) in enumerate(zip(self.convs1, self.convs2, strict=True)):
             h = self.acts1[i](x) if self.acts1 is not None else F.leaky_relu(x, HIFIGAN_SLOPE)
             h = conv1(h)
             h = self.acts2[i](h) if self.acts2 is not None else F.leaky_relu(h, HIFIGAN_SLOPE)
@@ -178,12 +185,12 @@ class Generator(nn.Module):
         widths = [cfg.channels // 2**i for i in range(len(cfg.rates) + 1)]
         self.ups = nn.ModuleList(
             nn.ConvTranspose1d(widths[i], widths[i + 1], k, r, padding=(k - r) // 2)
-            for i, (r, k) in enumerate(zip(cfg.rates, cfg.kernels))
+            for i, (r, k) in enumerate(zip(cfg.rates, cfg.kernels, strict=True))
         )
         self.resblocks = nn.ModuleList(
             ResBlock(widths[i + 1], k, d, cfg.amp)
             for i in range(len(cfg.rates))
-            for k, d in zip(cfg.res_kernels, cfg.dilations)
+            for k, d in zip(cfg.res_kernels, cfg.dilations, strict=True)
         )
         self.act_post = AntiAliased(widths[-1]) if cfg.amp else None
         self.conv_post = nn.Conv1d(widths[-1], cfg.out_channels, 7, padding=3, bias=cfg.final_bias)
@@ -280,7 +287,11 @@ def _check_mel(mel: torch.Tensor, cfg: GeneratorConfig) -> torch.Tensor:
 
 # ------------------------------------------------------------------------------------------- configuration
 # Upsample strides are not visible in the weights: released kernel lists -> their strides.
-KNOWN_RATES = {(16, 15, 8, 4, 4): (6, 5, 2, 2, 2), (11, 4, 4, 4, 4, 4): (5, 2, 2, 2, 2, 2), (12, 11, 4, 4, 4): (6, 5, 2, 2, 2)}
+KNOWN_RATES = {
+    (16, 15, 8, 4, 4): (6, 5, 2, 2, 2),
+    (11, 4, 4, 4, 4, 4): (5, 2, 2, 2, 2, 2),
+    (12, 11, 4, 4, 4): (6, 5, 2, 2, 2),
+}
 
 
 def _generator_config(shapes: Mapping[str, Sequence[int]], prefix: str, header: Mapping, bwe: bool) -> GeneratorConfig:
@@ -296,7 +307,8 @@ def _generator_config(shapes: Mapping[str, Sequence[int]], prefix: str, header: 
             "config header giving the upsample rates; use the official checkpoint or Kijai's extracted file."
         )
     amp = f"{prefix}resblocks.0.acts1.0.act.alpha" in shapes
-    final = "none" if bwe else ("tanh" if header.get("use_tanh_at_final", not amp) else "clamp")
+    # ltx-core: tanh unless the header says use_tanh_at_final: false; without a header BigVGAN files clamp
+    final = "none" if bwe else ("tanh" if header.get("use_tanh_at_final", bool(header) or not amp) else "clamp")
     return GeneratorConfig(
         channels=shapes[f"{prefix}conv_pre.weight"][0],
         rates=tuple(rates),
@@ -327,5 +339,7 @@ def build_vocoder(shapes: Mapping[str, Sequence[int]], header: Mapping | None = 
         )
         return BWEVocoder(_generator_config(shapes, "vocoder.", header.get("vocoder", {}), bwe=False), bwe)
     if "conv_pre.weight" not in shapes:
-        raise CheckpointError("This is not an LTX-2 vocoder (no conv_pre); pick the LTX-2 checkpoint or its audio file.")
+        raise CheckpointError(
+            "This is not an LTX-2 vocoder (no conv_pre); pick the LTX-2 checkpoint or its audio file."
+        )
     return HifiGanVocoder(_generator_config(shapes, "", header, bwe=False), header.get("output_sampling_rate", 24000))

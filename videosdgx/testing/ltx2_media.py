@@ -31,34 +31,78 @@ def video_vae_config(layout: str = "19b", latent_channels: int = 8, patch_size: 
     """Toy widths, real block lists: 19B (three residual x2 upsamplers, reflect padding) or 2.3 (four plain
     upsamplers incl. time-only and space-only, zeros padding). Compression: x8 time, x(8 * patch) space."""
     res = lambda n: Block("res", layers=n)  # noqa: E731
-    encoder = (res(1), Block("down", stride=SPACE, multiplier=2), res(2), Block("down", stride=TIME, multiplier=2),
-               res(1), Block("down", stride=ALL, multiplier=2), res(1),
-               Block("down", stride=ALL, multiplier=2 if layout == "19b" else 1), res(2))
+    encoder = (
+        res(1),
+        Block("down", stride=SPACE, multiplier=2),
+        res(2),
+        Block("down", stride=TIME, multiplier=2),
+        res(1),
+        Block("down", stride=ALL, multiplier=2),
+        res(1),
+        Block("down", stride=ALL, multiplier=2 if layout == "19b" else 1),
+        res(2),
+    )
     if layout == "19b":
-        decoder = (res(2), Block("up", stride=ALL, multiplier=2, residual=True), res(1),
-                   Block("up", stride=ALL, multiplier=2, residual=True), res(2),
-                   Block("up", stride=ALL, multiplier=2, residual=True), res(1))
+        decoder = (
+            res(2),
+            Block("up", stride=ALL, multiplier=2, residual=True),
+            res(1),
+            Block("up", stride=ALL, multiplier=2, residual=True),
+            res(2),
+            Block("up", stride=ALL, multiplier=2, residual=True),
+            res(1),
+        )
     else:
-        decoder = (res(2), Block("up", stride=ALL, multiplier=2), res(1), Block("up", stride=ALL, multiplier=1),
-                   res(1), Block("up", stride=TIME, multiplier=2), res(2), Block("up", stride=SPACE, multiplier=2), res(1))
-    return VideoVAEConfig(encoder_blocks=encoder, decoder_blocks=decoder, encoder_width=8, decoder_width=64,
-                          latent_channels=latent_channels, patch_size=patch_size,
-                          decoder_padding="reflect" if layout == "19b" else "zeros")
+        decoder = (
+            res(2),
+            Block("up", stride=ALL, multiplier=2),
+            res(1),
+            Block("up", stride=ALL, multiplier=1),
+            res(1),
+            Block("up", stride=TIME, multiplier=2),
+            res(2),
+            Block("up", stride=SPACE, multiplier=2),
+            res(1),
+        )
+    return VideoVAEConfig(
+        encoder_blocks=encoder,
+        decoder_blocks=decoder,
+        encoder_width=8,
+        decoder_width=64,
+        latent_channels=latent_channels,
+        patch_size=patch_size,
+        decoder_padding="reflect" if layout == "19b" else "zeros",
+    )
 
 
 def audio_vae_config(latent_channels: int = 4, mel_bins: int = 16) -> AudioVAEConfig:
-    return AudioVAEConfig(base_channels=16, ch_mult=(1, 2, 3), num_res_blocks=2, latent_channels=latent_channels,
-                          mel_bins=mel_bins)
+    return AudioVAEConfig(
+        base_channels=16, ch_mult=(1, 2, 3), num_res_blocks=2, latent_channels=latent_channels, mel_bins=mel_bins
+    )
 
 
 def vocoder_configs(layout: str = "19b", mel_bins: int = 16) -> tuple[GeneratorConfig, BWEConfig | None]:
     """Released strides / kernels / dilations at toy widths (2.3's BWE: 8 mel bands instead of 64)."""
     if layout == "19b":
         return GeneratorConfig(channels=64, in_channels=2 * mel_bins), None
-    main = GeneratorConfig(channels=128, rates=(5, 2, 2, 2, 2, 2), kernels=(11, 4, 4, 4, 4, 4), amp=True,
-                           final="clamp", final_bias=False, in_channels=2 * mel_bins)
-    bwe = GeneratorConfig(channels=64, rates=(6, 5, 2, 2, 2), kernels=(12, 11, 4, 4, 4), amp=True, final="none",
-                          final_bias=False, in_channels=16)
+    main = GeneratorConfig(
+        channels=128,
+        rates=(5, 2, 2, 2, 2, 2),
+        kernels=(11, 4, 4, 4, 4, 4),
+        amp=True,
+        final="clamp",
+        final_bias=False,
+        in_channels=2 * mel_bins,
+    )
+    bwe = GeneratorConfig(
+        channels=64,
+        rates=(6, 5, 2, 2, 2),
+        kernels=(12, 11, 4, 4, 4),
+        amp=True,
+        final="none",
+        final_bias=False,
+        in_channels=16,
+    )
     return main, BWEConfig(generator=bwe, n_fft=512, hop=80, mels=8)
 
 
@@ -76,10 +120,14 @@ def _stats(state: dict[str, torch.Tensor], prefix: str, seed: int, extra: bool) 
     generator = torch.Generator().manual_seed(seed)
     width = state.pop("latents_mean").shape[0]
     state.pop("latents_std")
-    out = {f"{prefix}per_channel_statistics.mean-of-means": torch.randn(width, generator=generator) * 0.3,
-           f"{prefix}per_channel_statistics.std-of-means": torch.rand(width, generator=generator) + 0.5}
+    out = {
+        f"{prefix}per_channel_statistics.mean-of-means": torch.randn(width, generator=generator) * 0.3,
+        f"{prefix}per_channel_statistics.std-of-means": torch.rand(width, generator=generator) + 0.5,
+    }
     if extra:
-        out.update({f"{prefix}per_channel_statistics.{name}": torch.rand(width, generator=generator) for name in EXTRA_STATS})
+        out.update(
+            {f"{prefix}per_channel_statistics.{name}": torch.rand(width, generator=generator) for name in EXTRA_STATS}
+        )
     return out
 
 
@@ -123,11 +171,19 @@ def upsampler_state(seed: int = 0, latent_channels: int = 8, mid_channels: int =
     return _randomized(module, seed, std=0.1)
 
 
-def media_checkpoint_state(layout: str = "19b", seed: int = 0, video_latent_channels: int = 8,
-                           audio_latent_channels: int = 4, mel_bins: int = 16) -> dict:
+def media_checkpoint_state(
+    layout: str = "19b",
+    seed: int = 0,
+    video_latent_channels: int = 8,
+    audio_latent_channels: int = 4,
+    mel_bins: int = 16,
+) -> dict:
     """Every media component of a single-file checkpoint, with its prefix (merge with the DiT's tensors)."""
-    return (video_vae_state(layout, seed, video_latent_channels) | audio_vae_state(seed + 10, audio_latent_channels, mel_bins)
-            | vocoder_state(layout, seed + 20, mel_bins))
+    return (
+        video_vae_state(layout, seed, video_latent_channels)
+        | audio_vae_state(seed + 10, audio_latent_channels, mel_bins)
+        | vocoder_state(layout, seed + 20, mel_bins)
+    )
 
 
 def media_config(layout: str = "19b") -> dict:
@@ -141,24 +197,42 @@ def media_config(layout: str = "19b") -> dict:
         name = f"compress_{names[block.stride]}" + ("_res" if encoder else "")
         return [name, {"multiplier": block.multiplier, "residual": block.residual}]
 
-    vae = {"encoder_blocks": [entry(b, True) for b in cfg.encoder_blocks],
-           "decoder_blocks": [entry(b, False) for b in reversed(cfg.decoder_blocks)],
-           "spatial_padding_mode": cfg.decoder_padding, "causal_decoder": False}
+    vae = {
+        "encoder_blocks": [entry(b, True) for b in cfg.encoder_blocks],
+        "decoder_blocks": [entry(b, False) for b in reversed(cfg.decoder_blocks)],
+        "spatial_padding_mode": cfg.decoder_padding,
+        "causal_decoder": False,
+    }
     main, bwe = vocoder_configs(layout)
 
     def generator(g: GeneratorConfig) -> dict:
-        return {"upsample_rates": list(g.rates), "upsample_kernel_sizes": list(g.kernels),
-                "resblock_kernel_sizes": list(g.res_kernels), "resblock_dilation_sizes": [list(d) for d in g.dilations],
-                "upsample_initial_channel": g.channels, "resblock": "AMP1" if g.amp else "1",
-                "use_tanh_at_final": g.final == "tanh", "use_bias_at_final": g.final_bias, "stereo": True}
+        return {
+            "upsample_rates": list(g.rates),
+            "upsample_kernel_sizes": list(g.kernels),
+            "resblock_kernel_sizes": list(g.res_kernels),
+            "resblock_dilation_sizes": [list(d) for d in g.dilations],
+            "upsample_initial_channel": g.channels,
+            "resblock": "AMP1" if g.amp else "1",
+            "use_tanh_at_final": g.final == "tanh",
+            "use_bias_at_final": g.final_bias,
+            "stereo": True,
+        }
 
     if bwe is None:
         vocoder = generator(main) | {"output_sampling_rate": 24000}
     else:
-        vocoder = {"vocoder": generator(main) | {"activation": "snakebeta"},
-                   "bwe": generator(bwe.generator) | {"activation": "snakebeta", "n_fft": bwe.n_fft, "hop_length": bwe.hop,
-                                                      "num_mels": bwe.mels, "input_sampling_rate": bwe.input_rate,
-                                                      "output_sampling_rate": bwe.output_rate}}
+        vocoder = {
+            "vocoder": generator(main) | {"activation": "snakebeta"},
+            "bwe": generator(bwe.generator)
+            | {
+                "activation": "snakebeta",
+                "n_fft": bwe.n_fft,
+                "hop_length": bwe.hop,
+                "num_mels": bwe.mels,
+                "input_sampling_rate": bwe.input_rate,
+                "output_sampling_rate": bwe.output_rate,
+            },
+        }
     return {"vae": vae, "vocoder": vocoder}
 
 
