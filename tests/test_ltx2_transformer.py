@@ -4,6 +4,7 @@ timesteps, every cross-modal timestep convention, STG and modality isolation), l
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -31,10 +32,13 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).abs().max() / b.abs().max()).item()
 
 
-@pytest.fixture(scope="module", params=["19B", "2.3"])
+@pytest.fixture(scope="module", params=["19B", "2.3", "19B-interleaved-fp32-grid"])
 def models(request, tmp_path_factory):
-    """(ours loaded from an fp32 official single file, the diffusers twin with the file's weights, config)."""
-    cfg = tiny_dit_config(request.param)
+    """(ours loaded from an fp32 official single file, the diffusers twin with the file's weights, config).
+    The third flavour: interleaved RoPE and a float32 frequency grid (config keys the releases may omit)."""
+    cfg = tiny_dit_config(request.param.split("-")[0])
+    if request.param.endswith("fp32-grid"):
+        cfg = dataclasses.replace(cfg, rope_type="interleaved", rope_float64=False)
     path = write_ltx2_checkpoint(tmp_path_factory.mktemp("ltx2") / "dit.safetensors", cfg, seed=3,
                                  dtype=torch.float32)
     ours = load_dit(path, F32).module
