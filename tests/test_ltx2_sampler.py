@@ -52,7 +52,8 @@ def reference_pipeline(cfg) -> LTX2Pipeline:
     torch.manual_seed(0)
     connectors = LTX2TextConnectors(
         caption_channels=cfg.caption_channels, text_proj_in_factor=GEMMA_LAYERS, video_connector_num_attention_heads=3,
-        video_connector_attention_head_dim=8, video_connector_num_layers=1, video_connector_num_learnable_registers=None,
+        video_connector_attention_head_dim=8, video_connector_num_layers=1,
+        video_connector_num_learnable_registers=None,
         audio_connector_num_attention_heads=3, audio_connector_attention_head_dim=8, audio_connector_num_layers=1,
         audio_connector_num_learnable_registers=None, connector_rope_base_seq_len=32, rope_theta=10000.0,
         rope_double_precision=False, causal_temporal_positioning=False, rope_type="split",
@@ -112,7 +113,8 @@ def run_both(ours, pipe, sigmas: torch.Tensor, guidance: Guidance, reference_kwa
     with torch.no_grad():
         reference_video, reference_audio = pipe(
             prompt_embeds=positive[0], prompt_attention_mask=positive[1], negative_prompt_embeds=negative[0],
-            negative_prompt_attention_mask=negative[1], **pixel_size(pipe), frame_rate=FPS, sigmas=sigmas[:-1].tolist(), num_inference_steps=len(sigmas) - 1,
+            negative_prompt_attention_mask=negative[1], **pixel_size(pipe), frame_rate=FPS,
+            sigmas=sigmas[:-1].tolist(), num_inference_steps=len(sigmas) - 1,
             latents=pipe._pack_latents(video_noise * float(sigmas[0])),
             audio_latents=pipe._pack_audio_latents(audio_noise * float(sigmas[0])), output_type="latent",
             return_dict=False, **reference_kwargs,

@@ -17,8 +17,10 @@ import torch
 from videosdgx.bundle_files import BundleFiles
 from videosdgx.job import Progress, VideoRequest, VideoResult
 from videosdgx.ltx2.loaders import load_dit
+from videosdgx.ltx2.media_loaders import load_audio_vae, load_upsampler, load_video_vae, load_vocoder
 from videosdgx.ltx2.sampler import Guidance, TextContext, VideoCondition, denoise, noised
 from videosdgx.ltx2.schedule import STAGE2_SIGMAS, distilled_sigmas, ltx2_sigmas
+from videosdgx.ltx2.text_encoder import load_ltx2_text_encoder
 from videosdgx.ltx2.variants import LTX2Variant
 from videosdgx.runtime.errors import ConfigurationError
 from videosdgx.runtime.model_files import LoadRequest
@@ -195,9 +197,6 @@ class LTX2Pipeline:
 def load_ltx2_pipeline(variant: LTX2Variant, files: BundleFiles, load: LoadRequest,
                        low_memory: bool = False) -> LTX2Pipeline:
     """The family's `pipeline` hook: every component from the bundle's checkpoint + Gemma text encoder files."""
-    from videosdgx.ltx2.media_loaders import load_audio_vae, load_upsampler, load_video_vae, load_vocoder
-    from videosdgx.ltx2.text_encoder import load_ltx2_text_encoder
-
     checkpoint = files.one("checkpoint")
     dit = load_dit(checkpoint, load, expected_version=variant.version, variant=variant.name,
                    cross_timestep=variant.cross_timestep).module

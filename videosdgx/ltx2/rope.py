@@ -66,7 +66,8 @@ def video_positions(
     grid = torch.stack(torch.meshgrid(
         *(torch.arange(n, dtype=torch.float32, device=device) for n in (frames, height, width)), indexing="ij"
     )).flatten(1)  # [3, N]
-    bounds = torch.stack([grid, grid + 1], dim=-1) * torch.tensor(scale, dtype=torch.float32, device=device)[:, None, None]
+    factors = torch.tensor(scale, dtype=torch.float32, device=device)[:, None, None]
+    bounds = torch.stack([grid, grid + 1], dim=-1) * factors
     bounds[0] = ((bounds[0] + causal_offset - scale[0]).clamp(min=0)) / fps
     return bounds[None].expand(batch, -1, -1, -1)
 

@@ -15,7 +15,8 @@ from videosdgx.runtime.errors import ConfigurationError
 
 # ltx-pipelines' default negative prompt (constants.py DEFAULT_NEGATIVE_PROMPT @ 400fd310).
 LTX2_NEGATIVE_PROMPT = (
-    "has_subtitles, has_blurbox, transition from black, transition to black, speech_ending_short, blurry, out of focus, overexposed, underexposed, low contrast, washed out colors, excessive noise, grainy "
+    "has_subtitles, has_blurbox, transition from black, transition to black, speech_ending_short, blurry, "
+    "out of focus, overexposed, underexposed, low contrast, washed out colors, excessive noise, grainy "
     "texture, poor lighting, flickering, motion blur, distorted proportions, unnatural skin tones, deformed facial "
     "features, asymmetrical face, missing facial features, extra limbs, disfigured hands, wrong hand count, "
     "artifacts around text, inconsistent perspective, camera shake, incorrect depth of field, background too sharp, "
