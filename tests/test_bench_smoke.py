@@ -67,3 +67,18 @@ def test_wan_bench_tiny(bench, tmp_path):
     assert 0 < fp8["error"]["mean"] < 0.2 and math.isfinite(fp8["error"]["max"])
     assert "Goal: VAE decode peak memory" in result["report"]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_ltx2_dit_bench_tiny(tmp_path):
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec = importlib.util.spec_from_file_location("bench_ltx2_dit", BENCH / "ltx2_dit.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        result = module.main(["--tiny", "--repeat", "1", "--workdir", str(tmp_path)])
+    finally:
+        sys.path.remove(str(BENCH))
+    runs = result["runs"]
+    assert runs["ours"]["shapes"] == runs["diffusers"]["shapes"] == [[1, 12, 8], [1, 5, 8]]
+    assert max(result["errors"]) < 1e-4 and "ours/diffusers" in result["report"]
+    assert list(tmp_path.iterdir()) == []
