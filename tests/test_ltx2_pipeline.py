@@ -104,3 +104,22 @@ def test_dev_variant_runs_every_guidance_pass_with_the_negative_prompt(pipelines
     assert prompts == [["rain", dev.variant.negative_prompt]]
     assert batches == [(4, (1,))] * 2  # cond, uncond, STG-perturbed and modality-isolated in one batch per step
     assert result.frames.shape == (9, 64, 64, 3)
+
+
+def test_memory_plan_releases_gemma_when_memory_is_tight(tmp_path, monkeypatch, caplog):
+    from videosdgx.bundle_files import BundleFiles
+    from videosdgx.ltx2 import pipeline as module
+    from videosdgx.runtime.memory import MemoryStatus
+
+    files = {}
+    for role, size in (("checkpoint", 6000), ("text_encoder", 3000)):
+        files[role] = (tmp_path / f"{role}.safetensors",)
+        files[role][0].write_bytes(b"\0" * size)
+    bundle = BundleFiles("b", files)
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(module, "memory_status", lambda device: MemoryStatus(cpu, None, None, 10_000, 10_000, False))
+    with caplog.at_level("INFO"):
+        assert module.memory_plan(bundle, cpu, low_memory=False) is True
+    assert "Gemma is released after encoding (memory is tight)" in caplog.text
+    monkeypatch.setattr(module, "memory_status", lambda device: MemoryStatus(cpu, None, None, 10**9, 10**9, False))
+    assert module.memory_plan(bundle, cpu, low_memory=False) is False

@@ -23,6 +23,7 @@ from videosdgx.ltx2.schedule import STAGE2_SIGMAS, distilled_sigmas, ltx2_sigmas
 from videosdgx.ltx2.text_encoder import load_ltx2_text_encoder
 from videosdgx.ltx2.variants import LTX2Variant
 from videosdgx.runtime.errors import ConfigurationError
+from videosdgx.runtime.memory import GB, memory_status
 from videosdgx.runtime.model_files import LoadRequest
 from videosdgx.sampling.noise import seeded_noise
 from videosdgx.wan.conditioning import VideoSize, image_to_video_pixels
@@ -194,9 +195,23 @@ class LTX2Pipeline:
         return {"waveform": waveform[:1].float().cpu(), "sample_rate": int(self.vocoder.sample_rate)}
 
 
+def memory_plan(files: BundleFiles, device: torch.device, low_memory: bool) -> bool:
+    """Decide, and say before anything loads, whether Gemma stays loaded: it is released after each prompt
+    encoding (and guidance passes run one by one) when asked, or when the files take over 80% of free memory."""
+    sizes = {role: sum(path.stat().st_size for path in files.all(role)) for role in files.paths}
+    gemma, total = sizes.get("text_encoder", 0), sum(sizes.values())
+    usable = memory_status(device).usable
+    tight = total > 0.8 * usable
+    plan = "Gemma is released after encoding" if low_memory or tight else "every model stays loaded"
+    log.info("LTX-2 plan: %.1f GB of weights (Gemma %.1f GB), %.1f GB free on %s: %s%s.", total / GB, gemma / GB,
+             usable / GB, device, plan, " (memory is tight)" if tight and not low_memory else "")
+    return low_memory or tight
+
+
 def load_ltx2_pipeline(variant: LTX2Variant, files: BundleFiles, load: LoadRequest,
                        low_memory: bool = False) -> LTX2Pipeline:
     """The family's `pipeline` hook: every component from the bundle's checkpoint + Gemma text encoder files."""
+    low_memory = memory_plan(files, load.device, low_memory)
     checkpoint = files.one("checkpoint")
     dit = load_dit(checkpoint, load, expected_version=variant.version, variant=variant.name,
                    cross_timestep=variant.cross_timestep).module
