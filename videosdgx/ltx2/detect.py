@@ -5,7 +5,7 @@ from __future__ import annotations
 from videosdgx.runtime.identify import Identity, KeyView, register_detector
 
 PLANNED = "the LTX-2 nodes (planned: not in this release yet)"
-DIT_LOADER = "the LTX-2 Model Loader"
+DIT_LOADER = "the LTX-2 Loader (VideosDGXLTX2Loader)"
 DIT = "model.diffusion_model."
 AV_MARKER = "av_ca_a2v_gate_adaln_single.emb.timestep_embedder.linear_1.weight"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from videosdgx.ltx2.config import LTX2Config, config_from_metadata
+from videosdgx.ltx2.detect import DIT_LOADER
 from videosdgx.ltx2.keys import dit_key, has_dit_prefix
 from videosdgx.ltx2.transformer import LTX2Model
 from videosdgx.runtime.checkpoint import Checkpoint, open_checkpoint
@@ -13,7 +14,6 @@ from videosdgx.runtime.identify import identify
 from videosdgx.runtime.model_files import LoadedModel, LoadRequest, load_model_file
 
 PathLike = str | os.PathLike
-DIT_LOADER = "the LTX-2 Model Loader"
 RELEASES = {"19B": ("LTX-2 19B", "ltx-2-19b-*.safetensors"), "2.3": ("LTX-2.3 22B", "ltx-2.3-22b-*.safetensors")}
 
 
