@@ -203,6 +203,8 @@ class LTX2VideoVAE(nn.Module):
                     continue  # the next step has enough to do
                 n = size(i)
                 take, queues[i] = queue[:, :, :n], queue[:, :, n:]
+                if i > 0:
+                    queues[i] = queues[i].clone()  # a view would keep the whole queue alive
                 stream.last = (i == 0 or ended[i - 1]) and queues[i].shape[2] == 0
                 if take.shape[2] == 0 and not stream.last:
                     continue
