@@ -127,7 +127,7 @@ def child(args: argparse.Namespace, folder: Path) -> None:
     with torch.inference_mode():
         if args.child == "ours":
             model = build_ours(cfg, seed=7)
-            run = lambda: torch.cat(list(model.decode_chunks(latents, chunk=args.chunk)), dim=2)  # noqa: E731
+            run = lambda: torch.cat(list(model.decode_chunks(latents, args.chunk, args.budget)), dim=2)  # noqa: E731
         else:
             model = build_diffusers(cfg, diffusers_kwargs(args.layout, args.tiny), seed=7)
             s = stats(cfg.latent_channels)
@@ -164,7 +164,8 @@ def report(runs: dict, error: float, args: argparse.Namespace) -> str:
             f"LTX-2 video VAE decode ({args.layout} layout, {'TINY' if args.tiny else 'released'} widths), "
             "float32, CPU, "
             f"{torch.get_num_threads()} threads; latent {args.frames} x {args.size[0]} x {args.size[1]} -> "
-            f"{runs['ours']['shape']}; ours: decode_chunks(chunk={args.chunk}); best of {args.repeat}.",
+            f"{runs['ours']['shape']}; ours: decode_chunks(chunk={args.chunk}, budget={args.budget}); "
+            f"best of {args.repeat}.",
             f"Output max |ours - diffusers| / max |diffusers| = {error:.2e}.",
             table(["side", "best s", "increase GB", "peak GB", "weights GB"], rows),
             f"Goal: peak increase ours/diffusers <= {PEAK_GOAL}: {value:.3f} "
@@ -179,6 +180,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--frames", type=int, default=5, help="latent frames (pixel frames = 8 (F - 1) + 1)")
     parser.add_argument("--size", type=int, nargs=2, default=(8, 12), help="latent height, width")
     parser.add_argument("--chunk", type=int, default=1, help="latent frames per streamed step (ours)")
+    parser.add_argument("--budget", type=int, default=2**22, help="elements per streamed step input, ours (2**22)")
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--tiny", action="store_true", help="toy widths (smoke test)")
     parser.add_argument("--child", choices=CHILDREN, help=argparse.SUPPRESS)
@@ -201,6 +203,8 @@ def main(argv: list[str] | None = None) -> dict:
         *map(str, args.size),
         "--chunk",
         str(args.chunk),
+        "--budget",
+        str(args.budget),
         "--repeat",
         str(args.repeat),
     ] + (["--tiny"] if args.tiny else [])

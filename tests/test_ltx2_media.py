@@ -115,12 +115,13 @@ def test_video_vae_encode_decode_match_diffusers(video_pair):
     assert _rel(ours.decode(latents), ref_video) <= TOLERANCE
 
 
-@pytest.mark.parametrize("chunk", [1, 3])
-def test_streamed_decode_equals_whole_decode(video_pair, chunk):
+@pytest.mark.parametrize(("chunk", "budget"), [(1, 0), (3, 0), (1, 24576)])
+def test_streamed_decode_equals_whole_decode(video_pair, chunk, budget):
+    """budget 24576 elements: the coarse steps take the whole clip at once, the finest 8 frames at a time."""
     _, _, ours, _ = video_pair
     latents = torch.randn(1, 8, 7, 2, 3, generator=torch.Generator().manual_seed(chunk))
     whole = ours.decode(latents)
-    pieces = list(ours.decode_chunks(latents, chunk=chunk))
+    pieces = list(ours.decode_chunks(latents, chunk=chunk, budget=budget))
     assert len(pieces) >= 3  # frames come out while the clip is still being read
     assert max(p.shape[2] for p in pieces) <= 8 * (chunk + 2)
     assert _rel(torch.cat(pieces, dim=2), whole) <= STREAM_TOLERANCE
@@ -347,7 +348,7 @@ def test_causal_decoder_matches_diffusers_and_streams(video_pair):
     ours.decoder.causal = True
     try:
         whole = ours.decode(latents)
-        streamed = torch.cat(list(ours.decode_chunks(latents, chunk=1)), dim=2)
+        streamed = torch.cat(list(ours.decode_chunks(latents, chunk=1, budget=0)), dim=2)
     finally:
         ours.decoder.causal = False
     with torch.no_grad():

@@ -170,14 +170,15 @@ class LTX2VideoVAE(nn.Module):
         return unpatchify(self.decoder(self._un_normalise(latents)), self.config.patch_size)
 
     @torch.no_grad()
-    def decode_chunks(self, latents: torch.Tensor, chunk: int = 1) -> Iterator[torch.Tensor]:
+    def decode_chunks(self, latents: torch.Tensor, chunk: int = 1, budget: int = 2**25) -> Iterator[torch.Tensor]:
         """Yield the decoded video in time order; concatenated along time the pieces equal `decode(latents)`
         (up to float rounding).
 
-        The decoder runs as a chain of steps with a queue of frames between each two; every round, each step
-        takes at most `chunk` latent frames' worth (times its frame rate) from its queue, so memory stays that
-        of a few frames per layer however long the clip. A step is told the stream ends once the step before
-        it has ended and its queue is empty.
+        The decoder runs as a chain of steps with a queue of frames between each two. Each call of a step takes
+        `chunk` latent frames' worth (times its frame rate) from its queue, or more while its input stays within
+        `budget` elements (the coarse steps then see the whole clip at once, as cheap as a whole decode); a step
+        runs only while the next queue is short, so memory stays that of a few frames per layer however long
+        the clip. A step is told the stream ends once the step before it has ended and its queue is empty.
         """
         if chunk < 1:
             raise ConfigurationError(f"The VAE decode chunk must be at least 1 latent frame, got {chunk}.")
@@ -186,18 +187,29 @@ class LTX2VideoVAE(nn.Module):
         queues: list[torch.Tensor | None] = [z] + [None] * len(stages)
         ended = [False] * len(stages)
         stream = TimeStream()
+
+        def size(i: int) -> int:
+            """Frames step `i` takes per call (its queue tells the frame size)."""
+            queue = queues[i]
+            frame = queue[:, :, :1].numel() if queue is not None else 1
+            return max(chunk * (stages[i][1] if i < len(stages) else 1), budget // max(frame, 1))
+
         while not ended[-1]:
-            for i, (step, rate) in enumerate(stages):
-                queue = queues[i]
+            for i, (step, _) in enumerate(stages):
+                queue, following = queues[i], queues[i + 1]
                 if ended[i] or queue is None:
                     continue
-                take, queues[i] = queue[:, :, : chunk * rate], queue[:, :, chunk * rate :]
+                if i + 1 < len(stages) and following is not None and following.shape[2] >= size(i + 1):
+                    continue  # the next step has enough to do
+                n = size(i)
+                take, queues[i] = queue[:, :, :n], queue[:, :, n:]
+                if i > 0:
+                    queues[i] = queues[i].clone()  # a view would keep the whole queue alive
                 stream.last = (i == 0 or ended[i - 1]) and queues[i].shape[2] == 0
                 if take.shape[2] == 0 and not stream.last:
                     continue
                 out = step(take, stream)
                 ended[i] = stream.last
-                following = queues[i + 1]
                 queues[i + 1] = out if following is None else torch.cat([following, out], dim=2)
             if queues[-1] is not None and queues[-1].shape[2]:
                 yield unpatchify(queues[-1], self.config.patch_size)

@@ -67,7 +67,7 @@ class TimeConv3d(nn.Module):
         if x.shape[2] < 3:
             stream.carry[key] = x
             return self._empty(x)
-        stream.carry[key] = x[:, :, -2:]
+        stream.carry[key] = x[:, :, -2:].clone()  # a copy: a view would keep all of `x` alive
         return self.conv(x)
 
     def _empty(self, x: torch.Tensor) -> torch.Tensor:
@@ -80,7 +80,7 @@ def _aligned(x: torch.Tensor, frames: int, key: int, stream: TimeStream | None) 
         return x
     queue = stream.carry.pop(key, None)
     queue = x if queue is None else torch.cat([queue, x], dim=2)
-    stream.carry[key] = queue[:, :, frames:]
+    stream.carry[key] = queue[:, :, frames:].clone()
     return queue[:, :, :frames]
 
 
