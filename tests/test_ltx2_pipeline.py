@@ -42,6 +42,7 @@ def test_two_stage_distilled_text_to_video_with_audio(pipelines):
     assert video.shape[-2:] == (64 // factor, 128 // factor)  # stage 2 ran at the full size
     sampling = [s for s in stages if s[0] == "sampling"]
     assert sampling[-1] == ("sampling", 3, 3) and ("sampling", 2, 2) in sampling  # stage 1 (2 steps), stage 2 (3)
+    assert [s for s in stages if s[0] == "decoding"][-1] == ("decoding", 9, 9)
     same = pipe.generate(VideoRequest(prompt="a cat on a boat", width=128, height=64, frames=9, steps=2, fps=24))
     assert torch.equal(same.frames, result.frames)  # seeded
 

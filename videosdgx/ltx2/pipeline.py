@@ -181,11 +181,14 @@ class LTX2Pipeline:
         return VideoCondition(clean, mask)
 
     def _decode_video(self, latents: torch.Tensor, progress: Progress | None) -> torch.Tensor:
-        frames, total = [], latents.shape[2]
+        """Frames [T, H, W, 3] in 0..1, decoded as a stream; progress counts pixel frames."""
+        frames, done = [], 0
+        total = (latents.shape[2] - 1) * self.video_vae.config.temporal_factor + 1
         for chunk in self.video_vae.decode_chunks(latents):
             frames.append(((chunk[0].float().clamp(-1, 1) + 1) / 2).permute(1, 2, 3, 0).cpu())
+            done += frames[-1].shape[0]
             if progress is not None:
-                progress("decoding", min(len(frames), total), total)
+                progress("decoding", done, total)
         return torch.cat(frames)
 
     def _decode_audio(self, latents: torch.Tensor) -> dict:
