@@ -1,0 +1,83 @@
+"""Write the MAGI-1 reference tensors of tests/reference/magi1 by running the official modules on CPU.
+
+Run outside the test suite (see README.md here): it imports SandAI-org/MAGI-1 from $MAGI1_SRC through
+/work/shared/reference/magi1_cpu_stubs.py (on PYTHONPATH). Weights are the seeded tiny fixtures of
+videosdgx.testing.magi1, so the tests rebuild the same models without storing weights here.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import magi1_cpu_stubs  # noqa: F401  (must come before any official import)
+import torch
+from safetensors.torch import save_file
+
+from inference.common import EngineConfig, InferenceParams, MagiConfig, ModelConfig, RuntimeConfig
+from inference.model.dit.dit_model import VideoDiTModel
+from videosdgx.testing.magi1 import dit_inputs, dit_state, tiny_dit_config
+
+OUT = Path(__file__).parent
+torch.Tensor.cuda = lambda self, *a, **k: self  # the KV cache moves rows with .cuda()
+
+
+def official_dit(style: str, distill: bool, steps: int = 8, cfg_number: int = 1) -> VideoDiTModel:
+    cfg = tiny_dit_config(style)
+    model_config = ModelConfig(
+        model_name="videodit_ardf", num_layers=cfg.layers, hidden_size=cfg.dim, ffn_hidden_size=cfg.ffn_dim,
+        num_attention_heads=cfg.heads, num_query_groups=cfg.kv_heads, kv_channels=cfg.head_dim,
+        layernorm_epsilon=cfg.eps, apply_layernorm_1p=True, x_rescale_factor=cfg.x_rescale,
+        half_channel_vae=cfg.half_channel_vae, params_dtype=torch.float32, patch_size=cfg.patch,
+        t_patch_size=cfg.t_patch, in_channels=cfg.in_channels, out_channels=cfg.out_channels,
+        cond_hidden_ratio=cfg.cond_dim / cfg.dim, caption_channels=cfg.caption_dim,
+        caption_max_length=cfg.caption_length, gated_linear_unit=cfg.gated_mlp,
+    )
+    runtime = RuntimeConfig(cfg_number=cfg_number, prev_chunk_scales=[1.5, 1.5, 1.5, 1.0, 1.0],
+                            text_scales=[7.5, 7.5, 7.5, 0.0, 0.0], noise2clean_kvrange=[5, 4, 3, 2],
+                            clean_chunk_kvrange=1, clean_t=0.9999, num_steps=steps, chunk_width=2, window_size=4)
+    engine = EngineConfig(distill=distill, kv_offload=False)
+    model = VideoDiTModel(MagiConfig(model_config, runtime, engine))
+    model.load_state_dict(dit_state(cfg), strict=True)
+    return model.eval()
+
+
+def kv_tokens(ranges, tokens=32) -> torch.Tensor:
+    return torch.tensor(ranges, dtype=torch.int32) * tokens
+
+
+def run(model, inp, ranges, slice_point=0, drop=False, params=None, **kw):
+    n = inp["t"].shape[1]
+    kwargs = dict(range_num=slice_point + n, denoising_range_num=n, slice_point=slice_point,
+                  fwd_extra_1st_chunk=kw.pop("fwd_extra_1st_chunk", False), num_steps=8, chunk_width=2, **kw)
+    with torch.no_grad():
+        return model(inp["x"], inp["t"], inp["y"], caption_dropout_mask=torch.tensor([drop]), xattn_mask=inp["mask"],
+                     kv_range=kv_tokens(ranges), inference_params=params, **kwargs)
+
+
+def dit_cases() -> None:
+    ranges = [(0, 1), (0, 2), (0, 3), (1, 4)]
+    base = official_dit("4.5B", distill=False)
+    inp = dit_inputs(1, 4)
+    save_file({"out": run(base, inp, ranges)}, OUT / "dit_45b.safetensors")
+
+    distill = official_dit("24B", distill=True)
+    inp = dit_inputs(2, 4)
+    save_file({"out": run(distill, inp, ranges, drop=True)}, OUT / "dit_24b_distill.safetensors")
+
+    # cached: chunks 0-1 write the cache (clean-chunk style), then chunks 2-3 read it
+    inp = dit_inputs(3, 4)
+    params = InferenceParams(max_batch_size=1, max_sequence_length=4 * 32)
+    params.update_kv_cache = True
+    first = {"x": inp["x"][:, :, :4], "t": inp["t"][:, :2], "y": inp["y"][:2], "mask": inp["mask"][:2]}
+    run(base, first, [(0, 1), (0, 2)], params=params, extract_prefix_video_feature=True)
+    params.update_kv_cache = False
+    second = {"x": inp["x"][:, :, 4:], "t": inp["t"][:, 2:], "y": inp["y"][2:], "mask": inp["mask"][2:]}
+    out = run(base, second, [(0, 3), (1, 4)], slice_point=2, params=params)
+    save_file({"out": out}, OUT / "dit_45b_cached.safetensors")
+
+
+if __name__ == "__main__":
+    torch.manual_seed(0)
+    for name in sys.argv[1:] or ["dit"]:
+        globals()[f"{name}_cases"]()

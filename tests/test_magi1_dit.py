@@ -1,0 +1,75 @@
+"""MAGI-1 DiT: parity with the official modules (tests/reference/magi1), the cache, the real configurations."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from videosdgx.magi1.cache import ChunkKVCache
+from videosdgx.magi1.config import DIT_CONFIGS, config_from_shapes
+from videosdgx.magi1.transformer import ChunkLayout, MagiDiT
+from videosdgx.testing.magi1 import dit_inputs, dit_state, tiny_dit_config
+
+REFERENCE = Path(__file__).parent / "reference" / "magi1"
+RANGES = [(0, 1), (0, 2), (0, 3), (1, 4)]
+
+
+def tiny_dit(style: str) -> MagiDiT:
+    cfg = tiny_dit_config(style)
+    model = MagiDiT(cfg)
+    model.load_state_dict(dit_state(cfg))
+    return model.eval()
+
+
+def forward(model, inp, layout, drop=False, distill_dt=None, chunks=slice(None)):
+    n = inp["t"].shape[1]
+    y = inp["y"].squeeze(1)[None]
+    mask = inp["mask"].squeeze(1)[None]
+    with torch.no_grad():
+        return model(inp["x"], inp["t"], y, mask, layout, drop_caption=drop, distill_dt=distill_dt)
+
+
+def rel(a, b):
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
+@pytest.mark.parametrize("style,file,drop,dt", [("4.5B", "dit_45b", False, None), ("24B", "dit_24b_distill", True, 4.0)])
+def test_dit_matches_official(style, file, drop, dt):
+    ref = load_file(REFERENCE / f"{file}.safetensors")["out"]
+    inp = dit_inputs(1 if style == "4.5B" else 2, 4)
+    out = forward(tiny_dit(style), inp, ChunkLayout(4, 32, 0, RANGES), drop, dt)
+    assert rel(out, ref) < 1e-4
+
+
+def test_cached_chunks_match_official_and_full_forward():
+    model, inp = tiny_dit("4.5B"), dit_inputs(3, 4)
+    cache = ChunkKVCache(keep=4)
+    part = lambda a, b: {"x": inp["x"][:, :, 2 * a:2 * b], "t": inp["t"][:, a:b], "y": inp["y"][a:b],
+                         "mask": inp["mask"][a:b]}
+    forward(model, part(0, 2), ChunkLayout(2, 32, 0, [(0, 1), (0, 2)], cache, cache_chunks=2))
+    cached = forward(model, part(2, 4), ChunkLayout(2, 32, 2, [(0, 3), (1, 4)], cache))
+    ref = load_file(REFERENCE / "dit_45b_cached.safetensors")["out"]
+    assert rel(cached, ref) < 1e-4
+    full = forward(model, inp, ChunkLayout(4, 32, 0, [(0, 1), (0, 2), (0, 3), (1, 4)]))
+    assert rel(cached, full[:, :, 4:]) < 1e-5
+
+
+def test_cache_keeps_only_the_newest_chunks():
+    cache = ChunkKVCache(keep=2)
+    for chunk in range(5):
+        cache.write(0, chunk, torch.zeros(1, 2, 32, 8), 1)
+    assert cache.nbytes() == 2 * 2 * 32 * 8 * 4
+    with pytest.raises(RuntimeError, match="not in the key-value cache"):
+        cache.read(0, 2, 5, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("name,params", [("4.5B", 4_459_898_128), ("24B", 23_899_281_936)])
+def test_real_configs_on_meta(name, params):
+    with torch.device("meta"):
+        model = MagiDiT(DIT_CONFIGS[name])
+    assert sum(p.numel() for p in model.parameters()) == params
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert config_from_shapes(shapes) == DIT_CONFIGS[name]
+    assert shapes["videodit_blocks.layers.0.self_attention.linear_proj.weight"] == (
+        (3072, 6144) if name == "4.5B" else (6144, 12288))

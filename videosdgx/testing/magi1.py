@@ -1,0 +1,41 @@
+"""Tiny MAGI-1 model files in the official layouts (magi1.md §2, §9), for tests and `--demo`."""
+
+from __future__ import annotations
+
+import torch
+
+from videosdgx.magi1.config import MagiDiTConfig
+from videosdgx.magi1.transformer import MagiDiT
+from videosdgx.testing.files import random_like_state_dict
+
+CAPTION_DIM = 32  # the tiny T5's width
+
+
+def tiny_dit_config(style: str = "4.5B") -> MagiDiTConfig:
+    """2 layers, width 128, 8 query heads over 2 KV groups of 16; "24B" adds SwiGLU, 32 input channels, x0.1."""
+    common = dict(layers=2, dim=128, ffn_dim=256, heads=8, kv_heads=2, head_dim=16, caption_dim=CAPTION_DIM,
+                  caption_length=800, cond_dim=32)
+    if style == "24B":
+        return MagiDiTConfig(**common, in_channels=32, out_channels=32, gated_mlp=True, x_rescale=0.1)
+    return MagiDiTConfig(**common)
+
+
+def dit_state(cfg: MagiDiTConfig, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Seeded random DiT weights under the official key names (norm weights non-zero, so the +1 is exercised)."""
+    with torch.device("meta"):
+        module = MagiDiT(cfg)
+    return random_like_state_dict(module, seed, std=0.2)
+
+
+def dit_inputs(seed: int, chunks: int) -> dict[str, torch.Tensor]:
+    """Seeded inputs of a 4-chunk tiny DiT forward in the reference's layout: latent `x [1,16,2n,8,8]`, `t [1,n]`,
+    captions `y [n,1,800,32]` and masks `[n,1,800]` of distinct lengths (one full, one a single token)."""
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.tensor([7, 800, 1, 33, 50, 12][:chunks])
+    mask = (torch.arange(800)[None] < lengths[:, None]).float()
+    return {
+        "x": torch.randn(1, 16, 2 * chunks, 8, 8, generator=g),
+        "t": torch.rand(1, chunks, generator=g),
+        "y": torch.randn(chunks, 1, 800, CAPTION_DIM, generator=g),
+        "mask": mask[:, None],
+    }
