@@ -6,6 +6,7 @@ import torch
 
 from videosdgx.magi1.config import MagiDiTConfig
 from videosdgx.magi1.transformer import MagiDiT
+from videosdgx.magi1.vae import MagiVAE, MagiVAEConfig
 from videosdgx.testing.files import random_like_state_dict
 
 CAPTION_DIM = 32  # the tiny T5's width
@@ -39,3 +40,22 @@ def dit_inputs(seed: int, chunks: int) -> dict[str, torch.Tensor]:
         "y": torch.randn(chunks, 1, 800, CAPTION_DIM, generator=g),
         "mask": mask[:, None],
     }
+
+
+TINY_VAE = MagiVAEConfig(video_size=16, video_length=8, patch_size=8, patch_length=4, z_chans=16, embed_dim=256,
+                         depth=2, num_heads=4)
+
+
+def tiny_vae_ddconfig() -> dict:
+    """The tiny VAE's `ddconfig` with the released model's switches (magi1.md §5)."""
+    c = TINY_VAE
+    return dict(video_size=c.video_size, video_length=c.video_length, patch_size=c.patch_size,
+                patch_length=c.patch_length, in_chans=3, z_chans=c.z_chans, double_z=True, embed_dim=c.embed_dim,
+                depth=c.depth, num_heads=c.num_heads, mlp_ratio=c.mlp_ratio, qkv_bias=True, with_cls_token=True,
+                norm_code=False, ln_in_attn=True, conv_last_layer=True, use_rope=False, use_final_proj=False)
+
+
+def vae_state(seed: int = 0) -> dict[str, torch.Tensor]:
+    with torch.device("meta"):
+        module = MagiVAE(TINY_VAE)
+    return random_like_state_dict(module, seed, std=0.05)

@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 
 from inference.common import EngineConfig, InferenceParams, MagiConfig, ModelConfig, RuntimeConfig
 from inference.model.dit.dit_model import VideoDiTModel
-from videosdgx.testing.magi1 import dit_inputs, dit_state, tiny_dit_config
+from videosdgx.testing.magi1 import dit_inputs, dit_state, tiny_dit_config, tiny_vae_ddconfig, vae_state
 
 OUT = Path(__file__).parent
 torch.Tensor.cuda = lambda self, *a, **k: self  # the KV cache moves rows with .cuda()
@@ -75,6 +75,39 @@ def dit_cases() -> None:
     second = {"x": inp["x"][:, :, 4:], "t": inp["t"][:, 2:], "y": inp["y"][2:], "mask": inp["mask"][2:]}
     out = run(base, second, [(0, 3), (1, 4)], slice_point=2, params=params)
     save_file({"out": out}, OUT / "dit_45b_cached.safetensors")
+
+
+def vae_cases() -> None:
+    from inference.infra.parallelism.tile_parallel import TileProcessor
+    from inference.model.vae.vae_model import ViTVAE
+    from inference.model.vae.vae_module import DiagonalGaussianDistribution
+
+    torch.Tensor.bfloat16 = lambda self, *a, **k: self  # the official attention casts q/k/v to bf16; keep fp32
+    torch.compile = lambda fn, **kw: fn
+    vae = ViTVAE(ddconfig=tiny_vae_ddconfig()).eval()
+    vae.load_state_dict(vae_state(), strict=True)
+    g = torch.Generator().manual_seed(5)
+    video = torch.rand(1, 3, 8, 40, 40, generator=g) * 2 - 1
+    z = torch.randn(1, 16, 3, 5, 5, generator=g)
+
+    def encode(x):  # the pipeline's deterministic encode (VaeHelper.patch_vae_encode): posterior mode
+        if x.shape[2] == 1:
+            return DiagonalGaussianDistribution(vae.encoder(x.expand(-1, -1, 4, -1, -1))).mode()[:, :, :1]
+        return DiagonalGaussianDistribution(vae.encoder(x)).mode()
+
+    tiles = dict(tile_sample_min_height=32, tile_sample_min_width=32, tile_sample_min_length=4,
+                 spatial_tile_overlap_factor=0.25, temporal_tile_overlap_factor=0.0, spatial_downsample_factor=8,
+                 temporal_downsample_factor=4)
+    with torch.no_grad():
+        out = {
+            "encode": encode(video),
+            "encode_image": encode(video[:, :, :1]),
+            "decode": vae.decode(z[:, :, :2, :3, :3]),
+            "decode_frame": vae.decode(z[:, :, :1, :3, :3]),
+            "tiled_encode": TileProcessor(encode, vae.decode, **tiles).tiled_encode(video),
+            "tiled_decode": TileProcessor(encode, vae.decode, **{**tiles, "tile_sample_min_length": 8}).tiled_decode(z),
+        }
+    save_file({k: v.contiguous() for k, v in out.items()}, OUT / "vae.safetensors")
 
 
 if __name__ == "__main__":
