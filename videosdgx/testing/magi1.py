@@ -59,3 +59,22 @@ def vae_state(seed: int = 0) -> dict[str, torch.Tensor]:
     with torch.device("meta"):
         module = MagiVAE(TINY_VAE)
     return random_like_state_dict(module, seed, std=0.05)
+
+
+def special_tokens_arrays(dim: int = CAPTION_DIM, seed: int = 0) -> dict:
+    """`special_tokens.npz` contents at width `dim` (the release: 4096), float64 as published."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return {"caption_token": rng.standard_normal((1, dim)), "logo_token": rng.standard_normal((1, dim)),
+            "other_tokens": rng.standard_normal((100, dim))}
+
+
+def pipeline_inputs(prefix_frames: int = 0) -> dict:
+    """A 2-chunk tiny generation (16 frames of 64x64, chunk width 2): caption `[1, 1, 800, 32]` with 9 valid
+    tokens, its mask, an optional clean latent prefix `[1, 16, P, 8, 8]`, and the noise seed."""
+    g = torch.Generator().manual_seed(11)
+    caption = torch.randn(1, 1, 800, CAPTION_DIM, generator=g)
+    mask = (torch.arange(800) < 9).long()[None]
+    prefix = torch.randn(1, 16, prefix_frames, 8, 8, generator=g) if prefix_frames else None
+    return {"caption": caption, "mask": mask, "prefix": prefix, "seed": 7}

@@ -110,6 +110,48 @@ def vae_cases() -> None:
     save_file({k: v.contiguous() for k, v in out.items()}, OUT / "vae.safetensors")
 
 
+PIPELINE_CASES = {  # name: (variant style, distill, prefix latent frames)
+    "pipeline_base": ("4.5B", False, 0),
+    "pipeline_distill": ("4.5B", True, 0),
+    "pipeline_distill_i2v": ("4.5B", True, 1),
+    "pipeline_base_v2v": ("4.5B", False, 3),
+}
+
+
+def pipeline_cases() -> None:
+    import os
+    import tempfile
+    import types
+
+    import numpy as np
+
+    from videosdgx.testing.magi1 import pipeline_inputs, special_tokens_arrays
+
+    for name in ("ftfy", "bs4", "ffmpeg"):  # imported by official modules, unused here (captions are given)
+        sys.modules[name] = types.SimpleNamespace(fix_text=str, BeautifulSoup=None)
+    to = torch.Tensor.to
+    torch.Tensor.to = lambda self, *a, **k: to(self, *["cpu" if isinstance(x, str) and x.startswith("cuda") else x
+                                                      for x in a], **k)  # official code names "cuda:<device>"
+    torch.cuda.synchronize = lambda *a: None
+    npz = Path(tempfile.mkdtemp()) / "special_tokens.npz"
+    np.savez(npz, **special_tokens_arrays())
+    os.environ.update(PAD_HQ="1", PAD_DURATION="1", SPECIAL_TOKEN_PATH=str(npz))
+    from inference.pipeline.video_generate import SampleTransport, extract_feature_for_inference
+
+    out = {}
+    for name, (style, distill, prefix_frames) in PIPELINE_CASES.items():
+        model = official_dit(style, distill, steps=8, cfg_number=1 if distill else 3)
+        model.runtime_config.num_frames, model.runtime_config.video_size_h = 16, 64
+        model.runtime_config.video_size_w = 64
+        inp = pipeline_inputs(prefix_frames)
+        features = extract_feature_for_inference(model, inp["prefix"], inp["caption"], inp["mask"])
+        torch.manual_seed(inp["seed"])
+        with torch.no_grad():
+            chunks = [c for _, _, c in SampleTransport(model, [features], device="cpu").walk()]
+        out[name] = torch.cat(chunks, dim=2)
+    save_file({k: v.contiguous() for k, v in out.items()}, OUT / "pipeline.safetensors")
+
+
 if __name__ == "__main__":
     torch.manual_seed(0)
     for name in sys.argv[1:] or ["dit"]:
