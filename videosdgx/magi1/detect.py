@@ -6,7 +6,7 @@ import torch
 
 from videosdgx.runtime.identify import Identity, KeyView, register_detector
 
-PLANNED = "the MAGI-1 nodes (planned: not in this release yet)"
+PLANNED = "the MAGI-1 pipeline (videosdgx generate --model magi-1-4.5b-distill)"
 DIT_MARKER = "videodit_blocks.layers.0.self_attention.linear_qkv.q.weight"
 SIZES = {3072: "MAGI-1 4.5B", 6144: "MAGI-1 24B"}
 

@@ -1,13 +1,25 @@
-"""Tiny MAGI-1 model files in the official layouts (magi1.md §2, §9), for tests and `--demo`."""
+"""Tiny MAGI-1 model files in the official layouts (magi1.md §2, §9), for tests and `--demo`.
+
+`write_magi1_bundle` writes every file of a manifest bundle where the real lookup finds it: the DiT as two
+safetensors shards + `model.safetensors.index.json`, the VAE as `config.json` + safetensors, the T5 v1.1 encoder as
+DeepFloyd's two `.bin` shards + index with its tokenizer files, and `special_tokens.npz`. Weights are random: a
+video made from them is noise.
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import numpy as np
 import torch
 
 from videosdgx.magi1.config import MagiDiTConfig
 from videosdgx.magi1.transformer import MagiDiT
 from videosdgx.magi1.vae import MagiVAE, MagiVAEConfig
-from videosdgx.testing.files import random_like_state_dict
+from videosdgx.manifest import load_manifest
+from videosdgx.testing.files import random_like_state_dict, save_safetensors, save_sharded
+from videosdgx.text.t5 import T5Config, T5Encoder
 
 CAPTION_DIM = 32  # the tiny T5's width
 
@@ -63,8 +75,6 @@ def vae_state(seed: int = 0) -> dict[str, torch.Tensor]:
 
 def special_tokens_arrays(dim: int = CAPTION_DIM, seed: int = 0) -> dict:
     """`special_tokens.npz` contents at width `dim` (the release: 4096), float64 as published."""
-    import numpy as np
-
     rng = np.random.default_rng(seed)
     return {"caption_token": rng.standard_normal((1, dim)), "logo_token": rng.standard_normal((1, dim)),
             "other_tokens": rng.standard_normal((100, dim))}
@@ -78,3 +88,74 @@ def pipeline_inputs(prefix_frames: int = 0) -> dict:
     mask = (torch.arange(800) < 9).long()[None]
     prefix = torch.randn(1, 16, prefix_frames, 8, 8, generator=g) if prefix_frames else None
     return {"caption": caption, "mask": mask, "prefix": prefix, "seed": 7}
+
+
+TINY_T5 = T5Config(vocab=128, d_model=CAPTION_DIM, d_kv=8, heads=4, d_ff=64, layers=2, per_layer_position_bias=False)
+
+
+def t5_state(seed: int = 0) -> dict[str, torch.Tensor]:
+    with torch.device("meta"):
+        module = T5Encoder(TINY_T5)
+    state = random_like_state_dict(module, seed, std=0.2)
+    state["encoder.embed_tokens.weight"] = state["shared.weight"]  # DeepFloyd's files carry both names
+    return state
+
+
+def t5_hf_config() -> dict:
+    """The tiny encoder's transformers `T5Config` fields (T5 v1.1: gated GELU, untied, no biases)."""
+    c = TINY_T5
+    return {"architectures": ["T5EncoderModel"], "model_type": "t5", "vocab_size": c.vocab, "d_model": c.d_model,
+            "d_kv": c.d_kv, "d_ff": c.d_ff, "num_layers": c.layers, "num_heads": c.heads,
+            "relative_attention_num_buckets": c.buckets, "relative_attention_max_distance": c.max_distance,
+            "feed_forward_proj": "gated-gelu", "layer_norm_epsilon": c.eps, "tie_word_embeddings": False,
+            "dropout_rate": 0.0, "is_encoder_decoder": False}
+
+
+def _save_bin_shards(folder: Path, tensors: dict[str, torch.Tensor], names: list[str]) -> None:
+    """DeepFloyd's layout: `pytorch_model-0000i-of-0000n.bin` (pickled state dicts) + their index."""
+    keys, weight_map = list(tensors), {}
+    for i, name in enumerate(names):
+        part = {k: tensors[k].clone() for k in keys[i::len(names)]}
+        torch.save(part, folder / name)
+        weight_map.update({k: name for k in part})
+    (folder / "pytorch_model.bin.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+
+
+def write_magi1_bundle(bundle: str, models_dir: str | Path, seed: int = 0) -> Path:
+    """Tiny random files for every entry of a MAGI-1 manifest bundle (the family registry's `demo` hook)."""
+    from videosdgx.magi1.variants import MAGI1_VARIANTS
+    from videosdgx.testing.wan import tiny_sentencepiece
+
+    manifest = load_manifest()
+    found = manifest.bundle(bundle)
+    variant = MAGI1_VARIANTS[found.variant or found.name]
+    models_dir = Path(models_dir)
+    entries = [manifest.entry(e) for e in found.entries]
+    by_role: dict[str, list] = {}
+    for entry in entries:
+        by_role.setdefault(entry.role, []).append(entry)
+    path = lambda entry: models_dir / entry.folder / entry.filename  # noqa: E731
+
+    index = path(by_role["dit_index"][0])
+    shards = [path(e).name for e in by_role["dit"]]
+    save_sharded(index.parent, dit_state(tiny_dit_config(variant.size), seed), len(shards), stem="model")
+    vae_config = path(by_role["vae_config"][0])
+    vae_config.parent.mkdir(parents=True, exist_ok=True)
+    vae_config.write_text(json.dumps({"_class_name": "ViTVAE", "model_type": "vit", "ddconfig": tiny_vae_ddconfig()}))
+    save_safetensors(path(by_role["vae"][0]), vae_state(seed + 1))
+
+    t5_index = path(by_role["text_encoder_index"][0])
+    t5_index.parent.mkdir(parents=True, exist_ok=True)
+    _save_bin_shards(t5_index.parent, t5_state(seed + 2), [path(e).name for e in by_role["text_encoder"]])
+    path(by_role["text_encoder_config"][0]).write_text(json.dumps(t5_hf_config()))
+    for entry in by_role["tokenizer"]:
+        target = path(entry)
+        if target.name == "spiece.model":
+            target.write_bytes(tiny_sentencepiece())
+        else:
+            target.write_text(json.dumps({"eos_token": "</s>", "pad_token": "<pad>", "unk_token": "<unk>"}))
+    npz = path(by_role["special_tokens"][0])
+    npz.parent.mkdir(parents=True, exist_ok=True)
+    with open(npz, "wb") as f:
+        np.savez(f, **special_tokens_arrays(seed=seed))
+    return models_dir

@@ -1,0 +1,143 @@
+"""MAGI-1 pipeline: T2V, I2V (image prefix), V2V (video continuation), per-chunk prompts; each 24-frame chunk is
+decoded and reported as soon as it is final."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from videosdgx.bundle_files import BundleFiles
+from videosdgx.job import Progress, VideoRequest, VideoResult
+from videosdgx.magi1.loaders import MagiTextEncoder, load_dit, load_text_encoder, load_vae
+from videosdgx.magi1.sampler import Captions, ChunkSampler
+from videosdgx.magi1.special_tokens import SpecialTokens, chunk_captions, load_special_tokens
+from videosdgx.magi1.tiling import tiled_decode, tiled_encode
+from videosdgx.magi1.variants import PREFIX_VIDEO_FRAMES, MagiVariant
+from videosdgx.magi1.vae import SCALE_FACTOR, MagiVAE
+from videosdgx.runtime.errors import ConfigurationError
+from videosdgx.runtime.model_files import LoadRequest
+
+log = logging.getLogger(__name__)
+ChunkCallback = Callable[[int, torch.Tensor], None]
+
+
+def _spiece(files: BundleFiles):
+    found = [p for p in files.all("tokenizer") if p.name == "spiece.model"]
+    if not found:
+        raise ConfigurationError(f"Bundle {files.bundle} has no spiece.model (role tokenizer); install the bundle "
+                                 f"with `python install.py --models {files.bundle}`.")
+    return found[0]
+
+
+def _text_encoder_path(files: BundleFiles):
+    return files.optional("text_encoder_index") or list(files.all("text_encoder"))
+
+
+class MagiPipeline:
+    """Loaded MAGI-1 components. `low_memory` frees the T5 encoder after each use and keeps the KV cache on the CPU."""
+
+    def __init__(self, variant: MagiVariant, files: BundleFiles, load: LoadRequest, low_memory: bool = False):
+        self.variant, self.files, self.load, self.low_memory = variant, files, load, low_memory
+        self.dit = load_dit(files.optional("dit_index") or list(files.all("dit")), load, variant.size)
+        self.vae = load_vae(files.one("vae"), files.optional("vae_config"), load)
+        self.tokens: SpecialTokens = load_special_tokens(files.one("special_tokens"))
+        self._text: MagiTextEncoder | None = None
+
+    @property
+    def text_encoder(self) -> MagiTextEncoder:
+        if self._text is None:
+            self._text = load_text_encoder(_text_encoder_path(self.files), _spiece(self.files), self.load)
+        return self._text
+
+    def generate(self, request: VideoRequest, progress: Progress | None = None,
+                 on_chunk: ChunkCallback | None = None) -> VideoResult:
+        """The whole video; `on_chunk(index, frames)` sees each chunk's frames as soon as they are decoded."""
+        frames = []
+        for index, chunk in self.chunks(request, progress):
+            frames.append(chunk)
+            if on_chunk is not None:
+                on_chunk(index, chunk)
+        fps = request.fps or self.variant.fps
+        return VideoResult(torch.cat(frames), fps)
+
+    def chunks(self, request: VideoRequest, progress: Progress | None = None) -> Iterator[tuple[int, torch.Tensor]]:
+        """Yield `(chunk index, frames [T, H, W, 3] in 0..1)` as each chunk is final."""
+        variant = self.variant
+        settings = variant.sampler_settings(request)
+        variant.check(request)
+        width, height = request.width or variant.width, request.height or variant.height
+        device = self.load.device
+        prefix = self._prefix(request, width, height)
+        prefix_frames = 0 if prefix is None else prefix.shape[2]
+        latent_frames = (request.frames or variant.frames) // 4
+        cw = settings.chunk_width
+        chunks = math.ceil((latent_frames + prefix_frames) / cw)
+        clean = prefix_frames // cw
+        prompts = list(request.prompts) or [request.prompt]
+        per_chunk = [prompts[min(i, len(prompts) - 1)] for i in range(chunks - clean)]
+        unique = list(dict.fromkeys(per_chunk))
+        encoded = dict(zip(unique, self.text_encoder.encode(unique)))
+        if self.low_memory:
+            self._text = None
+            gc.collect()
+        null = self.dit.y_embedder.null_caption_embedding.detach().float()
+        cond, mask = chunk_captions([encoded[p] for p in per_chunk], self.tokens, clean, null)
+        generator = torch.Generator().manual_seed(request.seed)
+        noise = torch.randn(1, 16, chunks * cw, height // 8, width // 8, generator=generator).to(device)
+        sampler = ChunkSampler(self.dit, settings, Captions(cond, mask, null), noise, prefix,
+                               cache_device="cpu" if self.low_memory else None)
+        step_progress = None if progress is None else (lambda done, total: progress("sampling", done, total))
+        total = chunks - clean
+        with torch.no_grad():
+            for index, latent in sampler.run(step_progress):
+                frames = decode_chunk(self.vae, latent, tile_frames=(request.fps or variant.fps) // 2)
+                if progress is not None:
+                    progress("decoding", index + 1, total)
+                yield index, frames
+
+    def _prefix(self, request: VideoRequest, width: int, height: int) -> torch.Tensor | None:
+        """The clean latent prefix: the start image (I2V) or the first 32 frames of the video (V2V)."""
+        if request.image is not None:
+            pixels = request.image[:1]
+        elif request.video is not None:
+            pixels = request.video[:PREFIX_VIDEO_FRAMES]
+        else:
+            return None
+        return encode_prefix(self.vae, pixels, width, height, tile_frames=(request.fps or self.variant.fps) // 2)
+
+
+def _vae_input(vae: MagiVAE, frames: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """IMAGE frames `[T, H, W, 3]` in 0..1 -> `[1, 3, T, height, width]` in [-1, 1], stretched to the size."""
+    weight = next(vae.parameters())
+    x = frames.permute(0, 3, 1, 2).float()
+    if x.shape[-2:] != (height, width):
+        x = F.interpolate(x, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
+    x = x.clamp(0, 1) * 2 - 1
+    return x.permute(1, 0, 2, 3)[None].to(weight.device, weight.dtype)
+
+
+def encode_prefix(vae: MagiVAE, frames: torch.Tensor, width: int, height: int, tile_frames: int) -> torch.Tensor:
+    """Scaled latent prefix `[1, 16, P, h, w]` of an image (P = 1) or video frames (tiled, as the reference)."""
+    with torch.no_grad():
+        latent = tiled_encode(vae, _vae_input(vae, frames, width, height), tile_frames=tile_frames)
+    return latent.float() * SCALE_FACTOR
+
+
+def decode_chunk(vae: MagiVAE, latent: torch.Tensor, tile_frames: int) -> torch.Tensor:
+    """One chunk's frames `[T, H, W, 3]` in 0..1 (the reference's tiled decode: 256 px tiles, `tile_frames`)."""
+    weight = next(vae.parameters())
+    video = tiled_decode(vae, (latent / SCALE_FACTOR).to(weight.device, weight.dtype), tile_frames=tile_frames)
+    return ((video[0].float().clamp(-1, 1) + 1) / 2).permute(1, 2, 3, 0).cpu()
+
+
+def load_magi1_pipeline(variant: MagiVariant, files: BundleFiles, load: LoadRequest,
+                        low_memory: bool = False) -> MagiPipeline:
+    """The family registry's `pipeline` hook."""
+    variant.check(VideoRequest(prompt=""))
+    return MagiPipeline(variant, files, load, low_memory)
