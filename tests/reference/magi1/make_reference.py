@@ -152,6 +152,28 @@ def pipeline_cases() -> None:
     save_file({k: v.contiguous() for k, v in out.items()}, OUT / "pipeline.safetensors")
 
 
+CAPTIONS = [
+    "A Red Fox  running, https://x.com/a <b>bold</b> @user 中文 “quoted” jc6640", "this-is-my-cute-cat-ok", "Good Boy",
+    "Free shipping! Click for details: 1920x1080 img.png #12 page 3",
+    "\"A dog's day\" -- runs... across the   FIELD!!!", "caf\u00e9 &amp; bar &quot;x&quot; 192.168.0.1 <p>para</p>",
+    "A woman (smiling) [walks] {slowly} | through *rain* / at 12:30  ", "  'quoted caption'  ",
+    "3D render of a 2D anime girl, 4k, 8K",
+]
+
+
+def captions_cases() -> None:
+    """The official caption cleaning (needs ftfy and beautifulsoup4 importable)."""
+    import json
+    import types
+
+    from inference.model.t5.t5_model import T5Embedder
+
+    embedder = types.SimpleNamespace(use_text_preprocessing=True, clean_caption=lambda c: T5Embedder.clean_caption(
+        T5Embedder, c))
+    cleaned = {c: T5Embedder.text_preprocessing(embedder, c) for c in CAPTIONS}
+    (OUT / "captions.json").write_text(json.dumps(cleaned, ensure_ascii=False, indent=1) + "\n")
+
+
 if __name__ == "__main__":
     torch.manual_seed(0)
     for name in sys.argv[1:] or ["dit"]:
