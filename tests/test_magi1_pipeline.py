@@ -55,3 +55,13 @@ def test_impossible_settings_are_refused_before_loading(change, message):
     variant = MAGI1_VARIANTS["magi-1-4.5b-distill"]
     with pytest.raises(ConfigurationError, match=message):
         variant.check(VideoRequest(prompt="x", **{**SMALL, **change}))
+
+
+def test_registry_hooks(tmp_path):
+    from videosdgx.families import family
+
+    row = family("magi1")
+    assert row.variant_table()["magi-1-4.5b-base"].guidance_passes == 3
+    row.hook("demo")("magi-1-4.5b-base", tmp_path)
+    files = find_bundle_files("magi-1-4.5b-base", ModelFolders(tmp_path))
+    assert row.hook("pipeline") is load_magi1_pipeline and len(files.all("dit")) == 2

@@ -58,7 +58,13 @@ FAMILIES: tuple[Family, ...] = (
                    "wan2.2-ti2v-5b-t2v", "wan2.2-ti2v-5b-i2v"),
     ),
     Family(id="ltx2", title="LTX-2", detector="videosdgx.ltx2.detect"),
-    Family(id="magi1", title="MAGI-1", detector="videosdgx.magi1.detect"),
+    Family(
+        id="magi1", title="MAGI-1",
+        detector="videosdgx.magi1.detect",
+        variants="videosdgx.magi1.variants:MAGI1_VARIANTS",
+        pipeline="videosdgx.magi1.pipeline:load_magi1_pipeline",
+        demo="videosdgx.testing.magi1:write_magi1_bundle",
+    ),
     Family(id="skyreels_v3", title="SkyReels V3"),
     Family(id="waver", title="Waver", status="not_released"),
 )
