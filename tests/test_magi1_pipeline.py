@@ -65,3 +65,17 @@ def test_registry_hooks(tmp_path):
     row.hook("demo")("magi-1-4.5b-base", tmp_path)
     files = find_bundle_files("magi-1-4.5b-base", ModelFolders(tmp_path))
     assert row.hook("pipeline") is load_magi1_pipeline and len(files.all("dit")) == 2
+
+
+def test_generate_command_refuses_before_loading(tmp_path):
+    import argparse
+
+    from videosdgx.generate import add_generate_arguments
+    from videosdgx.request import RequestError, check_job
+
+    parser = argparse.ArgumentParser()
+    add_generate_arguments(parser)
+    args = parser.parse_args(["--model", "magi-1-4.5b-base", "--prompt", "a fox", "--prompt", "then a cat",
+                              "--out", str(tmp_path / "x.mp4"), "--steps", "10"])
+    with pytest.raises(RequestError, match="divisible by 4"):
+        check_job(args)

@@ -18,7 +18,7 @@ from videosdgx.magi1.loaders import MagiTextEncoder, load_dit, load_text_encoder
 from videosdgx.magi1.sampler import Captions, ChunkSampler
 from videosdgx.magi1.special_tokens import SpecialTokens, chunk_captions, load_special_tokens
 from videosdgx.magi1.tiling import tiled_decode, tiled_encode
-from videosdgx.magi1.variants import PREFIX_VIDEO_FRAMES, MagiVariant
+from videosdgx.magi1.variants import CHUNK_FRAMES, PREFIX_VIDEO_FRAMES, MagiVariant
 from videosdgx.magi1.vae import SCALE_FACTOR, MagiVAE
 from videosdgx.runtime.errors import ConfigurationError
 from videosdgx.runtime.model_files import LoadRequest
@@ -64,7 +64,11 @@ class MagiPipeline:
             if on_chunk is not None:
                 on_chunk(index, chunk)
         fps = request.fps or self.variant.fps
-        return VideoResult(torch.cat(frames), fps)
+        video = torch.cat(frames)
+        asked = request.frames or self.variant.frames
+        notes = () if video.shape[0] == asked else (
+            f"MAGI-1 makes whole chunks of {CHUNK_FRAMES} frames: {video.shape[0]} frames instead of {asked}",)
+        return VideoResult(video, fps, notes=notes)
 
     def chunks(self, request: VideoRequest, progress: Progress | None = None) -> Iterator[tuple[int, torch.Tensor]]:
         """Yield `(chunk index, frames [T, H, W, 3] in 0..1)` as each chunk is final."""
@@ -139,5 +143,4 @@ def decode_chunk(vae: MagiVAE, latent: torch.Tensor, tile_frames: int) -> torch.
 def load_magi1_pipeline(variant: MagiVariant, files: BundleFiles, load: LoadRequest,
                         low_memory: bool = False) -> MagiPipeline:
     """The family registry's `pipeline` hook."""
-    variant.check(VideoRequest(prompt=""))
     return MagiPipeline(variant, files, load, low_memory)

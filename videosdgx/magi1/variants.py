@@ -59,7 +59,7 @@ class MagiVariant(Variant):
 def _variant(name: str, title: str, size: str, distill: bool, steps: int, width: int) -> MagiVariant:
     return MagiVariant(
         name=name, title=title, family="magi1", task="t2v", width=width, height=720, frames=96, fps=24, steps=steps,
-        guidance=1.0 if distill else 7.5, frame_step=CHUNK_FRAMES, inputs=frozenset({"image", "video"}),
+        guidance=1.0 if distill else 7.5, inputs=frozenset({"image", "video"}), per_chunk_prompts=True,
         size=size, distill=distill, guidance_passes=1 if distill else 3,
     )
 
