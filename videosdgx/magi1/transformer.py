@@ -16,6 +16,7 @@ from videosdgx.magi1.config import INTERLEAVE_GROUPS, MagiDiTConfig
 from videosdgx.magi1.embeddings import LearnedRope, TimestepEmbedder, apply_half_rope
 from videosdgx.magi1.precision import keep_float32
 from videosdgx.runtime.attention import ranged_attention
+from videosdgx.runtime.quantized_linear import StaticInputFp8Linear
 
 
 class LayerNorm1p(nn.LayerNorm):
@@ -50,6 +51,20 @@ class ChunkLayout:
 
     def query_ranges(self) -> list[tuple[int, int]]:
         return [(j * self.tokens, (j + 1) * self.tokens) for j in range(self.chunks)]
+
+
+def _fp8_linear(layer: nn.Linear, smooth: bool) -> StaticInputFp8Linear:
+    return StaticInputFp8Linear(layer.in_features, layer.out_features, smooth, device=layer.weight.device)
+
+
+def use_fp8_storage(layer: "TransformerLayer") -> None:
+    """The fp8 release's layout of one layer: q/qx/k/v and fc1 per-tensor, linear_proj and fc2 smoothed."""
+    qkv = layer.self_attention.linear_qkv
+    for name in ("q", "qx", "k", "v"):
+        setattr(qkv, name, _fp8_linear(getattr(qkv, name), smooth=False))
+    layer.mlp.linear_fc1 = _fp8_linear(layer.mlp.linear_fc1, smooth=False)
+    layer.mlp.linear_fc2 = _fp8_linear(layer.mlp.linear_fc2, smooth=True)
+    layer.self_attention.linear_proj = _fp8_linear(layer.self_attention.linear_proj, smooth=True)
 
 
 class LinearQKV(nn.Module):
@@ -102,6 +117,8 @@ class SelfCrossAttention(nn.Module):
         qx = self.q_layernorm_xattn(self.linear_qkv.qx(m).unflatten(-1, (-1, self.cfg.head_dim)))
         kvx = self.linear_kv_xattn(captions).unflatten(-1, (-1, 2 * self.cfg.head_dim))
         kx, vx = self.k_layernorm_xattn(kvx[..., : self.cfg.head_dim]), kvx[..., self.cfg.head_dim:]
+        dtype = torch.promote_types(qx.dtype, kvx.dtype)  # fp8 layers give bf16 queries in a float32 model
+        qx, kx, vx = qx.to(dtype), kx.to(dtype), vx.to(dtype)
         qx = qx.reshape(1, batch * tokens, *qx.shape[2:]).transpose(1, 2)
         q_ranges = [(b * tokens + q0, b * tokens + q1) for b in range(batch) for q0, q1 in layout.query_ranges()]
         ax = ranged_attention(qx, kx.transpose(0, 1)[None], vx.transpose(0, 1)[None], q_ranges, caption_ranges)
@@ -109,6 +126,8 @@ class SelfCrossAttention(nn.Module):
 
         out = torch.cat([a.transpose(1, 2).flatten(2), ax], dim=-1)
         out = rearrange(out, "b s (n g d) -> b s (g n d)", n=2, g=INTERLEAVE_GROUPS)
+        if isinstance(self.linear_proj, StaticInputFp8Linear):  # the fp8 release runs it quantised
+            return self.linear_proj(out).float()
         return F.linear(out.float(), self.linear_proj.weight.float())
 
 
@@ -160,6 +179,8 @@ class TransformerBlock(nn.Module):
     def __init__(self, cfg: MagiDiTConfig):
         super().__init__()
         self.layers = nn.ModuleList(TransformerLayer(cfg, i) for i in range(cfg.layers))
+        for i in cfg.fp8_layers:
+            use_fp8_storage(self.layers[i])
         self.final_layernorm = keep_float32(LayerNorm1p(cfg.dim, eps=cfg.eps))
 
 

@@ -24,9 +24,9 @@ from videosdgx.text.t5 import T5Config, T5Encoder
 CAPTION_DIM = 32  # the tiny T5's width
 
 
-def tiny_dit_config(style: str = "4.5B") -> MagiDiTConfig:
-    """2 layers, width 128, 8 query heads over 2 KV groups of 16; "24B" adds SwiGLU, 32 input channels, x0.1."""
-    common = dict(layers=2, dim=128, ffn_dim=256, heads=8, kv_heads=2, head_dim=16, caption_dim=CAPTION_DIM,
+def tiny_dit_config(style: str = "4.5B", layers: int = 2) -> MagiDiTConfig:
+    """Width 128, 8 query heads over 2 KV groups of 16; "24B" adds SwiGLU, 32 input channels, x0.1."""
+    common = dict(layers=layers, dim=128, ffn_dim=256, heads=8, kv_heads=2, head_dim=16, caption_dim=CAPTION_DIM,
                   caption_length=800, cond_dim=32)
     if style == "24B":
         return MagiDiTConfig(**common, in_channels=32, out_channels=32, gated_mlp=True, x_rescale=0.1)
@@ -159,3 +159,26 @@ def write_magi1_bundle(bundle: str, models_dir: str | Path, seed: int = 0) -> Pa
     with open(npz, "wb") as f:
         np.savez(f, **special_tokens_arrays(seed=seed))
     return models_dir
+
+
+def fp8_dit_state(cfg: MagiDiTConfig, seed: int = 0) -> dict[str, torch.Tensor]:
+    """`dit_state` in the fp8 release's layout: the big Linears of layers 1..N-2 as e4m3 `[1, out, in]` with
+    `weight_scale`, `input_scale` ([in] per-tensor form, [1] smoothed form) and `smooth_scale` (smoothed)."""
+    state = dit_state(cfg, seed)
+    g = torch.Generator().manual_seed(seed + 100)
+    smooth = ("self_attention.linear_proj", "mlp.linear_fc2")
+    plain = ("self_attention.linear_qkv.q", "self_attention.linear_qkv.qx", "self_attention.linear_qkv.k",
+             "self_attention.linear_qkv.v", "mlp.linear_fc1")
+    for layer in range(1, cfg.layers - 1):
+        for name in plain + smooth:
+            key = f"videodit_blocks.layers.{layer}.{name}"
+            w = state.pop(f"{key}.weight")
+            scale = w.abs().amax() / 448
+            state[f"{key}.weight"] = (w / scale).to(torch.float8_e4m3fn)[None]
+            state[f"{key}.weight_scale"] = scale.reshape(1)
+            if name in smooth:
+                state[f"{key}.input_scale"] = torch.rand(1, generator=g) * 0.02 + 0.01
+                state[f"{key}.smooth_scale"] = torch.rand(1, w.shape[1], generator=g) * 0.02 + 0.01
+            else:
+                state[f"{key}.input_scale"] = torch.rand(w.shape[1], generator=g) * 0.02 + 0.01
+    return state

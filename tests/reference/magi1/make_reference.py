@@ -16,14 +16,14 @@ from safetensors.torch import save_file
 
 from inference.common import EngineConfig, InferenceParams, MagiConfig, ModelConfig, RuntimeConfig
 from inference.model.dit.dit_model import VideoDiTModel
-from videosdgx.testing.magi1 import dit_inputs, dit_state, tiny_dit_config, tiny_vae_ddconfig, vae_state
+from videosdgx.testing.magi1 import dit_inputs, dit_state, fp8_dit_state, tiny_dit_config, tiny_vae_ddconfig, vae_state
 
 OUT = Path(__file__).parent
 torch.Tensor.cuda = lambda self, *a, **k: self  # the KV cache moves rows with .cuda()
 
 
-def official_dit(style: str, distill: bool, steps: int = 8, cfg_number: int = 1) -> VideoDiTModel:
-    cfg = tiny_dit_config(style)
+def official_dit(style: str, distill: bool, steps: int = 8, cfg_number: int = 1, fp8: bool = False) -> VideoDiTModel:
+    cfg = tiny_dit_config(style, layers=4 if fp8 else 2)
     model_config = ModelConfig(
         model_name="videodit_ardf", num_layers=cfg.layers, hidden_size=cfg.dim, ffn_hidden_size=cfg.ffn_dim,
         num_attention_heads=cfg.heads, num_query_groups=cfg.kv_heads, kv_channels=cfg.head_dim,
@@ -36,9 +36,9 @@ def official_dit(style: str, distill: bool, steps: int = 8, cfg_number: int = 1)
     runtime = RuntimeConfig(cfg_number=cfg_number, prev_chunk_scales=[1.5, 1.5, 1.5, 1.0, 1.0],
                             text_scales=[7.5, 7.5, 7.5, 0.0, 0.0], noise2clean_kvrange=[5, 4, 3, 2],
                             clean_chunk_kvrange=1, clean_t=0.9999, num_steps=steps, chunk_width=2, window_size=4)
-    engine = EngineConfig(distill=distill, kv_offload=False)
+    engine = EngineConfig(distill=distill, kv_offload=False, fp8_quant=fp8)
     model = VideoDiTModel(MagiConfig(model_config, runtime, engine))
-    model.load_state_dict(dit_state(cfg), strict=True)
+    model.load_state_dict(fp8_dit_state(cfg) if fp8 else dit_state(cfg), strict=True)
     return model.eval()
 
 
@@ -75,6 +75,9 @@ def dit_cases() -> None:
     second = {"x": inp["x"][:, :, 4:], "t": inp["t"][:, 2:], "y": inp["y"][2:], "mask": inp["mask"][2:]}
     out = run(base, second, [(0, 3), (1, 4)], slice_point=2, params=params)
     save_file({"out": out}, OUT / "dit_45b_cached.safetensors")
+
+    fp8 = official_dit("4.5B", distill=True, fp8=True)  # layers 1 and 2 of 4 stored in fp8
+    save_file({"out": run(fp8, dit_inputs(4, 4), ranges).float()}, OUT / "dit_45b_fp8.safetensors")
 
 
 def vae_cases() -> None:
