@@ -1,6 +1,8 @@
 """VideosDGX ComfyUI nodes (V3 API). Imported only inside ComfyUI (or its test stand-in)."""
 
 from ._comfy import ComfyExtension, io
+from .magi1_nodes import (MagiChunkSampler, MagiModelLoader, MagiTextEncode, MagiTextEncoderLoader,
+                          MagiVAELoader)
 from .wan_conditioning import WanImageToVideo, WanTextEncode
 from .wan_latents import WanEmptyLatent, WanVAEDecode, WanVAEEncode
 from .wan_loaders import WanCLIPVisionLoader, WanModelLoader, WanTextEncoderLoader, WanVAELoader
@@ -9,6 +11,7 @@ from .wan_sampler import WanSampler
 NODES = [
     WanModelLoader, WanTextEncoderLoader, WanVAELoader, WanCLIPVisionLoader, WanTextEncode, WanEmptyLatent,
     WanImageToVideo, WanSampler, WanVAEEncode, WanVAEDecode,
+    MagiModelLoader, MagiTextEncoderLoader, MagiVAELoader, MagiTextEncode, MagiChunkSampler,
 ]
 
 

@@ -18,6 +18,7 @@ from videosdgx.magi1.loaders import MagiTextEncoder, load_dit, load_text_encoder
 from videosdgx.magi1.sampler import Captions, ChunkSampler
 from videosdgx.magi1.special_tokens import SpecialTokens, chunk_captions, load_special_tokens
 from videosdgx.magi1.tiling import tiled_decode, tiled_encode
+from videosdgx.magi1.transformer import MagiDiT
 from videosdgx.magi1.variants import CHUNK_FRAMES, PREFIX_VIDEO_FRAMES, MagiVariant
 from videosdgx.magi1.vae import SCALE_FACTOR, MagiVAE
 from videosdgx.runtime.errors import ConfigurationError
@@ -72,48 +73,55 @@ class MagiPipeline:
 
     def chunks(self, request: VideoRequest, progress: Progress | None = None) -> Iterator[tuple[int, torch.Tensor]]:
         """Yield `(chunk index, frames [T, H, W, 3] in 0..1)` as each chunk is final."""
-        variant = self.variant
-        settings = variant.sampler_settings(request)
-        variant.check(request)
-        width, height = request.width or variant.width, request.height or variant.height
-        device = self.load.device
-        prefix = self._prefix(request, width, height)
-        prefix_frames = 0 if prefix is None else prefix.shape[2]
-        latent_frames = (request.frames or variant.frames) // 4
-        cw = settings.chunk_width
-        chunks = math.ceil((latent_frames + prefix_frames) / cw)
-        clean = prefix_frames // cw
-        prompts = list(request.prompts) or [request.prompt]
-        per_chunk = [prompts[min(i, len(prompts) - 1)] for i in range(chunks - clean)]
-        unique = list(dict.fromkeys(per_chunk))
-        encoded = dict(zip(unique, self.text_encoder.encode(unique)))
+        self.variant.check(request)
+        captions = self.text_encoder.encode(list(request.prompts) or [request.prompt])
         if self.low_memory:
             self._text = None
             gc.collect()
-        null = self.dit.y_embedder.null_caption_embedding.detach().float()
-        cond, mask = chunk_captions([encoded[p] for p in per_chunk], self.tokens, clean, null)
-        generator = torch.Generator().manual_seed(request.seed)
-        noise = torch.randn(1, 16, chunks * cw, height // 8, width // 8, generator=generator).to(device)
-        sampler = ChunkSampler(self.dit, settings, Captions(cond, mask, null), noise, prefix,
-                               cache_device="cpu" if self.low_memory else None)
-        step_progress = None if progress is None else (lambda done, total: progress("sampling", done, total))
-        total = chunks - clean
-        with torch.no_grad():
-            for index, latent in sampler.run(step_progress):
-                frames = decode_chunk(self.vae, latent, tile_frames=(request.fps or variant.fps) // 2)
-                if progress is not None:
-                    progress("decoding", index + 1, total)
-                yield index, frames
+        yield from sample_chunks(self.dit, self.vae, self.tokens, self.variant, request, captions, progress,
+                                 cache_device="cpu" if self.low_memory else None)
 
-    def _prefix(self, request: VideoRequest, width: int, height: int) -> torch.Tensor | None:
-        """The clean latent prefix: the start image (I2V) or the first 32 frames of the video (V2V)."""
-        if request.image is not None:
-            pixels = request.image[:1]
-        elif request.video is not None:
-            pixels = request.video[:PREFIX_VIDEO_FRAMES]
-        else:
-            return None
-        return encode_prefix(self.vae, pixels, width, height, tile_frames=(request.fps or self.variant.fps) // 2)
+
+def sample_chunks(dit: MagiDiT, vae: MagiVAE, tokens: SpecialTokens, variant: MagiVariant, request: VideoRequest,
+                  captions: list[tuple[torch.Tensor, torch.Tensor]], progress: Progress | None = None,
+                  cache_device: torch.device | str | None = None) -> Iterator[tuple[int, torch.Tensor]]:
+    """The chunk loop shared by the pipeline and the sampler node: `captions` holds one encoded prompt per chunk
+    (the last one repeats for the remaining chunks). Yields `(chunk index, frames)` as each chunk is final;
+    `progress("sampling", step, total)` runs after every model step and may raise to cancel."""
+    settings = variant.sampler_settings(request)
+    width, height = request.width or variant.width, request.height or variant.height
+    fps = request.fps or variant.fps
+    device = next(dit.parameters()).device
+    prefix = _prefix(vae, request, width, height, fps // 2)
+    prefix = None if prefix is None else prefix.to(device)
+    prefix_frames = 0 if prefix is None else prefix.shape[2]
+    cw = settings.chunk_width
+    chunks = math.ceil(((request.frames or variant.frames) // 4 + prefix_frames) / cw)
+    clean = prefix_frames // cw
+    per_chunk = [captions[min(i, len(captions) - 1)] for i in range(chunks - clean)]
+    null = dit.y_embedder.null_caption_embedding.detach().float()
+    cond, mask = chunk_captions([(c.to(device), m.to(device)) for c, m in per_chunk], tokens.to(device), clean, null)
+    generator = torch.Generator().manual_seed(request.seed)
+    noise = torch.randn(1, 16, chunks * cw, height // 8, width // 8, generator=generator).to(device)
+    sampler = ChunkSampler(dit, settings, Captions(cond, mask, null), noise, prefix, cache_device=cache_device)
+    step_progress = None if progress is None else (lambda done, total: progress("sampling", done, total))
+    with torch.no_grad():
+        for index, latent in sampler.run(step_progress):
+            frames = decode_chunk(vae, latent, tile_frames=fps // 2)
+            if progress is not None:
+                progress("decoding", index + 1, chunks - clean)
+            yield index, frames
+
+
+def _prefix(vae: MagiVAE, request: VideoRequest, width: int, height: int, tile_frames: int) -> torch.Tensor | None:
+    """The clean latent prefix: the start image (I2V) or the first 32 frames of the video (V2V)."""
+    if request.image is not None:
+        pixels = request.image[:1]
+    elif request.video is not None:
+        pixels = request.video[:PREFIX_VIDEO_FRAMES]
+    else:
+        return None
+    return encode_prefix(vae, pixels, width, height, tile_frames)
 
 
 def _vae_input(vae: MagiVAE, frames: torch.Tensor, width: int, height: int) -> torch.Tensor:

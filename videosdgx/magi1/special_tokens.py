@@ -24,6 +24,9 @@ KEYS = ("caption_token", "logo_token", "other_tokens")
 class SpecialTokens:
     other: torch.Tensor  # [100, C] float32 (float16-rounded)
 
+    def to(self, device: torch.device | str) -> "SpecialTokens":
+        return SpecialTokens(self.other.to(device))
+
     @property
     def high_quality(self) -> torch.Tensor:
         return self.other[HQ_ROW]
