@@ -108,13 +108,13 @@ class MagiTextEncode(io.ComfyNode):
             node_id="VideosDGXMagiTextEncode", display_name="MAGI-1 Text Encode (VideosDGX)", category=CATEGORY,
             description="Encodes the prompts: one line per 24-frame chunk; the last line goes on for later chunks.",
             inputs=[MagiTextEncoderType.Input("text_encoder"),
-                    io.String.Input("prompts", multiline=True, tooltip="One prompt per line, one line per chunk.")],
+                    io.String.Input("prompt", multiline=True, tooltip="One prompt per line, one line per chunk.")],
             outputs=[MagiConditioningType.Output(display_name="conditioning")],
         )
 
     @classmethod
-    def execute(cls, text_encoder: MagiText, prompts: str) -> io.NodeOutput:
-        lines = tuple(line.strip() for line in prompts.splitlines() if line.strip()) or ("",)
+    def execute(cls, text_encoder: MagiText, prompt: str) -> io.NodeOutput:
+        lines = tuple(line.strip() for line in prompt.splitlines() if line.strip()) or ("",)
         captions = tuple(text_encoder.encoder.encode(list(lines)))
         return io.NodeOutput(MagiConditioning(lines, captions, text_encoder.tokens))
 

@@ -28,7 +28,7 @@ def chain(comfy):
                  weight_dtype="fp32")
     text, = run(comfy, "VideosDGXMagiTextEncoderLoader", text_encoder_name="t5-v1_1-xxl/pytorch_model-00001-of-00002.bin")
     vae, = run(comfy, "VideosDGXMagiVAELoader", vae_name="magi1_vae/diffusion_pytorch_model.safetensors")
-    conditioning, = run(comfy, "VideosDGXMagiTextEncode", text_encoder=text, prompts="a red fox\n\na cat on a boat\n")
+    conditioning, = run(comfy, "VideosDGXMagiTextEncode", text_encoder=text, prompt="a red fox\n\na cat on a boat\n")
     return model, conditioning, vae
 
 

@@ -56,16 +56,18 @@ class MagiVariant(Variant):
             raise ConfigurationError(f"{self.title} continues either an image or a video, not both.")
 
 
-def _variant(name: str, title: str, size: str, distill: bool, steps: int, width: int) -> MagiVariant:
+def _variant(name: str, title: str, size: str, distill: bool, steps: int, width: int,
+             workflows: tuple[str, ...] = ()) -> MagiVariant:
     return MagiVariant(
         name=name, title=title, family="magi1", task="t2v", width=width, height=720, frames=96, fps=24, steps=steps,
         guidance=1.0 if distill else 7.5, inputs=frozenset({"image", "video"}), per_chunk_prompts=True,
-        size=size, distill=distill, guidance_passes=1 if distill else 3,
+        size=size, distill=distill, guidance_passes=1 if distill else 3, workflows=workflows,
     )
 
 
 MAGI1_VARIANTS: dict[str, MagiVariant] = {v.name: v for v in (
-    _variant("magi-1-4.5b-distill", "MAGI-1 4.5B distill", "4.5B", True, 64, 720),
+    _variant("magi-1-4.5b-distill", "MAGI-1 4.5B distill", "4.5B", True, 64, 720,
+             ("magi-1-4.5b-distill", "magi-1-4.5b-distill-i2v")),
     _variant("magi-1-4.5b-base", "MAGI-1 4.5B base", "4.5B", False, 64, 720),
     _variant("magi-1-24b-distill", "MAGI-1 24B distill", "24B", True, 16, 1280),
     _variant("magi-1-24b-base", "MAGI-1 24B base", "24B", False, 32, 1280),
