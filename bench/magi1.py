@@ -153,9 +153,10 @@ def report(runs: dict, cfg: MagiDiTConfig, tokens: int, args: argparse.Namespace
     if "official" in runs:
         ours, official = runs["ours"]["span"], runs["official"]["span"]
         error = max(abs(a - b) for a, b in zip(runs["ours"]["out"], runs["official"]["out"]))
+        scale = max(abs(a) for a in runs["official"]["out"])
         text += (f"\nours / official: time {ratio(ours['seconds'], official['seconds'])}, peak "
                  f"{ratio(ours['peak'] - ours['baseline'], official['peak'] - official['baseline'])}; "
-                 f"max |difference| of the first outputs {error:.2e}")
+                 f"max |difference| of the first outputs {error:.2e} (max |output| {scale:.2e})")
     else:
         text += "\nofficial: skipped (set MAGI1_SRC to a SandAI-org/MAGI-1 checkout to compare)"
     return (f"MAGI-1 chunk step: width {cfg.dim}, {cfg.layers} layers, {tokens} tokens per chunk, {CACHED} cached "

@@ -22,8 +22,7 @@ def tiny_dit(style: str) -> MagiDiT:
     return model.eval()
 
 
-def forward(model, inp, layout, drop=False, distill_dt=None, chunks=slice(None)):
-    n = inp["t"].shape[1]
+def forward(model, inp, layout, drop=False, distill_dt=None):
     y = inp["y"].squeeze(1)[None]
     mask = inp["mask"].squeeze(1)[None]
     with torch.no_grad():

@@ -4,7 +4,6 @@ Cancel between steps, validation of files before the run."""
 from __future__ import annotations
 
 import pytest
-import torch
 
 from videosdgx.testing.magi1 import write_magi1_bundle
 

@@ -4,10 +4,8 @@ decoded and reported as soon as it is final."""
 from __future__ import annotations
 
 import gc
-import logging
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +22,6 @@ from videosdgx.magi1.vae import SCALE_FACTOR, MagiVAE
 from videosdgx.runtime.errors import ConfigurationError
 from videosdgx.runtime.model_files import LoadRequest
 
-log = logging.getLogger(__name__)
 ChunkCallback = Callable[[int, torch.Tensor], None]
 
 
