@@ -46,6 +46,15 @@ def test_i2v_and_v2v(pipeline):
     assert v2v.frames.shape[0] == 13 + 24 + 24
 
 
+def test_video_is_resampled_to_the_model_rate():
+    from videosdgx.magi1.pipeline import resample_frames
+
+    frames = torch.arange(12.0)[:, None, None, None]
+    assert resample_frames(frames, 12, 24)[:, 0, 0, 0].tolist() == [k // 2 for k in range(24)]
+    assert resample_frames(frames, 48, 24)[:, 0, 0, 0].tolist() == [0, 2, 4, 6, 8, 10]
+    assert resample_frames(frames, 24, 24) is frames
+
+
 @pytest.mark.parametrize("change,message", [
     (dict(steps=10), "divisible by 4"),
     (dict(width=70), "multiple of 16"),

@@ -89,7 +89,7 @@ def sample_chunks(dit: MagiDiT, vae: MagiVAE, tokens: SpecialTokens, variant: Ma
     width, height = request.width or variant.width, request.height or variant.height
     fps = request.fps or variant.fps
     device = next(dit.parameters()).device
-    prefix = _prefix(vae, request, width, height, fps // 2)
+    prefix = _prefix(vae, request, width, height, fps)
     prefix = None if prefix is None else prefix.to(device)
     prefix_frames = 0 if prefix is None else prefix.shape[2]
     cw = settings.chunk_width
@@ -110,15 +110,26 @@ def sample_chunks(dit: MagiDiT, vae: MagiVAE, tokens: SpecialTokens, variant: Ma
             yield index, frames
 
 
-def _prefix(vae: MagiVAE, request: VideoRequest, width: int, height: int, tile_frames: int) -> torch.Tensor | None:
+def resample_frames(frames: torch.Tensor, source_fps: float, fps: float) -> torch.Tensor:
+    """Frames at `fps`: output frame k shows the latest source frame whose time, rounded to the output grid, is at
+    most k (how ffmpeg's fps filter, which the reference uses, duplicates and drops frames)."""
+    if abs(source_fps - fps) < 1e-6:
+        return frames
+    count = max(1, round(frames.shape[0] * fps / source_fps))
+    slots = torch.floor(torch.arange(frames.shape[0], dtype=torch.float64) * fps / source_fps + 0.5)
+    index = torch.searchsorted(slots, torch.arange(count, dtype=torch.float64), right=True) - 1
+    return frames[index.clamp(min=0)]
+
+
+def _prefix(vae: MagiVAE, request: VideoRequest, width: int, height: int, fps: int) -> torch.Tensor | None:
     """The clean latent prefix: the start image (I2V) or the first 32 frames of the video (V2V)."""
     if request.image is not None:
         pixels = request.image[:1]
     elif request.video is not None:
-        pixels = request.video[:PREFIX_VIDEO_FRAMES]
+        pixels = resample_frames(request.video, request.video_fps or fps, fps)[:PREFIX_VIDEO_FRAMES]
     else:
         return None
-    return encode_prefix(vae, pixels, width, height, tile_frames)
+    return encode_prefix(vae, pixels, width, height, tile_frames=fps // 2)
 
 
 def _vae_input(vae: MagiVAE, frames: torch.Tensor, width: int, height: int) -> torch.Tensor:
