@@ -54,3 +54,22 @@ def test_schedules():
     assert guidance_scales(t[48].item(), *scales) == (1.0, 0)
     stages = window_stages(4, 4)
     assert [s.first for s in stages] == [0, 0, 0, 0, 1, 2, 3] and [s.end for s in stages] == [1, 2, 3, 4, 4, 4, 4]
+
+
+def test_cache_stays_bounded_as_chunks_go_by():
+    cfg = tiny_dit_config("4.5B")
+    model = MagiDiT(cfg)
+    model.load_state_dict(dit_state(cfg))
+    null = model.y_embedder.null_caption_embedding.detach()
+    chunks = 8
+    cond, mask = torch.randn(chunks, 800, 32), torch.ones(chunks, 800)
+    noise = torch.randn(1, 16, 2 * chunks, 8, 8, generator=torch.Generator().manual_seed(0))
+    sampler = ChunkSampler(model, SamplerSettings(steps=4, distill=True, chunk_width=2), Captions(cond, mask, null),
+                           noise)
+    held = []
+    progress = lambda done, total: held.append(max(len(c) for c in sampler.cache._chunks.values()) if  # noqa: E731
+                                               sampler.cache._chunks else 0)
+    with torch.no_grad():
+        emitted = [index for index, _ in sampler.run(progress)]
+    assert emitted == list(range(chunks)) and len(held) == sampler.total_steps() == chunks + 3
+    assert max(held) == 4  # the widest key range (5 chunks) minus the chunk itself, however long the video
