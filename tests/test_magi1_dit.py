@@ -116,3 +116,19 @@ def test_fp8_linear_matches_the_reference_formula():
         xq = (x / divisor).clamp(-448, 448).bfloat16().to(torch.float8_e4m3fn).float()
         expected = (xq @ layer.weight[0].float().t() * layer.input_scale[0] * layer.weight_scale[0]).bfloat16()
         assert torch.equal(layer(x), expected)
+
+
+def test_fp8_conversion_at_load(tmp_path):
+    """`--weight-format fp8_e4m3fn` stores the big Linears of a bf16 release in fp8; the forward stays close."""
+    from videosdgx.magi1.loaders import load_dit
+    from videosdgx.runtime.model_files import LoadRequest
+    from videosdgx.runtime.quantized_linear import QuantizedLinear
+    from videosdgx.testing.files import save_sharded
+
+    index = save_sharded(tmp_path, dit_state(tiny_dit_config("4.5B")), 2, stem="model")
+    model = load_dit(index, LoadRequest(weight_format="fp8_e4m3fn"), "4.5B")
+    assert isinstance(model.videodit_blocks.layers[0].self_attention.linear_proj, QuantizedLinear)
+    inp = dit_inputs(1, 4)
+    out = forward(model, inp, ChunkLayout(4, 32, 0, RANGES))
+    ref = forward(tiny_dit("4.5B"), inp, ChunkLayout(4, 32, 0, RANGES))
+    assert 0 < ((out - ref).abs().mean() / ref.abs().mean()).item() < 0.1

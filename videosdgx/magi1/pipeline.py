@@ -3,6 +3,7 @@ decoded and reported as soon as it is final."""
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import math
 from collections.abc import Callable, Iterator
@@ -41,9 +42,10 @@ class MagiPipeline:
     """Loaded MAGI-1 components. `low_memory` frees the T5 encoder after each use and keeps the KV cache on the CPU."""
 
     def __init__(self, variant: MagiVariant, files: BundleFiles, load: LoadRequest, low_memory: bool = False):
-        self.variant, self.files, self.load, self.low_memory = variant, files, load, low_memory
+        self.variant, self.files, self.low_memory = variant, files, low_memory
         self.dit = load_dit(files.optional("dit_index") or list(files.all("dit")), load, variant.size)
-        self.vae = load_vae(files.one("vae"), files.optional("vae_config"), load)
+        self.load = dataclasses.replace(load, weight_format="default")  # fp8 storage is for the DiT only
+        self.vae = load_vae(files.one("vae"), files.optional("vae_config"), self.load)
         self.tokens: SpecialTokens = load_special_tokens(files.one("special_tokens"))
         self._text: MagiTextEncoder | None = None
 

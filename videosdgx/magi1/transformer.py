@@ -16,7 +16,7 @@ from videosdgx.magi1.config import INTERLEAVE_GROUPS, MagiDiTConfig
 from videosdgx.magi1.embeddings import LearnedRope, TimestepEmbedder, apply_half_rope
 from videosdgx.magi1.precision import keep_float32
 from videosdgx.runtime.attention import ranged_attention
-from videosdgx.runtime.quantized_linear import StaticInputFp8Linear
+from videosdgx.runtime.quantized_linear import StaticInputFp8Linear, dense_weight
 
 
 class LayerNorm1p(nn.LayerNorm):
@@ -128,7 +128,7 @@ class SelfCrossAttention(nn.Module):
         out = rearrange(out, "b s (n g d) -> b s (g n d)", n=2, g=INTERLEAVE_GROUPS)
         if isinstance(self.linear_proj, StaticInputFp8Linear):  # the fp8 release runs it quantised
             return self.linear_proj(out).float()
-        return F.linear(out.float(), self.linear_proj.weight.float())
+        return F.linear(out.float(), dense_weight(self.linear_proj, torch.float32))
 
 
 class MLP(nn.Module):
@@ -216,7 +216,8 @@ class MagiDiT(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.videodit_blocks.layers[0].mlp.linear_fc2.weight.dtype
+        """The compute dtype (that of the plain LayerNorms: never quantised, never kept in float32)."""
+        return self.videodit_blocks.layers[0].mlp.layer_norm.weight.dtype
 
     def condition(self, t: torch.Tensor, drop_caption: bool, distill_dt: float | None) -> torch.Tensor:
         """Per-chunk condition `[B, n, cond_dim]`: timestep (+ distill step size) + the adaLN caption token."""
