@@ -65,3 +65,18 @@ def test_loaders_validate_before_the_run(comfy):
     with pytest.raises(Exception, match="divisible by 4"):
         run(comfy, "VideosDGXMagiChunkSampler", model=model, conditioning=conditioning, vae=vae, width=32, height=32,
             length=24, steps=6, seed=0)
+
+
+def test_schemas(comfy):
+    magi = {node_id: node for node_id, node in comfy.nodes.items() if node_id.startswith("VideosDGXMagi")}
+    assert len(magi) == 5
+    for node in magi.values():
+        info = node.GET_SCHEMA().get_v1_info(node)
+        assert info["category"] == "VideosDGX/MAGI-1"
+        assert info["display_name"].startswith("MAGI-1 ") and info["display_name"].endswith(" (VideosDGX)")
+        for group in ("required", "optional"):
+            for name, (kind, options) in info["input"].get(group, {}).items():
+                if kind == "INT":
+                    assert options["min"] <= options["default"] <= options["max"], (info["name"], name)
+                if name == "seed":
+                    assert options["control_after_generate"] is True and options["max"] == 2**64 - 1
