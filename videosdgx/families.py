@@ -66,7 +66,14 @@ FAMILIES: tuple[Family, ...] = (
         workflows=("ltx-2-19b-distilled", "ltx-2-19b-distilled-i2v", "ltx-2.3-22b-distilled",
                    "ltx-2.3-22b-distilled-i2v"),
     ),
-    Family(id="magi1", title="MAGI-1", detector="videosdgx.magi1.detect"),
+    Family(
+        id="magi1", title="MAGI-1",
+        detector="videosdgx.magi1.detect",
+        variants="videosdgx.magi1.variants:MAGI1_VARIANTS",
+        pipeline="videosdgx.magi1.pipeline:load_magi1_pipeline",
+        demo="videosdgx.testing.magi1:write_magi1_bundle",
+        workflows=("magi-1-4.5b-distill", "magi-1-4.5b-distill-i2v"),
+    ),
     Family(id="skyreels_v3", title="SkyReels V3"),
     Family(id="waver", title="Waver", status="not_released"),
 )
