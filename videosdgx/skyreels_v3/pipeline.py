@@ -1,0 +1,98 @@
+"""SkyReels V3 pipelines behind the family seam: `load(variant, files, load, low_memory)` -> `.generate()`."""
+
+from __future__ import annotations
+
+import gc
+import logging
+
+import torch
+
+from videosdgx.bundle_files import BundleFiles
+from videosdgx.job import Progress, VideoRequest, VideoResult
+from videosdgx.runtime.errors import ConfigurationError
+from videosdgx.runtime.model_files import LoadRequest
+from videosdgx.skyreels_v3.buckets import RESOLUTIONS
+from videosdgx.skyreels_v3.loaders import load_skyreels_dit
+from videosdgx.skyreels_v3.r2v import r2v_sigmas, sample_r2v
+from videosdgx.skyreels_v3.references import check_references, encode_references, size_from_reference
+from videosdgx.skyreels_v3.variants import SkyReelsVariant
+from videosdgx.wan.conditioning import encode_text, valid_size
+from videosdgx.wan.loaders import WanTextEncoder, load_text_encoder, load_vae
+from videosdgx.wan.pipeline import decode_frames
+
+log = logging.getLogger(__name__)
+
+
+def check_request(variant: SkyReelsVariant, request: VideoRequest) -> None:
+    """Refuse inputs the variant cannot use, before any weight is read."""
+    resolution = request.options.get("resolution", variant.resolution)
+    if resolution not in RESOLUTIONS:
+        raise ConfigurationError(f"Unknown resolution {resolution!r}; choose one of {', '.join(RESOLUTIONS)}.")
+    if variant.task == "r2v":
+        check_references(request.references)
+        for kind in ("image", "end_image", "video", "audio"):
+            if getattr(request, kind) is not None:
+                raise ConfigurationError(f"{variant.title} takes 1-4 reference images and a prompt, not an {kind}.")
+
+
+class SkyReelsPipeline:
+    """Components shared by the SkyReels V3 tasks: Wan 2.1 VAE, UMT5 (dropped after use when `low_memory`)."""
+
+    def __init__(self, variant: SkyReelsVariant, files: BundleFiles, load: LoadRequest, low_memory: bool):
+        self.variant, self.files, self.load, self.low_memory = variant, files, load, low_memory
+        self.vae = load_vae(files.one("vae"), load).module
+        self._text_encoder: WanTextEncoder | None = None
+
+    def encode_text(self, prompt: str, negative: str):
+        if self._text_encoder is None:
+            tokenizer = self.files.optional("tokenizer")
+            self._text_encoder = load_text_encoder(self.files.one("text_encoder"), self.load, tokenizer)
+        text = encode_text(self._text_encoder, prompt, negative, self.variant.negative_prompt)
+        if self.low_memory:
+            self._text_encoder = None
+            gc.collect()
+        return text
+
+    def decode(self, latents: torch.Tensor, progress: Progress | None) -> torch.Tensor:
+        on_chunk = None if progress is None else (lambda done, total: progress("decoding", done, total))
+        return decode_frames(self.vae, latents, on_chunk)
+
+
+class R2VPipeline(SkyReelsPipeline):
+    """Reference-to-video: 1-4 reference images + prompt."""
+
+    def __init__(self, variant: SkyReelsVariant, files: BundleFiles, load: LoadRequest, low_memory: bool):
+        super().__init__(variant, files, load, low_memory)
+        self.dit = load_skyreels_dit("r2v", files.one("dit"), load).module
+
+    def generate(self, request: VideoRequest, progress: Progress | None = None) -> VideoResult:
+        variant = self.variant
+        check_request(variant, request)
+        resolution = request.options.get("resolution", variant.resolution)
+        width, height = size_from_reference(request.references[0], resolution)
+        size = valid_size(request.width or width, request.height or height, request.frames or variant.frames,
+                          variant.size_multiple)
+        text = self.encode_text(request.prompt, request.negative_prompt)
+        generator = torch.Generator().manual_seed(request.seed)
+        spatial = self.vae.config.spatial_factor
+        shape = (1, self.dit.cfg.out_dim, (size.frames - 1) // 4 + 1, size.height // spatial, size.width // spatial)
+        noise = torch.randn(shape, generator=generator)
+        references = encode_references(self.vae, request.references, size.width, size.height, generator)
+        sigmas = r2v_sigmas(request.steps or variant.steps, request.shift or variant.shift)
+        step_progress = None if progress is None else (lambda step, total, _: progress("sampling", step + 1, total))
+        guidance = variant.guidance if request.guidance is None else request.guidance
+        latents = sample_r2v(self.dit, text, noise, references, sigmas, guidance,
+                             float(request.options.get("guidance_image", 1.0)), request.solver or variant.solver,
+                             step_progress)
+        frames = self.decode(latents, progress)
+        given = request.width or request.height
+        notes = () if given else (f"{size.width}x{size.height}: the {resolution} bucket of the first reference",)
+        return VideoResult(frames, float(request.fps or variant.fps), latents=latents, notes=notes)
+
+
+def load_skyreels_pipeline(variant: SkyReelsVariant, files: BundleFiles, load: LoadRequest,
+                           low_memory: bool = False) -> SkyReelsPipeline:
+    """The registry's `pipeline` hook."""
+    if variant.task == "r2v":
+        return R2VPipeline(variant, files, load, low_memory)
+    raise ConfigurationError(f"{variant.title} has no pipeline in this release yet.")
