@@ -36,6 +36,7 @@ def write_skyreels_bundle(bundle: str, models_dir: str | Path, seed: int = 0) ->
     models_dir = Path(models_dir)
     builders = {
         "dit": lambda: skyreels_dit_state(task, seed),
+        "dit_shot": lambda: skyreels_dit_state(task, seed + 1),
         "text_encoder": lambda: _text_encoder_state(seed + 10),
         "vae": lambda: _vae_state("2.1", seed + 20),
     }
