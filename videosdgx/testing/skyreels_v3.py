@@ -45,3 +45,22 @@ def write_skyreels_bundle(bundle: str, models_dir: str | Path, seed: int = 0) ->
             raise NotImplementedError(f"no tiny fixture for {entry.filename} ({entry.role})")
         save_safetensors(models_dir / entry.folder / entry.filename, _store(builders[entry.role](), entry.filename))
     return find_bundle_files(bundle, model_folders(models_dir=models_dir), manifest)
+
+
+def seeded_weights(shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, torch.Tensor]:
+    """float32 values for named shapes, drawn key by key in sorted order (independent of any module's order, so
+    the official modules and ours get the same numbers): scales and gammas near 1, matrices ~1/sqrt(fan-in)."""
+    generator = torch.Generator().manual_seed(seed)
+    out = {}
+    for key in sorted(shapes):
+        shape = tuple(shapes[key])
+        values = torch.randn(shape, generator=generator)
+        leaf = key.rsplit(".", 2)
+        if key.endswith("gamma") or ("norm" in leaf[-2] and key.endswith("weight")):
+            values = 1 + 0.1 * values
+        elif len(shape) >= 2 and not key.endswith("modulation"):
+            values = values / (values[0].numel() ** 0.5)
+        else:
+            values = 0.2 * values
+        out[key] = values
+    return out
