@@ -9,6 +9,7 @@ from PIL import Image
 
 from videosdgx.job import VideoRequest
 from videosdgx.runtime.errors import ConfigurationError, WrongComponentError
+from videosdgx.runtime.identify import KeyView
 from videosdgx.runtime.model_files import LoadRequest
 from videosdgx.skyreels_v3.buckets import bucket_size
 from videosdgx.skyreels_v3.loaders import load_skyreels_dit
@@ -20,6 +21,9 @@ from videosdgx.testing.files import save_safetensors
 from videosdgx.testing.skyreels_v3 import skyreels_dit_state, write_skyreels_bundle
 from videosdgx.testing.wan import _dit_state, tiny_dit_config
 from videosdgx.wan.conditioning import TextConditioning
+from videosdgx.wan.detect import detect_wan
+from videosdgx.wan.keys import to_diffusers_key
+from videosdgx.wan.transformer import WAN_PRESETS, WanModel
 
 TEXT_DIM = 48
 R2V = skyreels_variant("skyreels-v3-r2v-14b")
@@ -170,3 +174,14 @@ def test_v2v_file_is_refused_by_the_r2v_loader(tmp_path):
     i2v = save_safetensors(tmp_path / "i2v.safetensors", _dit_state(tiny_dit_config("i2v", "2.1", True), 0))
     with pytest.raises(WrongComponentError, match="Wan I2V DiT with 36 input channels"):
         load_skyreels_dit("v2v", i2v, LoadRequest())
+
+
+def test_identification_names_the_skyreels_releases():
+    """R2V / V2V weights are a Wan T2V-14B's: identification says which SkyReels file each layout would be."""
+    with torch.device("meta"):
+        shapes = {k: tuple(v.shape) for k, v in WanModel(WAN_PRESETS["wan2.1-t2v-14b"]).state_dict().items()}
+    official = detect_wan(KeyView(shapes, dict.fromkeys(shapes, torch.bfloat16)))
+    renamed = {to_diffusers_key(k): v for k, v in shapes.items()}
+    diffusers = detect_wan(KeyView(renamed, dict.fromkeys(renamed, torch.bfloat16)))
+    assert official.family == diffusers.family == "wan"
+    assert "SkyReels V3 V2V-14B" in official.notes[0] and "SkyReels V3 R2V-14B" in diffusers.notes[0]
