@@ -1,0 +1,71 @@
+"""SkyReels V3 avatar audio: our wav2vec2 encoder against transformers' Wav2Vec2Model (fp32, tiny, random)."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import Wav2Vec2Config as HFConfig
+from transformers import Wav2Vec2Model
+
+from videosdgx.skyreels_v3.wav2vec2 import Wav2Vec2Encoder, config_from_shapes, wav2vec2_key
+
+HF_TINY = dict(hidden_size=48, num_hidden_layers=3, num_attention_heads=3, intermediate_size=80,
+               conv_dim=(24, 24, 24, 20), conv_kernel=(10, 3, 3, 2), conv_stride=(5, 2, 2, 2),
+               num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, feat_extract_norm="group",
+               do_stable_layer_norm=False)
+
+
+@pytest.fixture(scope="module")
+def pair():
+    """transformers' model with random weights (incl. norms), and ours built from its state dict via the key map."""
+    torch.manual_seed(0)
+    reference = Wav2Vec2Model(HFConfig(**HF_TINY)).eval()
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, param in reference.named_parameters():
+            noise = torch.randn(param.shape, generator=generator)
+            if "norm" in name and name.endswith("weight"):
+                param.copy_(1 + 0.2 * noise)
+            elif name.endswith("bias") or name.endswith("original0"):
+                param.copy_(0.2 * noise + (1.0 if name.endswith("original0") else 0.0))
+            else:
+                param.copy_(noise / max(1, param[0].numel()) ** 0.5)
+    state = {wav2vec2_key(k): v for k, v in reference.state_dict().items() if wav2vec2_key(k)}
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    ours = Wav2Vec2Encoder(config_from_shapes(shapes, heads=3)).eval()
+    ours.load_state_dict(state, strict=True)
+    return reference, ours
+
+
+def test_hidden_states_match_transformers(pair):
+    reference, ours = pair
+    waveform = torch.randn(2, 3200, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        expected = reference(waveform, output_hidden_states=True).hidden_states
+        got = ours(waveform)
+    assert len(got) == len(expected) == 4
+    for layer, (a, b) in enumerate(zip(got, expected)):
+        assert (a - b).abs().max().item() <= 1e-5 * b.abs().max().item(), layer
+
+
+def test_features_resampled_to_video_frames_as_skyreels(pair):
+    """SkyReels resamples the conv features (linear, aligned corners) to one row per 25 fps frame first."""
+    reference, ours = pair
+    waveform = torch.randn(1, 16000, generator=torch.Generator().manual_seed(3))  # 1 s: 25 frames
+    convs = reference.feature_extractor.forward
+    reference.feature_extractor.forward = lambda x: F.interpolate(convs(x), size=25, mode="linear", align_corners=True)
+    try:
+        with torch.no_grad():
+            expected = reference(waveform, output_hidden_states=True).hidden_states
+            got = ours(waveform, frames=25)
+    finally:
+        reference.feature_extractor.forward = convs
+    assert got[-1].shape == (1, 25, 48)
+    for a, b in zip(got, expected):
+        assert (a - b).abs().max().item() <= 1e-5 * b.abs().max().item()
+
+
+def test_keys_of_older_files_and_pretraining_heads():
+    assert wav2vec2_key("wav2vec2.encoder.pos_conv_embed.conv.weight_g") == "encoder.pos_conv_embed.conv.weight_g"
+    assert wav2vec2_key("encoder.pos_conv_embed.conv.parametrizations.weight.original1") == \
+        "encoder.pos_conv_embed.conv.weight_v"
+    assert wav2vec2_key("quantizer.codevectors") is None and wav2vec2_key("masked_spec_embed") is None
