@@ -1,12 +1,24 @@
-"""SkyReels V3 avatar audio: our wav2vec2 encoder against transformers' Wav2Vec2Model (fp32, tiny, random)."""
+"""SkyReels V3 avatar: our wav2vec2 encoder against transformers' Wav2Vec2Model, the audio projector and the
+avatar DiT against the official modules' outputs (tests/reference/skyreels_v3); fp32, tiny, random weights."""
+
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 from transformers import Wav2Vec2Config as HFConfig
 from transformers import Wav2Vec2Model
 
+from videosdgx.skyreels_v3.avatar import AvatarConfig, AvatarModel, avatar_config_from_shapes
 from videosdgx.skyreels_v3.wav2vec2 import Wav2Vec2Encoder, config_from_shapes, wav2vec2_key
+from videosdgx.testing.skyreels_v3 import seeded_weights
+from videosdgx.wan.transformer import WanConfig
+
+REFERENCE = Path(__file__).parent / "reference" / "skyreels_v3"
+sys.path.insert(0, str(REFERENCE))
+import tiny  # noqa: E402
 
 HF_TINY = dict(hidden_size=48, num_hidden_layers=3, num_attention_heads=3, intermediate_size=80,
                conv_dim=(24, 24, 24, 20), conv_kernel=(10, 3, 3, 2), conv_stride=(5, 2, 2, 2),
@@ -69,3 +81,31 @@ def test_keys_of_older_files_and_pretraining_heads():
     assert wav2vec2_key("encoder.pos_conv_embed.conv.parametrizations.weight.original1") == \
         "encoder.pos_conv_embed.conv.weight_v"
     assert wav2vec2_key("quantizer.codevectors") is None and wav2vec2_key("masked_spec_embed") is None
+
+
+def test_avatar_dit_and_audio_projector_match_official():
+    """transformer_a2v.WanModel (tests/reference/skyreels_v3): the projector's window split, the audio tokens and
+    the whole DiT with per-frame audio cross-attention."""
+    reference = load_file(str(REFERENCE / "a2v.safetensors"))
+    shapes = {k: tuple(v.shape) for k, v in meta_avatar().state_dict().items()}
+    model = AvatarModel(avatar_config_from_shapes(shapes)).eval()
+    model.load_state_dict(seeded_weights(shapes, tiny.AVATAR_SEED), strict=True)
+    inputs = tiny.avatar_inputs()
+    with torch.no_grad():
+        tokens = model.audio_proj(inputs["audio"])
+        out = model(inputs["noisy"], inputs["t"], inputs["text"][None], inputs["clip"], inputs["y"],
+                    audio=inputs["audio"])
+    for got, expected in ((tokens, reference["audio_tokens"]), (out, reference["avatar_out"])):
+        assert got.shape == expected.shape
+        assert ((got - expected).abs().max() / expected.abs().max()).item() <= 1e-4
+    with torch.no_grad():  # the audio matters
+        silent = model(inputs["noisy"], inputs["t"], inputs["text"][None], inputs["clip"], inputs["y"],
+                       audio=torch.zeros_like(inputs["audio"]))
+    assert (silent - out).abs().max() > 1e-3
+
+
+def meta_avatar() -> AvatarModel:
+    wan = WanConfig(dim=256, ffn_dim=192, num_heads=2, num_layers=2, in_dim=36, out_dim=16, model_type="i2v",
+                    has_image_branch=True, text_dim=tiny.TEXT_DIM, freq_dim=64)
+    with torch.device("meta"):
+        return AvatarModel(AvatarConfig(wan=wan, intermediate_dim=16, audio_dim=32, context_tokens=4))

@@ -163,13 +163,15 @@ class WanModel(nn.Module):
         )
         self.time_embedding = nn.Sequential(nn.Linear(cfg.freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
         self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
-        self.blocks = nn.ModuleList(
-            WanBlock(dim, cfg.ffn_dim, cfg.num_heads, cfg.eps, cfg.has_image_branch) for _ in range(cfg.num_layers)
-        )
+        self.blocks = nn.ModuleList(self.make_block() for _ in range(cfg.num_layers))
         self.head = Head(dim, cfg.out_dim * math.prod(cfg.patch_size), cfg.eps)
         if cfg.has_image_branch:
             position_tokens = FLF2V_IMAGE_TOKENS if cfg.model_type == "flf2v" else None
             self.img_emb = ImageEmbedding(cfg.image_dim, dim, position_tokens)
+
+    def make_block(self) -> WanBlock:
+        cfg = self.cfg
+        return WanBlock(cfg.dim, cfg.ffn_dim, cfg.num_heads, cfg.eps, cfg.has_image_branch)
 
     def forward(
         self,
@@ -179,6 +181,7 @@ class WanModel(nn.Module):
         clip_fea: torch.Tensor | None = None,
         y: torch.Tensor | None = None,
         context_latents: Sequence[torch.Tensor] = (),
+        **block_inputs: torch.Tensor,
     ) -> torch.Tensor:
         """Velocity `[B, C_out, T, h, w]` (float32) of the latent `x [B, C, T, h, w]`.
 
@@ -188,7 +191,8 @@ class WanModel(nn.Module):
         to `x` (I2V / FLF2V). `clip_fea`: CLIP tokens `[B, 257, image_dim]` for Wan2.1 I2V, the two images'
         tokens `[B, 514, image_dim]` or `[2B, 257, image_dim]` for FLF2V. `context_latents`: clean latents
         `[B, C, T_k, h, w]` whose tokens are appended after those of `x` (SkyReels V3 shot switching), with
-        temporal RoPE positions from `context_rope_start` on; their outputs are dropped.
+        temporal RoPE positions from `context_rope_start` on; their outputs are dropped. `block_inputs` go to
+        every block (extensions such as the SkyReels V3 avatar's audio tokens).
         """
         cfg = self.cfg
         batch = x.shape[0]
@@ -205,7 +209,7 @@ class WanModel(nn.Module):
         context_img = self.embed_image(clip_fea, batch)
 
         for block in self.blocks:
-            x = block(x, e0, context, context_img, freqs)
+            x = block(x, e0, context, context_img, freqs, **block_inputs)
 
         x = self.head(x, e)[:, :num_tokens]
         f, h, w = grid

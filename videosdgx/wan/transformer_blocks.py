@@ -105,9 +105,10 @@ class WanBlock(nn.Module):
         context: torch.Tensor,
         context_img: torch.Tensor | None,
         freqs: RopeFreqs,
+        **extra: torch.Tensor,
     ) -> torch.Tensor:
         """`x [B, N, D]` float32, `e0 [B, G, 6, D]` float32 time projection of G groups of consecutive tokens
-        (1, one per frame, or N) -> `[B, N, D]` float32."""
+        (1, one per frame, or N) -> `[B, N, D]` float32. `extra` goes to `after_cross_attention`."""
         groups = e0.shape[1]
         modulation = (self.modulation.float() + e0).unsqueeze(2)
         shift_sa, scale_sa, gate_sa, shift_ff, scale_ff, gate_ff = modulation.unbind(3)
@@ -115,9 +116,15 @@ class WanBlock(nn.Module):
         attn = self.self_attn(h, freqs).float()
         x = torch.addcmul(_grouped(x, groups), _grouped(attn, groups), gate_sa).flatten(1, 2)
         x = x + self.cross_attn(self.norm3(x), context, context_img).float()
+        x = self.after_cross_attention(x, **extra)
         h = torch.addcmul(shift_ff, _grouped(self.norm2(x), groups), 1 + scale_ff).flatten(1, 2)
         ffn = self.ffn(h.to(compute_dtype(self.ffn[0]))).float()
         return torch.addcmul(_grouped(x, groups), _grouped(ffn, groups), gate_ff).flatten(1, 2)
+
+
+    def after_cross_attention(self, x: torch.Tensor) -> torch.Tensor:
+        """Hook for blocks that attend to more conditions between cross-attention and FFN (SkyReels V3 audio)."""
+        return x
 
 
 class Head(nn.Module):

@@ -25,6 +25,7 @@ sys.path.insert(0, str(HERE))
 import tiny  # noqa: E402
 
 import skyreels_v3.modules.transformer as official_transformer  # noqa: E402
+import skyreels_v3.modules.transformer_a2v as official_a2v  # noqa: E402
 import skyreels_v3.modules.vae as official_vae  # noqa: E402
 import skyreels_v3.pipelines.single_shot_extension_pipeline as official_extension  # noqa: E402
 from skyreels_v3.scheduler.fm_solvers_unipc import FlowUniPCMultistepScheduler  # noqa: E402
@@ -100,16 +101,36 @@ def extension_case(model, inputs: dict) -> dict:
     return {"prefix_pixels": prefix, "extension_frames": torch.from_numpy(frames)}
 
 
+def avatar_case() -> dict:
+    """`transformer_a2v.WanModel` (single speaker) on seeded inputs; the audio projector's tokens are kept too."""
+    model = official_a2v.WanModel(**tiny.AVATAR).eval()
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    model.load_state_dict(seeded_weights(shapes, tiny.AVATAR_SEED), strict=True)
+    inputs, kept = tiny.avatar_inputs(), {}
+    model.audio_proj.register_forward_hook(lambda _m, _i, out: kept.setdefault("audio_tokens", out))
+    tokens = inputs["noisy"].shape[2] * inputs["noisy"].shape[3] * inputs["noisy"].shape[4] // 4
+    with torch.no_grad():
+        out = model([inputs["noisy"][0]], t=inputs["t"], context=[inputs["text"]], seq_len=tokens,
+                    clip_fea=inputs["clip"], y=[inputs["y"][0]], audio=inputs["audio"],
+                    ref_target_masks=torch.ones(3, 4, 6))
+    return {"avatar_out": out, "audio_tokens": kept["audio_tokens"]}
+
+
+def save(tensors: dict, name: str) -> None:
+    tensors = {k: v.contiguous() for k, v in tensors.items()}
+    save_file(tensors, str(HERE / name))
+    for key, value in tensors.items():
+        print(f"{name:18s} {key:20s} {tuple(value.shape)} {value.dtype}")
+
+
 def main() -> None:
     torch.Tensor.to = _no_bf16
     official_transformer.attention = stubs.sdpa_blhd
+    official_a2v.attention = official_a2v.flash_attention = stubs.sdpa_blhd
     inputs = tiny.inputs()
     model = official_dit()
-    out = {**dit_cases(model, inputs), **extension_case(model, inputs)}
-    tensors = {k: v.contiguous() for k, v in {**inputs, **out}.items()}
-    save_file(tensors, str(HERE / "v2v.safetensors"))
-    for name, value in tensors.items():
-        print(f"{name:20s} {tuple(value.shape)} {value.dtype}")
+    save({**inputs, **dit_cases(model, inputs), **extension_case(model, inputs)}, "v2v.safetensors")
+    save(avatar_case(), "a2v.safetensors")
 
 
 if __name__ == "__main__":

@@ -29,3 +29,24 @@ def inputs() -> dict[str, torch.Tensor]:
         "t_extension": torch.tensor([[0.0] * 2 + [700.0] * 3]),
         "video_uint8": (torch.rand(27, 20, 44, 3, generator=generator) * 255).to(torch.uint8),
     }
+
+
+AVATAR_SEED = 3
+# Official transformer_a2v.WanModel arguments (its audio projector hard-codes 12 wav2vec2 layers of 768 channels).
+AVATAR = dict(model_type="i2v", patch_size=(1, 2, 2), text_len=512, in_dim=36, dim=256, ffn_dim=192, freq_dim=64,
+              text_dim=TEXT_DIM, out_dim=16, num_heads=2, num_layers=2, qk_norm=True, cross_attn_norm=True, eps=1e-6,
+              audio_window=5, intermediate_dim=16, output_dim=32, context_tokens=4, vae_scale=4,
+              norm_input_visual=True, norm_output_audio=True)
+
+
+def avatar_inputs() -> dict[str, torch.Tensor]:
+    """Inputs of the avatar case: 2 latent frames (5 video frames) of 4x6, a CLIP feature map, audio windows."""
+    generator = torch.Generator().manual_seed(SEED + 1)
+    return {
+        "noisy": torch.randn(1, 16, 2, 4, 6, generator=generator),
+        "y": torch.randn(1, 20, 2, 4, 6, generator=generator),
+        "clip": torch.randn(1, 257, 1280, generator=generator),
+        "audio": torch.randn(1, 5, 5, 12, 768, generator=generator),
+        "text": torch.randn(9, TEXT_DIM, generator=generator),
+        "t": torch.tensor([600.0]),
+    }
