@@ -11,6 +11,10 @@ from safetensors.torch import load_file
 from transformers import Wav2Vec2Config as HFConfig
 from transformers import Wav2Vec2Model
 
+from videosdgx.media.audio import write_audio
+from videosdgx.runtime.errors import ConfigurationError, VideosDGXError
+from videosdgx.skyreels_v3.audio import (audio_windows, integrated_loudness, load_speech, normalize_loudness,
+                                         speech_features)
 from videosdgx.skyreels_v3.avatar import AvatarConfig, AvatarModel, avatar_config_from_shapes
 from videosdgx.skyreels_v3.wav2vec2 import Wav2Vec2Encoder, config_from_shapes, wav2vec2_key
 from videosdgx.testing.skyreels_v3 import seeded_weights
@@ -109,3 +113,60 @@ def meta_avatar() -> AvatarModel:
                     has_image_branch=True, text_dim=tiny.TEXT_DIM, freq_dim=64)
     with torch.device("meta"):
         return AvatarModel(AvatarConfig(wan=wan, intermediate_dim=16, audio_dim=32, context_tokens=4))
+
+
+# Integrated loudness of three deterministic signals by pyloudnorm 0.2.0 (`Meter(16000).integrated_loudness`),
+# run in a scratch venv (numpy 2.4, scipy 1.17): the reference the release normalises with.
+PYLOUDNORM_LUFS = (-13.10691362876286, -13.445260601491233, -14.475540545208407)
+
+
+def loudness_signals() -> list[torch.Tensor]:
+    rate = 16000
+    t = torch.arange(3 * rate, dtype=torch.float64) / rate
+    one = 0.3 * torch.sin(2 * torch.pi * 440 * t) + 0.1 * torch.sin(2 * torch.pi * 3000 * t) \
+        + 0.05 * torch.sin(2 * torch.pi * 60 * t)
+    t2 = torch.arange(2 * rate, dtype=torch.float64) / rate
+    two = torch.cat([one[: 2 * rate], 0.001 * torch.sin(2 * torch.pi * 1000 * t2)])  # quiet tail: gated out
+    t3 = torch.arange(int(1.3 * rate), dtype=torch.float64) / rate
+    return [one, two, 0.2 * torch.sin(2 * torch.pi * (100 + 2000 * t3) * t3)]
+
+
+def test_loudness_matches_pyloudnorm_and_normalises_to_minus_23():
+    for signal, expected in zip(loudness_signals(), PYLOUDNORM_LUFS):
+        assert abs(integrated_loudness(signal) - expected) <= 1e-6
+        assert abs(integrated_loudness(normalize_loudness(signal)) + 23) <= 1e-6
+    silence = torch.zeros(16000, dtype=torch.float64)
+    assert torch.equal(normalize_loudness(silence), silence)
+
+
+def test_speech_from_a_file_or_audio_dict_at_any_rate(tmp_path):
+    t = torch.arange(44100) / 44100
+    stereo = torch.stack([torch.sin(2 * torch.pi * 220 * t), 0.5 * torch.sin(2 * torch.pi * 330 * t)])[None] * 0.5
+    audio = {"waveform": stereo.float(), "sample_rate": 44100}
+    from_dict = load_speech(audio)
+    from_file = load_speech(write_audio(tmp_path / "speech.wav", audio))
+    assert from_dict.shape[0] == pytest.approx(16000, abs=40) and from_file.shape[0] == pytest.approx(16000, abs=40)
+    assert abs(integrated_loudness(from_dict) + 23) < 1e-6
+
+
+@pytest.mark.parametrize("seconds, message", [(0.2, "lasts 0.20 s; the avatar needs at least 0.4 s"),
+                                              (3.0, "lasts 3.0 s; SkyReels V3 A2V makes at most 2 s")])
+def test_too_short_or_too_long_speech_is_refused(seconds, message):
+    audio = {"waveform": torch.full((1, 1, int(seconds * 16000)), 0.1), "sample_rate": 16000}
+    with pytest.raises(ConfigurationError, match=message):
+        load_speech(audio, max_seconds=2)
+    with pytest.raises(VideosDGXError, match="empty"):
+        load_speech({"waveform": torch.zeros(1, 1, 0), "sample_rate": 16000})
+
+
+def test_features_at_25_per_second_in_windows_of_5(pair):
+    _, encoder = pair
+    speech = load_speech({"waveform": torch.randn(1, 1, 8000, generator=torch.Generator().manual_seed(4)) * 0.1,
+                          "sample_rate": 16000})
+    features = speech_features(encoder, speech)
+    assert features.shape == (13, 3, 48)  # ceil(0.5 s * 25), every layer but the input, width
+    windows = audio_windows(features, 0, 5)
+    assert windows.shape == (1, 5, 5, 3, 48)
+    assert torch.equal(windows[0, 0, 0], features[0]) and torch.equal(windows[0, 0, 4], features[2])
+    assert torch.equal(windows[0, 3, 2], features[3])
+    assert torch.equal(audio_windows(features, 10, 13)[0, 2, 4], features[12])  # clamped at the end
