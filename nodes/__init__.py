@@ -1,5 +1,6 @@
 """VideosDGX ComfyUI nodes (V3 API). Imported only inside ComfyUI (or its test stand-in)."""
 
+from . import skyreels
 from ._comfy import ComfyExtension, io
 from .wan_conditioning import WanImageToVideo, WanTextEncode
 from .wan_latents import WanEmptyLatent, WanVAEDecode, WanVAEEncode
@@ -8,7 +9,7 @@ from .wan_sampler import WanSampler
 
 NODES = [
     WanModelLoader, WanTextEncoderLoader, WanVAELoader, WanCLIPVisionLoader, WanTextEncode, WanEmptyLatent,
-    WanImageToVideo, WanSampler, WanVAEEncode, WanVAEDecode,
+    WanImageToVideo, WanSampler, WanVAEEncode, WanVAEDecode, *skyreels.NODES,
 ]
 
 
