@@ -64,6 +64,7 @@ FAMILIES: tuple[Family, ...] = (
         variants="videosdgx.skyreels_v3.variants:SKYREELS_V3_VARIANTS",
         pipeline="videosdgx.skyreels_v3.pipeline:load_skyreels_pipeline",
         demo="videosdgx.testing.skyreels_v3:write_skyreels_bundle",
+        workflows=("skyreels-v3-r2v-14b",),
     ),
     Family(id="waver", title="Waver", status="not_released"),
 )

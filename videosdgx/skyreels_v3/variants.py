@@ -32,6 +32,7 @@ SKYREELS_V3_VARIANTS: dict[str, SkyReelsVariant] = {v.name: v for v in (
         name="skyreels-v3-r2v-14b", title="SkyReels V3 R2V-14B (reference to video)", family="skyreels_v3",
         task="r2v", width=1280, height=720, frames=121, fps=24, steps=8, guidance=1.0, shift=5.0,
         inputs=frozenset({"references"}), required=frozenset({"references"}), max_references=MAX_REFERENCES,
+        workflows=("skyreels-v3-r2v-14b",),
     ),
     SkyReelsVariant(
         name="skyreels-v3-v2v-14b", title="SkyReels V3 V2V-14B (video extension)", family="skyreels_v3",
