@@ -79,6 +79,12 @@ class AudioProjection(nn.Module):
             self.norm = LayerNormFP32(cfg.audio_dim, eps=1e-5)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        return self.project(*self.split(audio))
+
+    def split(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first video frame's window `[B, 1, window, s, c]`, and per later latent frame (4 video frames) the
+        first frame's left half-window, the middle frames' centres and the last frame's right half-window
+        `[B, T_latent - 1, window + 3, s, c]`."""
         cfg = self.cfg
         if audio.ndim != 5 or (audio.shape[1] - 1) % cfg.vae_scale or audio.shape[2] != cfg.audio_window:
             raise ConfigurationError(
@@ -89,7 +95,12 @@ class AudioProjection(nn.Module):
         middle = cfg.audio_window // 2
         groups = rearrange(audio[:, 1:], "b (t n) w s c -> b t n w s c", n=cfg.vae_scale)
         later = torch.cat([groups[:, :, 0, : middle + 1], groups[:, :, 1:-1, middle], groups[:, :, -1, middle:]], dim=2)
-        first = torch.relu(self.proj1(audio[:, :1].flatten(2)))
+        return audio[:, :1], later
+
+    def project(self, first: torch.Tensor, later: torch.Tensor) -> torch.Tensor:
+        """Split windows -> audio tokens `[B, T_latent, tokens, dim]`."""
+        cfg = self.cfg
+        first = torch.relu(self.proj1(first.flatten(2)))
         later = torch.relu(self.proj1_vf(later.flatten(2)))
         hidden = torch.relu(self.proj2(torch.cat([first, later], dim=1)))
         tokens = self.proj3(hidden).unflatten(-1, (cfg.context_tokens, cfg.audio_dim))
