@@ -12,11 +12,14 @@ from transformers import Wav2Vec2Config as HFConfig
 from transformers import Wav2Vec2Model
 
 from videosdgx.media.audio import write_audio
-from videosdgx.runtime.errors import ConfigurationError, VideosDGXError
+from videosdgx.runtime.errors import ConfigurationError, VideosDGXError, WrongComponentError
+from videosdgx.runtime.model_files import LoadRequest
 from videosdgx.skyreels_v3.audio import (audio_windows, integrated_loudness, load_speech, normalize_loudness,
                                          speech_features)
 from videosdgx.skyreels_v3.avatar import AvatarConfig, AvatarModel, avatar_config_from_shapes
+from videosdgx.skyreels_v3.loaders import load_avatar_dit, load_wav2vec2
 from videosdgx.skyreels_v3.wav2vec2 import Wav2Vec2Encoder, config_from_shapes, wav2vec2_key
+from videosdgx.testing.files import save_safetensors
 from videosdgx.testing.skyreels_v3 import seeded_weights
 from videosdgx.wan.transformer import WanConfig
 
@@ -170,3 +173,29 @@ def test_features_at_25_per_second_in_windows_of_5(pair):
     assert torch.equal(windows[0, 0, 0], features[0]) and torch.equal(windows[0, 0, 4], features[2])
     assert torch.equal(windows[0, 3, 2], features[3])
     assert torch.equal(audio_windows(features, 10, 13)[0, 2, 4], features[12])  # clamped at the end
+
+
+def test_files_load_through_identification(tmp_path):
+    """wav2vec2 (pre-training layout, `wav2vec2.` prefix, new weight-norm names) and the A2V DiT from files."""
+    torch.manual_seed(5)
+    reference = Wav2Vec2Model(HFConfig(**{**HF_TINY, "hidden_size": 128, "num_attention_heads": 2})).eval()
+    stored = {"wav2vec2." + k: v for k, v in reference.state_dict().items()}
+    stored["quantizer.codevectors"] = torch.zeros(1, 4, 8)  # a pre-training head the encoder ignores
+    w2v_path = save_safetensors(tmp_path / "chinese-wav2vec2-base.safetensors", stored)
+    loaded = load_wav2vec2(w2v_path, LoadRequest())
+    assert loaded.identity.family == "skyreels_v3" and "wav2vec 2.0 (3 layers, width 128)" in loaded.identity.variant
+    waveform = torch.randn(1, 4000, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        expected, got = reference(waveform).last_hidden_state, loaded.module.eval()(waveform)[-1]
+    assert (got - expected).abs().max() <= 1e-5 * expected.abs().max()
+
+    shapes = {k: tuple(v.shape) for k, v in meta_avatar().state_dict().items()}
+    a2v_path = save_safetensors(tmp_path / "a2v.safetensors", seeded_weights(shapes, tiny.AVATAR_SEED))
+    model = load_avatar_dit(a2v_path, LoadRequest()).module.eval()
+    inputs, reference_out = tiny.avatar_inputs(), load_file(str(REFERENCE / "a2v.safetensors"))["avatar_out"]
+    with torch.no_grad():
+        out = model(inputs["noisy"], inputs["t"], inputs["text"][None], inputs["clip"], inputs["y"],
+                    audio=inputs["audio"])
+    assert (out - reference_out).abs().max() <= 1e-4 * reference_out.abs().max()
+    with pytest.raises(WrongComponentError, match="is a wav2vec 2.0 .* not a SkyReels V3 transformer"):
+        load_avatar_dit(w2v_path, LoadRequest())

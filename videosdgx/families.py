@@ -60,7 +60,8 @@ FAMILIES: tuple[Family, ...] = (
     Family(id="ltx2", title="LTX-2", detector="videosdgx.ltx2.detect"),
     Family(id="magi1", title="MAGI-1", detector="videosdgx.magi1.detect"),
     Family(
-        id="skyreels_v3", title="SkyReels V3",  # its files are identified by videosdgx.wan.detect
+        id="skyreels_v3", title="SkyReels V3",  # its DiTs are identified by videosdgx.wan.detect
+        detector="videosdgx.skyreels_v3.detect",
         variants="videosdgx.skyreels_v3.variants:SKYREELS_V3_VARIANTS",
         pipeline="videosdgx.skyreels_v3.pipeline:load_skyreels_pipeline",
         demo="videosdgx.testing.skyreels_v3:write_skyreels_bundle",

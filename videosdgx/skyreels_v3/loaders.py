@@ -11,12 +11,17 @@ import dataclasses
 import os
 
 from videosdgx.runtime.checkpoint import Checkpoint
+from videosdgx.skyreels_v3.avatar import AvatarModel, avatar_config_from_shapes
+from videosdgx.skyreels_v3.wav2vec2 import Wav2Vec2Encoder, wav2vec2_key
+from videosdgx.skyreels_v3.wav2vec2 import config_from_shapes as wav2vec2_config
 from videosdgx.runtime.errors import WrongComponentError
 from videosdgx.runtime.model_files import LoadedModel, LoadRequest, load_model_file
 from videosdgx.wan.keys import detect_dit_layout, to_official_key
 from videosdgx.wan.transformer import WanConfig, WanModel, config_from_shapes
 
 R2V_LOADER = "the SkyReels V3 R2V loader"
+A2V_LOADER = "the SkyReels V3 avatar loader"
+AUDIO_LOADER = "the SkyReels V3 audio encoder loader"
 V2V_LOADER = "the SkyReels V3 V2V loader"
 V2V_ROPE_POSITIONS = 2048  # the extension model's RoPE table (context frames sit at 1024 +)
 _LAYOUT_OF = {"r2v": ("diffusers",), "v2v": ("official", "comfyui")}
@@ -61,3 +66,21 @@ def load_skyreels_dit(task: str, path: str | os.PathLike, request: LoadRequest) 
 
     return load_model_file(path, family="wan", component="transformer", loader=loader, request=request,
                            key_map=key_map, build=build)
+
+
+def load_avatar_dit(path: str | os.PathLike, request: LoadRequest) -> LoadedModel:
+    """The A2V-19B DiT (original Wan keys plus the audio layers; also with the ComfyUI prefix)."""
+
+    def key_map(checkpoint: Checkpoint):
+        layout = detect_dit_layout(checkpoint.keys())
+        return lambda key: to_official_key(key, layout)
+
+    return load_model_file(path, family="skyreels_v3", component="transformer", loader=A2V_LOADER, request=request,
+                           key_map=key_map, build=lambda shapes, _: AvatarModel(avatar_config_from_shapes(shapes)))
+
+
+def load_wav2vec2(path: str | os.PathLike, request: LoadRequest) -> LoadedModel:
+    """The avatar's wav2vec2 encoder (`chinese-wav2vec2-base/`: a file or the folder)."""
+    return load_model_file(path, family="skyreels_v3", component="audio encoder", loader=AUDIO_LOADER,
+                           request=request, key_map=lambda checkpoint: wav2vec2_key,
+                           build=lambda shapes, _: Wav2Vec2Encoder(wav2vec2_config(shapes)))
