@@ -42,17 +42,18 @@ class AvatarConfig:
         return self.audio_window + self.vae_scale - 1
 
 
-def avatar_config_from_shapes(shapes: Mapping[str, Sequence[int]], audio_window: int = 5,
-                              audio_blocks: int = 12) -> AvatarConfig:
-    """The architecture from official key names and shapes; the window (5) and the wav2vec2 depth (12) are the
-    release's settings (the projector's input width is their product with the channels)."""
+def avatar_config_from_shapes(shapes: Mapping[str, Sequence[int]], num_heads: int | None = None,
+                              audio_window: int = 5, audio_blocks: int = 12) -> AvatarConfig:
+    """The architecture from official key names and shapes (`num_heads` as for Wan: from the file's metadata, else
+    128-wide heads); the window (5) and the wav2vec2 depth (12) are the release's settings (the projector's input
+    width is their product with the channels)."""
     try:
         proj1, proj1_vf = shapes["audio_proj.proj1.weight"], shapes["audio_proj.proj1_vf.weight"]
         proj3, kv = shapes["audio_proj.proj3.weight"], shapes["blocks.0.audio_cross_attn.kv_linear.weight"]
     except KeyError as missing:
         raise CheckpointError(f"This is not a SkyReels V3 A2V DiT (no {missing}).") from None
     wan = config_from_shapes({k: v for k, v in shapes.items() if not k.startswith(AUDIO_KEYS[0])
-                              and AUDIO_KEYS[1] not in k and AUDIO_KEYS[2] not in k})
+                              and AUDIO_KEYS[1] not in k and AUDIO_KEYS[2] not in k}, num_heads)
     if wan.model_type != "i2v":
         raise CheckpointError(f"A SkyReels V3 A2V DiT is Wan I2V-shaped; this one is {wan.model_type}.")
     channels = proj1[1] // (audio_window * audio_blocks)

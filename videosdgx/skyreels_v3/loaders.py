@@ -17,7 +17,7 @@ from videosdgx.skyreels_v3.wav2vec2 import config_from_shapes as wav2vec2_config
 from videosdgx.runtime.errors import WrongComponentError
 from videosdgx.runtime.model_files import LoadedModel, LoadRequest, load_model_file
 from videosdgx.wan.keys import detect_dit_layout, to_official_key
-from videosdgx.wan.transformer import WanConfig, WanModel, config_from_shapes
+from videosdgx.wan.transformer import WanConfig, WanModel, config_from_shapes, heads_from_metadata
 
 R2V_LOADER = "the SkyReels V3 R2V loader"
 A2V_LOADER = "the SkyReels V3 avatar loader"
@@ -62,7 +62,8 @@ def load_skyreels_dit(task: str, path: str | os.PathLike, request: LoadRequest) 
         return lambda key: to_official_key(key, layout)
 
     def build(shapes, checkpoint: Checkpoint):
-        return WanModel(_check_config(task, config_from_shapes(shapes), checkpoint.name))
+        cfg = config_from_shapes(shapes, heads_from_metadata(checkpoint.metadata))
+        return WanModel(_check_config(task, cfg, checkpoint.name))
 
     return load_model_file(path, family="wan", component="transformer", loader=loader, request=request,
                            key_map=key_map, build=build)
@@ -76,7 +77,8 @@ def load_avatar_dit(path: str | os.PathLike, request: LoadRequest) -> LoadedMode
         return lambda key: to_official_key(key, layout)
 
     return load_model_file(path, family="skyreels_v3", component="transformer", loader=A2V_LOADER, request=request,
-                           key_map=key_map, build=lambda shapes, _: AvatarModel(avatar_config_from_shapes(shapes)))
+                           key_map=key_map, build=lambda shapes, checkpoint: AvatarModel(
+                               avatar_config_from_shapes(shapes, heads_from_metadata(checkpoint.metadata))))
 
 
 def load_wav2vec2(path: str | os.PathLike, request: LoadRequest) -> LoadedModel:

@@ -9,13 +9,6 @@ VAE_LOADER = "the Wan VAE Loader (VideosDGXWanVAELoader)"
 CLIP_LOADER = "the Wan CLIP Vision Loader (VideosDGXWanCLIPVisionLoader)"
 UNSUPPORTED = "nothing in VideosDGX yet (this Wan variant is not supported)"
 COMFY_PREFIX = "model.diffusion_model."
-OTHER_VARIANTS = {
-    "vace_patch_embedding.weight": "Wan VACE",
-    "control_adapter.conv.weight": "Wan Fun camera-control",
-    "casual_audio_encoder.": "Wan S2V",
-    "face_adapter.": "Wan Animate",
-    "audio_proj.": "Wan audio-driven (HuMo-style)",
-}
 
 
 def _dit_variant(view: KeyView) -> str:
@@ -60,9 +53,11 @@ def _skyreels_notes(view: KeyView, layout: str) -> tuple[str, ...]:
 def _dit(view: KeyView, layout: str) -> Identity:
     if _is_skyreels_a2v(view):
         return Identity("skyreels_v3", "transformer", "SkyReels V3 A2V-19B talking avatar", layout,
-                        "the SkyReels V3 avatar nodes (planned: not in this release yet)")
-    for marker, name in OTHER_VARIANTS.items():
-        if view.has_prefix(marker):
+                        "the SkyReels V3 avatar loader (no nodes in this release yet)")
+    from videosdgx.wan.transformer import UNSUPPORTED_VARIANTS
+
+    for marker, name in UNSUPPORTED_VARIANTS.items():
+        if view.has_prefix(marker + "."):
             return Identity("wan", "transformer", name, layout, UNSUPPORTED)
     return Identity("wan", "transformer", _dit_variant(view), layout, DIT_LOADER, notes=_skyreels_notes(view, layout))
 
