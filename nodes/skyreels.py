@@ -45,7 +45,8 @@ class SkyReelsModelLoader(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="VideosDGXSkyReelsModelLoader", display_name="SkyReels V3 Model Loader", category=CATEGORY,
+            node_id="VideosDGXSkyReelsModelLoader", display_name="SkyReels V3 Model Loader (VideosDGX)",
+            category=CATEGORY,
             description="Loads a SkyReels V3 R2V-14B (diffusers keys) or V2V-14B (original Wan keys) model.",
             inputs=[
                 io.Combo.Input("model_name", options=model_names("diffusion_models")),
@@ -72,7 +73,7 @@ class SkyReelsReferenceToVideo(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="VideosDGXSkyReelsReferenceToVideo", display_name="SkyReels V3 Reference to Video",
+            node_id="VideosDGXSkyReelsReferenceToVideo", display_name="SkyReels V3 Reference to Video (VideosDGX)",
             category=CATEGORY,
             description="Samples a video latent from 1-4 reference images and a prompt (SkyReels V3 R2V-14B).",
             inputs=[
@@ -119,7 +120,8 @@ class SkyReelsExtendVideo(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         return io.Schema(
-            node_id="VideosDGXSkyReelsExtendVideo", display_name="SkyReels V3 Extend Video", category=CATEGORY,
+            node_id="VideosDGXSkyReelsExtendVideo", display_name="SkyReels V3 Extend Video (VideosDGX)",
+            category=CATEGORY,
             description="Continues a video (single shot, 1-30 s in 5 s chunks) or cuts to a new shot (2-5 s); "
                         "returns the new frames only.",
             inputs=[

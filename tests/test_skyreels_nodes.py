@@ -41,6 +41,7 @@ def test_schemas(comfy):
     for node_id in ids:
         info = comfy.nodes[node_id].GET_SCHEMA().get_v1_info(comfy.nodes[node_id])
         assert info["category"] == "VideosDGX/SkyReels V3" and info["display_name"].startswith("SkyReels V3 ")
+        assert info["display_name"].endswith(" (VideosDGX)")
         for group in ("required", "optional"):
             for name, (kind, options) in info["input"].get(group, {}).items():
                 assert kind in CORE_TYPES | WAN_TYPES, (node_id, name)
