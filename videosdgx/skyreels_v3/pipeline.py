@@ -107,6 +107,8 @@ class R2VPipeline(SkyReelsPipeline):
         width, height = size_from_reference(request.references[0], resolution)
         size = valid_size(request.width or width, request.height or height, request.frames or variant.frames,
                           variant.size_multiple)
+        log.info("R2V: %dx%d, %d frames, %d reference(s)", size.width, size.height, size.frames,
+                 len(request.references))
         text = self.encode_text(request.prompt, request.negative_prompt)
         generator = torch.Generator().manual_seed(request.seed)
         spatial = self.vae.config.spatial_factor
@@ -156,6 +158,7 @@ class V2VPipeline(SkyReelsPipeline):
         size = valid_size(request.width or width, request.height or height, 1, variant.size_multiple)
         width, height = size.width, size.height
         video = resize_nearest(request.video, height, width)
+        log.info("V2V %s: %d s after %d input frames at %dx%d", mode, seconds, video.shape[0], width, height)
         text = self.encode_text(request.prompt, request.negative_prompt)
         sigmas = extension_sigmas(request.steps or variant.steps, request.shift or variant.shift)
         guidance = variant.guidance if request.guidance is None else request.guidance
