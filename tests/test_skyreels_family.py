@@ -1,9 +1,11 @@
 """SkyReels V3 through the family seam, as `videosdgx generate --model skyreels-v3-r2v-14b --demo` runs it:
-registry row -> variant -> demo files -> files by role -> pipeline hook -> VideoResult -> MP4."""
+registry row -> variant -> demo files -> files by role -> pipeline hook -> VideoResult -> MP4; and the CLI itself."""
 
 import torch
+from PIL import Image
 
 from videosdgx.bundle_files import find_bundle_files
+from videosdgx.cli import main
 from videosdgx.families import all_variants, family
 from videosdgx.install.comfyui import model_folders
 from videosdgx.job import VideoRequest
@@ -26,3 +28,14 @@ def test_r2v_bundle_runs_through_the_registry_hooks(tmp_path):
                                             frames=5, steps=1))
     out = write_video(tmp_path / "r2v.mp4", result.frames, result.fps)
     assert read_video(out).frames.shape[0] == 5
+
+
+def test_cli_generate_demo_with_references(tmp_path):
+    paths = []
+    for index, size in enumerate(((60, 40), (30, 50))):
+        paths += ["--reference", str(tmp_path / f"ref{index}.png")]
+        Image.new("RGB", size, (200, 40 * index, 50)).save(paths[-1])
+    out = tmp_path / "r2v.mp4"
+    code = main(["generate", "--demo", "--model", "skyreels-v3-r2v-14b", *paths, "--prompt", "two friends",
+                 "--width", "48", "--height", "32", "--frames", "5", "--steps", "1", "--out", str(out)])
+    assert code == 0 and read_video(out).frames.shape == (5, 32, 48, 3)
