@@ -22,9 +22,10 @@ MAGI1_NODE_IDS = {
     "VideosDGXMagiModelLoader", "VideosDGXMagiTextEncoderLoader", "VideosDGXMagiVAELoader", "VideosDGXMagiTextEncode",
     "VideosDGXMagiChunkSampler",
 }
-NODE_IDS = WAN_NODE_IDS | LTX2_NODE_IDS | MAGI1_NODE_IDS
 UPDATE_LINE = ("VideosDGX needs ComfyUI >= 0.3.60 with the V3 node API (comfy_api.latest); update ComfyUI. "
                "The VideosDGX nodes are not loaded.")
+SKYREELS_NODE_IDS = {"VideosDGXSkyReelsModelLoader", "VideosDGXSkyReelsReferenceToVideo", "VideosDGXSkyReelsExtendVideo"}
+NODE_IDS = WAN_NODE_IDS | LTX2_NODE_IDS | MAGI1_NODE_IDS | SKYREELS_NODE_IDS
 
 
 def run_python(code: str, *extra_path: Path) -> subprocess.CompletedProcess:

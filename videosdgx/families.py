@@ -74,7 +74,14 @@ FAMILIES: tuple[Family, ...] = (
         demo="videosdgx.testing.magi1:write_magi1_bundle",
         workflows=("magi-1-4.5b-distill", "magi-1-4.5b-distill-i2v"),
     ),
-    Family(id="skyreels_v3", title="SkyReels V3"),
+    Family(
+        id="skyreels_v3", title="SkyReels V3",  # its DiTs are identified by videosdgx.wan.detect
+        detector="videosdgx.skyreels_v3.detect",
+        variants="videosdgx.skyreels_v3.variants:SKYREELS_V3_VARIANTS",
+        pipeline="videosdgx.skyreels_v3.pipeline:load_skyreels_pipeline",
+        demo="videosdgx.testing.skyreels_v3:write_skyreels_bundle",
+        workflows=("skyreels-v3-r2v-14b",),
+    ),
     Family(id="waver", title="Waver", status="not_released"),
 )
 # Components several families share; identification reports them under these names.
