@@ -160,7 +160,8 @@ CASES = {
     "upload-echo-escaping-name": Case(workflow={**WORKFLOW, "1": {"class_type": "LoadImage", "inputs": {"image": "a"},
                                                                   "_meta": {"title": "Input Image"}}},
                                       args=("--image", "cat.png"), setup="image",
-                                      scenario=scenario(upload_reply={"name": "../../escape.png", "subfolder": "../.."}),
+                                      scenario=scenario(upload_reply={"name": "../../escape.png",
+                                                                      "subfolder": "../.."}),
                                       code=0, saved=("clip.mp4",)),
     # previews: the server's node id must not steer the file name
     "preview-node-id-escaping": Case(args=("--previews",), scenario=scenario(steps=run_steps(Binary(
@@ -193,9 +194,9 @@ CASES = {
                               words=("outside the output folder",)),
     "output-subfolder-symlink-out": Case(setup="link-out", scenario=scenario(outputs={"6": {"images": [
         item("x.png", "link")]}}), code=3, words=("outside the output folder",)),
-    "output-same-name-two-types": Case(scenario=scenario(outputs={"6": {"images": [item("a.png"), item("a.png", "", "temp")]}},
-                                                         files={("output", "", "a.png"): b"1", ("temp", "", "a.png"): b"2"}),
-                                       code=0, saved=("a.png", "a_1.png")),
+    "output-same-name-two-types": Case(scenario=scenario(
+        outputs={"6": {"images": [item("a.png"), item("a.png", "", "temp")]}},
+        files={("output", "", "a.png"): b"1", ("temp", "", "a.png"): b"2"}), code=0, saved=("a.png", "a_1.png")),
     "output-listed-twice": Case(scenario=scenario(outputs={"6": {"videos": [item("clip.mp4")]},
                                                            "7": {"videos": [item("clip.mp4")]}}), code=0,
                                 saved=("clip.mp4",)),
@@ -302,7 +303,8 @@ def test_hostile_server_cannot_place_a_file_outside_out(tmp_path, caplog, capsys
                      + [item("ok.png", "sub/deeper")]}}
     previews = [Binary(messages.preview_with_metadata(b"p", {"node_id": name, "prompt_id": PID}))
                 for name in escaping]
-    workflow = {**WORKFLOW, "1": {"class_type": "LoadImage", "inputs": {"image": "a"}, "_meta": {"title": "Input Image"}}}
+    workflow = {**WORKFLOW,
+                "1": {"class_type": "LoadImage", "inputs": {"image": "a"}, "_meta": {"title": "Input Image"}}}
     case = Case(workflow=workflow, args=("--image", "cat.png", "--previews"), setup="image")
     work = prepare(tmp_path, case)
     out = tmp_path / "out"

@@ -8,6 +8,7 @@ from videosdgx.client.overrides import node_title
 from videosdgx.client.progress import ProgressLine
 
 TERMINAL = {"execution_success": "success", "execution_error": "error", "execution_interrupted": "interrupted"}
+FAILED = ("execution_error", "execution_interrupted")
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ def outcome_from_history(entry: dict) -> Outcome:
     """The outcome recorded in a `/history/{id}` entry (which exists only once the prompt has ended)."""
     status = as_object(entry.get("status"))
     for message in as_list(status.get("messages")):
-        if isinstance(message, list) and len(message) == 2 and message[0] in ("execution_error", "execution_interrupted"):
+        if isinstance(message, list) and len(message) == 2 and message[0] in FAILED:
             return Outcome(TERMINAL[message[0]], as_object(message[1]))
     return Outcome("error" if status.get("status_str") == "error" else "success")
 
