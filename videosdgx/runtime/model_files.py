@@ -76,13 +76,13 @@ def load_model_file(
     with torch.device("meta"):
         module = build(shapes, checkpoint)
     _prepare_quantized_storage(module, {name: checkpoint.info(key).dtype for name, key in names.items()}, shapes)
-    check_memory(weight_bytes(module, request.dtype, checkpoint.nbytes), request.device, identity.description)
-    load_module(module, checkpoint, dtype=request.dtype, device=request.device, key_map=mapping,
-                progress=request.progress, strict=strict, what=identity.description)
     if request.weight_format in FP8_FORMATS:
         from videosdgx.runtime.quantized_linear import quantize_module_linears
 
-        quantize_module_linears(module, FP8_FORMATS[request.weight_format])
+        quantize_module_linears(module, FP8_FORMATS[request.weight_format])  # shells, quantised as tensors arrive
+    check_memory(weight_bytes(module, request.dtype, checkpoint.nbytes), request.device, identity.description)
+    load_module(module, checkpoint, dtype=request.dtype, device=request.device, key_map=mapping,
+                progress=request.progress, strict=strict, what=identity.description)
     checkpoint.close()
     return LoadedModel(module, identity, checkpoint.name)
 
