@@ -41,6 +41,9 @@ SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
     "BOOL": torch.bool,
 }
 MAX_HEADER_BYTES = 100 * 1024 * 1024
+# Page-cache folios can be large (2 MiB and more) and are dropped only whole; a folio that straddles two tensors
+# goes when the second is released, because in-order releases reach back to this alignment (into bytes already read).
+RELEASE_ALIGN = 64 * 1024 * 1024
 REDOWNLOAD_HINT = ("Delete it and download it again: `python install.py --verify` names the bundle it belongs to, "
                    "`python install.py --models BUNDLE` fetches it.")
 
@@ -165,6 +168,7 @@ class Checkpoint:
                 self._infos.update(infos)
                 self.metadata.update(metadata)
         self._maps: dict[Path, tuple[mmap.mmap, int]] = {}
+        self._released_to: dict[Path, int] = {}
 
     @classmethod
     def from_tensors(cls, tensors: dict[str, torch.Tensor], source: Path) -> "Checkpoint":
@@ -216,7 +220,9 @@ class Checkpoint:
     def release(self, key: str) -> None:
         """Drop the pages of `key` from this process (madvise) and then from the OS page cache (posix_fadvise).
 
-        Both calls are advisory and need no privileges; the page cache keeps pages that another process maps.
+        Tensors released in file order also drop what is left behind them (read-ahead, pages mapped around a
+        fault, page-cache folios shared with the previous tensor). Both calls are advisory and need no privileges; the page cache keeps pages that
+        another process maps.
         """
         info = self._infos[key]
         if info.offset < 0 or info.file not in self._maps:
@@ -224,7 +230,11 @@ class Checkpoint:
         mm, fd = self._maps[info.file]
         page = mmap.PAGESIZE
         start = info.offset // page * page
+        released = self._released_to.get(info.file, 0)
+        if released <= info.offset:  # read in file order: also drop what is left behind the previous release
+            start = released // RELEASE_ALIGN * RELEASE_ALIGN
         end = min(-(-(info.offset + info.nbytes) // page) * page, mm.size())
+        self._released_to[info.file] = max(released, info.offset + info.nbytes)
         if end <= start:
             return
         if hasattr(mmap, "MADV_DONTNEED"):
@@ -243,12 +253,19 @@ class Checkpoint:
         return self._maps[file][0]
 
     def close(self) -> None:
-        """Forget the maps and drop what is left of the files in the page cache (headers, read-ahead)."""
-        for _, fd in self._maps.values():
+        """Forget the maps and drop what is left of the files in the page cache.
+
+        What is left: the headers, read-ahead, pages the kernel mapped around a fault after their tensor was
+        released, and large page-cache folios that straddle two tensors (a folio is dropped only whole).
+        """
+        for mm, fd in self._maps.values():
+            if hasattr(mmap, "MADV_DONTNEED") and mm.size():
+                mm.madvise(mmap.MADV_DONTNEED)
             if hasattr(os, "posix_fadvise"):
                 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
             os.close(fd)
         self._maps.clear()
+        self._released_to.clear()
         self._pickled.clear()
 
     def __enter__(self) -> "Checkpoint":

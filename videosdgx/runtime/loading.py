@@ -65,6 +65,12 @@ def _set_tensor(module: nn.Module, name: str, value: torch.Tensor) -> None:
         owner._buffers[leaf] = value
 
 
+def _file_position(checkpoint: Checkpoint, key: str) -> tuple[str, int]:
+    """Read tensors in file order: sequential reads, and each release frees a contiguous stretch."""
+    info = checkpoint.info(key)
+    return str(info.file), info.offset
+
+
 def map_checkpoint_keys(checkpoint: Checkpoint, key_map: KeyMap | None) -> dict[str, str]:
     """Module name -> checkpoint key, after the family's key mapping (None from `key_map` = ignore the key)."""
     mapped: dict[str, str] = {}
@@ -112,8 +118,8 @@ def load_module(
         log.warning(message)
     total = sum(checkpoint.info(provided[name]).nbytes for name in expected)
     done = 0
-    for name, target in expected.items():
-        key = provided[name]
+    for name in sorted(expected, key=lambda n: _file_position(checkpoint, provided[n])):
+        target, key = expected[name], provided[name]
         info = checkpoint.info(key)
         if tuple(target.shape) != info.shape:
             raise CheckpointError(
