@@ -57,7 +57,8 @@ def _converting_owner(module: nn.Module, name: str) -> nn.Module | None:
     return owner if leaf == "weight" and getattr(owner, "converts_on_load", ()) else None
 
 
-def _set_tensor(module: nn.Module, name: str, value: torch.Tensor) -> None:
+def set_tensor(module: nn.Module, name: str, value: torch.Tensor) -> None:
+    """Put `value` in place of the parameter or buffer `name` of `module` (a frozen Parameter for parameters)."""
     owner, leaf = _owner(module, name)
     if leaf in owner._parameters:
         owner._parameters[leaf] = nn.Parameter(value, requires_grad=False)
@@ -134,7 +135,7 @@ def load_module(
             target_dtype = _target_dtype(target, info.dtype, dtype, _keeps_declared_dtype(module, name))
             value = torch.empty(info.shape, dtype=target_dtype, device=device)
             value.copy_(checkpoint.get(key))
-            _set_tensor(module, name, value)
+            set_tensor(module, name, value)
         checkpoint.release(key)
         done += info.nbytes
         if progress is not None:
