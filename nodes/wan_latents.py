@@ -10,6 +10,7 @@ from videosdgx.wan.vae import WAN21_VAE
 from videosdgx.wan.vae22 import WAN22_VAE
 
 from ._comfy import check_interrupt, io, progress
+from ._model_manager import use
 from .wan_types import CATEGORY, WanVAEType
 
 MAX_SIZE = 4096
@@ -75,6 +76,7 @@ class WanVAEEncode(io.ComfyNode):
 
     @classmethod
     def execute(cls, images: torch.Tensor, vae) -> io.NodeOutput:
+        use(vae)
         parameter = next(vae.parameters())
         with torch.no_grad():
             latents = vae.encode(frames_to_video(images).to(parameter.device, parameter.dtype))
@@ -96,6 +98,7 @@ class WanVAEDecode(io.ComfyNode):
     @classmethod
     def execute(cls, latent: dict, vae) -> io.NodeOutput:
         samples = latent["samples"]
+        use(vae)
         bar = progress(samples.shape[0] * samples.shape[2])
 
         def on_chunk(done: int, total: int) -> None:

@@ -10,6 +10,7 @@ from videosdgx.wan.loaders import load_clip_vision, load_dit, load_text_encoder,
 from videosdgx.wan.variants import expert_boundary
 
 from ._comfy import byte_progress, io, missing_model, model_names, model_path, torch_device
+from ._model_manager import make_room, manage
 from .wan_types import CATEGORY, WanClipVisionType, WanExperts, WanModelType, WanTextEncoderType, WanVAEType
 
 NONE = "none"
@@ -21,7 +22,8 @@ def load_request(weight_dtype: str = "default", weight_format: str = "default") 
     """Load onto ComfyUI's device, in the chosen dtype (default: bf16 on GPUs, fp32 on CPU), showing byte progress."""
     device = torch_device()
     dtype = WEIGHT_DTYPES[weight_dtype] or default_dtype(device)
-    return LoadRequest(dtype=dtype, device=device, weight_format=weight_format, progress=byte_progress())
+    return LoadRequest(dtype=dtype, device=device, weight_format=weight_format, progress=byte_progress(),
+                       make_room=make_room)
 
 
 class WanModelLoader(io.ComfyNode):
@@ -56,7 +58,7 @@ class WanModelLoader(io.ComfyNode):
         models = tuple(load_dit(model_path("diffusion_models", name), load_request(weight_dtype, weight_format)).module
                        for name in names)
         boundary = expert_boundary(models[0].cfg.model_type) if len(models) == 2 else None
-        return io.NodeOutput(WanExperts(models, boundary, names))
+        return io.NodeOutput(manage(WanExperts(models, boundary, names), "Wan diffusion model"))
 
 
 class WanTextEncoderLoader(io.ComfyNode):
@@ -77,7 +79,8 @@ class WanTextEncoderLoader(io.ComfyNode):
 
     @classmethod
     def execute(cls, text_encoder_name: str) -> io.NodeOutput:
-        return io.NodeOutput(load_text_encoder(model_path("text_encoders", text_encoder_name), load_request()))
+        encoder = load_text_encoder(model_path("text_encoders", text_encoder_name), load_request())
+        return io.NodeOutput(manage(encoder, "Wan text encoder"))
 
 
 class WanVAELoader(io.ComfyNode):
@@ -98,7 +101,7 @@ class WanVAELoader(io.ComfyNode):
 
     @classmethod
     def execute(cls, vae_name: str) -> io.NodeOutput:
-        return io.NodeOutput(load_vae(model_path("vae", vae_name), load_request()).module)
+        return io.NodeOutput(manage(load_vae(model_path("vae", vae_name), load_request()).module, "Wan VAE"))
 
 
 class WanCLIPVisionLoader(io.ComfyNode):
@@ -119,4 +122,5 @@ class WanCLIPVisionLoader(io.ComfyNode):
 
     @classmethod
     def execute(cls, clip_name: str) -> io.NodeOutput:
-        return io.NodeOutput(load_clip_vision(model_path("clip_vision", clip_name), load_request()).module)
+        module = load_clip_vision(model_path("clip_vision", clip_name), load_request()).module
+        return io.NodeOutput(manage(module, "CLIP vision"))

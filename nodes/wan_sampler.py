@@ -8,6 +8,7 @@ from videosdgx.sampling import SOLVERS
 from videosdgx.wan.sampler import SamplingSettings, sample_wan
 
 from ._comfy import check_interrupt, io, latent_previewer, progress
+from ._model_manager import use
 from .wan_types import CATEGORY, WanConditioning, WanConditioningType, WanExperts, WanModelType
 
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
@@ -44,6 +45,7 @@ class WanSampler(io.ComfyNode):
     def execute(cls, model: WanExperts, conditioning: WanConditioning, latent: dict, seed: int, steps: int,
                 cfg: float, cfg_low_noise: float, shift: float, sampler: str, denoise: float) -> io.NodeOutput:
         samples = latent["samples"]
+        use(model)
         settings = SamplingSettings(steps=steps, shift=shift, guidance=cfg, seed=seed, solver=sampler,
                                     guidance_low=cfg_low_noise, boundary=model.boundary, denoise=denoise)
         bar = progress(steps)
