@@ -23,9 +23,11 @@ from videosdgx.runtime.checkpoint import open_checkpoint
 from videosdgx.runtime.errors import InsufficientMemoryError
 from videosdgx.runtime.memory import GB, MemoryStatus, gpu_processes, host_processes, memory_status
 from videosdgx.runtime.model_files import FP8_FORMATS, LoadRequest
-from videosdgx.runtime.quantized_linear import MIN_QUANTIZED_NUMEL
+from videosdgx.runtime.quantized_linear import (FP8_INPUT_SCALE_NAMES, FP8_SCALE_NAMES, MIN_QUANTIZED_NUMEL,
+                                                NVFP4_OPTIONAL, NVFP4_REQUIRED)
 
 PHASES = ("text encoding", "sampling", "decoding", "upsampling")
+KEPT_AS_STORED = {*FP8_SCALE_NAMES, *FP8_INPUT_SCALE_NAMES, *NVFP4_REQUIRED, *NVFP4_OPTIONAL}  # quantisation scales
 STORED_DTYPE_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "fp8": 1}  # by file name, for files not installed yet
 
 
@@ -104,7 +106,8 @@ def stored_weight_bytes(paths: tuple[Path, ...], load: LoadRequest) -> int:
             for key in checkpoint.keys():
                 info = checkpoint.info(key)
                 numel = math.prod(info.shape)
-                if not info.dtype.is_floating_point or info.dtype.itemsize == 1:
+                if not info.dtype.is_floating_point or info.dtype.itemsize == 1 or (
+                        key.rpartition(".")[2] in KEPT_AS_STORED):
                     total += info.nbytes
                 elif convert and len(info.shape) == 2 and key.endswith("weight") and numel >= MIN_QUANTIZED_NUMEL:
                     total += numel + 4
@@ -158,32 +161,72 @@ def plan_run(bundle: str, size: Size, load: LoadRequest, low_memory: bool, files
 FilesOf = Callable[[str], "BundleFiles | None"]  # installed files of a bundle, or None (plan from the manifest)
 
 
-def alternatives(plan: MemoryPlan, files_of: FilesOf | None = None, manifest: Manifest | None = None) -> list[str]:
-    """Settings that would fit, cheapest change first: fp8 at load, --low-memory, a smaller bundle, smaller sizes."""
-    manifest = manifest or load_manifest()
+@dataclass(frozen=True)
+class Setting:
+    """One run's choices, with the command-line options that differ from the plan's."""
+
+    options: tuple[str, ...]
+    bundle: str
+    load: LoadRequest
+    low_memory: bool
+    size: Size
+
+
+def _changes(plan: MemoryPlan, manifest: Manifest) -> dict[str, list[Setting]]:
+    """Single changes to `plan` by what they change, cheapest first."""
+    base = Setting((), plan.bundle, plan.load, plan.low_memory, plan.size)
     variant = variant_of(manifest, plan.bundle)
-    candidates: list[tuple[str, str, LoadRequest, bool, Size]] = []
-    fp8 = dataclasses.replace(plan.load, weight_format="fp8_e4m3fn")
-    if plan.load.weight_format == "default":
-        candidates.append(("--weight-format fp8_e4m3fn", plan.bundle, fp8, plan.low_memory, plan.size))
-    if not plan.low_memory:
-        candidates.append(("--low-memory", plan.bundle, plan.load, True, plan.size))
+    changes: dict[str, list[Setting]] = {"bundle": [], "load": [], "low_memory": [], "size": []}
     for other in manifest.bundles:
         if other != plan.bundle and variant_of(manifest, other) == variant:
-            candidates.append((f"--model {other}", other, plan.load, plan.low_memory, plan.size))
+            changes["bundle"].append(dataclasses.replace(base, options=(f"--model {other}",), bundle=other))
+    if plan.load.weight_format == "default":
+        fp8 = dataclasses.replace(plan.load, weight_format="fp8_e4m3fn")
+        changes["load"].append(dataclasses.replace(base, options=("--weight-format fp8_e4m3fn",), load=fp8))
+    if not plan.low_memory:
+        changes["low_memory"].append(dataclasses.replace(base, options=("--low-memory",), low_memory=True))
     width, height, frames = plan.size.width, plan.size.height, plan.size.frames
     fewer = max(1, (frames - 1) // 2 // 4 * 4 + 1)
-    candidates.append((f"--frames {fewer}", plan.bundle, plan.load, plan.low_memory, Size(width, height, fewer)))
-    smaller = Size(width * 2 // 3 // 16 * 16, height * 2 // 3 // 16 * 16, frames)
-    candidates.append((f"--width {smaller.width} --height {smaller.height}", plan.bundle, plan.load,
-                       plan.low_memory, smaller))
-    fits = []
-    for label, bundle, load, low_memory, size in candidates:
-        files = files_of(bundle) if files_of else None
-        other = plan_run(bundle, size, load, low_memory, files, plan.status, manifest)
-        if other.fits:
-            fits.append(f"{label} (peak {other.peak / GB:.1f} GB)")
-    return fits
+    smaller = Size(max(16, width * 2 // 3 // 16 * 16), max(16, height * 2 // 3 // 16 * 16), frames)
+    for size in (Size(width, height, fewer), smaller, Size(smaller.width, smaller.height, fewer)):
+        options = tuple(f"--{name} {getattr(size, name)}" for name in ("width", "height", "frames")
+                        if getattr(size, name) != getattr(plan.size, name))
+        changes["size"].append(dataclasses.replace(base, options=options, size=size))
+    return changes
+
+
+def alternatives(plan: MemoryPlan, files_of: FilesOf | None = None, manifest: Manifest | None = None) -> list[str]:
+    """Settings that would fit: every single change that does (another bundle of the variant, fp8 at load,
+    --low-memory, fewer frames, a smaller size); if none does, the first combination of them that does."""
+    manifest = manifest or load_manifest()
+
+    def planned(setting: Setting) -> MemoryPlan:
+        files = files_of(setting.bundle) if files_of else None
+        return plan_run(setting.bundle, setting.size, setting.load, setting.low_memory, files, plan.status, manifest)
+
+    def shown(setting: Setting, peak: int) -> str:
+        return f"{' '.join(setting.options)} (peak {peak / GB:.1f} GB)"
+
+    changes = _changes(plan, manifest)
+    fits = [shown(s, p.peak) for group in changes.values() for s in group if (p := planned(s)).fits]
+    if fits:
+        return fits
+    combined = Setting((), plan.bundle, plan.load, plan.low_memory, plan.size)
+    if changes["bundle"]:
+        combined = min(changes["bundle"], key=lambda s: planned(s).peak)
+    for field in ("load", "low_memory"):
+        for change in changes[field]:
+            trial = dataclasses.replace(combined, options=combined.options + change.options,
+                                        **{field: getattr(change, field)})
+            if (p := planned(trial)).peak < planned(combined).peak:
+                combined = trial
+                if p.fits:
+                    return [shown(combined, p.peak)]
+    for change in changes["size"]:
+        trial = dataclasses.replace(combined, options=combined.options + change.options, size=change.size)
+        if (p := planned(trial)).fits:
+            return [shown(trial, p.peak)]
+    return []
 
 
 def check_plan(plan: MemoryPlan, files_of: FilesOf | None = None) -> None:
