@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from videosdgx.wan.conditioning import frames_to_video, size_multiple, valid_size
+from videosdgx.wan.memory import latent_decoding_activations
 from videosdgx.wan.pipeline import decode_frames
 from videosdgx.wan.vae import WAN21_VAE
 from videosdgx.wan.vae22 import WAN22_VAE
@@ -98,7 +99,8 @@ class WanVAEDecode(io.ComfyNode):
     @classmethod
     def execute(cls, latent: dict, vae) -> io.NodeOutput:
         samples = latent["samples"]
-        use(vae)
+        use(vae, memory_required=latent_decoding_activations(vae.config, samples.shape,
+                                                             next(vae.parameters()).dtype.itemsize))
         bar = progress(samples.shape[0] * samples.shape[2])
 
         def on_chunk(done: int, total: int) -> None:

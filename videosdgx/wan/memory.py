@@ -25,6 +25,7 @@ from videosdgx.text.t5 import T5Config, config_from_shapes as t5_config_from_sha
 from videosdgx.text.t5_keys import t5_key_map
 from videosdgx.wan.keys import detect_dit_layout, to_official_key
 from videosdgx.wan.transformer import WAN_PRESETS, WanConfig, config_from_shapes
+from videosdgx.wan.vae22 import WanVAE22Config
 
 DIT_STREAM = 6
 VAE_PER_PIXEL = {"2.1": 4000, "2.2": 4000}
@@ -56,8 +57,13 @@ def t5_config(files: BundleFiles | None) -> T5Config:
 
 def dit_tokens(variant, size: Size) -> int:
     stride = 16 if variant.vae == "2.2" else 8
-    latent_frames = (size.frames - 1) // TEMPORAL_FACTOR + 1
-    return latent_frames * (size.height // stride // 2) * (size.width // stride // 2)
+    return latent_tokens(((size.frames - 1) // TEMPORAL_FACTOR + 1, size.height // stride, size.width // stride))
+
+
+def latent_tokens(latent_shape) -> int:
+    """DiT tokens of a latent `[..., T, h, w]` (patch 1x2x2)."""
+    frames, height, width = latent_shape[-3:]
+    return frames * (height // 2) * (width // 2)
 
 
 def sampling_activations(cfg: WanConfig, tokens: int, compute_bytes: int, batch: int = 2) -> int:
@@ -67,6 +73,13 @@ def sampling_activations(cfg: WanConfig, tokens: int, compute_bytes: int, batch:
 def decoding_activations(vae: str, size: Size, compute_bytes: int) -> int:
     frames_out = size.frames * size.height * size.width * 3 * 4 * 2  # decoded frames, then their concatenation
     return size.height * size.width * VAE_PER_PIXEL[vae] * compute_bytes + frames_out
+
+
+def latent_decoding_activations(config, latent_shape, compute_bytes: int) -> int:
+    """`decoding_activations` for a latent `[B, C, T, h, w]` and a loaded VAE's config."""
+    frames = (latent_shape[-3] - 1) * TEMPORAL_FACTOR + 1
+    size = Size(latent_shape[-1] * config.spatial_factor, latent_shape[-2] * config.spatial_factor, frames)
+    return latent_shape[0] * decoding_activations("2.2" if isinstance(config, WanVAE22Config) else "2.1", size, compute_bytes)
 
 
 def text_activations(cfg: T5Config, compute_bytes: int) -> int:
