@@ -238,8 +238,8 @@ def check_plan(plan: MemoryPlan, files_of: FilesOf | None = None) -> None:
     options = alternatives(plan, files_of)
     lines.append("These would fit: " + "; ".join(options) + "." if options else
                  "No smaller setting of this model fits: free memory first.")
-    holders = gpu_processes() if plan.status.device.type == "cuda" else []
-    holders = holders or host_processes()
+    holders = [p for p in gpu_processes() if p.used_bytes] if plan.status.device.type == "cuda" else []
+    holders = holders or host_processes()  # unified memory: nvidia-smi may not report per-process memory
     if holders:
         lines.append("Processes holding memory: " + ", ".join(
             f"pid {p.pid} {p.name} {p.used_bytes / GB:.1f} GB" for p in holders[:5]) + ".")
