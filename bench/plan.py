@@ -70,17 +70,16 @@ def write_files(folder: Path, dit_layers: int, t5_layers: int, tiny: bool) -> Bu
 def measure(files: BundleFiles, size: Size) -> dict[str, int]:
     """Peak RSS above the pre-loading RSS for each phase of one run (one sampling step)."""
     from videosdgx.wan.conditioning import encode_text, valid_size
-    from videosdgx.wan.pipeline import WanFiles, WanPipeline
+    from videosdgx.wan.pipeline import load_wan_pipeline
     from videosdgx.wan.sampler import SamplingSettings, sample_wan
     from videosdgx.wan.variants import wan_variant
 
     variant = wan_variant(BUNDLE)
     baseline = proc_status()["VmRSS"]
-    wan_files = WanFiles(dit=files.all("dit"), vae=files.one("vae"), text_encoder=files.one("text_encoder"))
     peaks = {}
     with torch.no_grad():
         reset_peak_rss()
-        pipeline = WanPipeline(variant, wan_files, LoadRequest())
+        pipeline = load_wan_pipeline(variant, files, LoadRequest(), low_memory=False)
         text = encode_text(pipeline.text_encoder, "a red fox running through snow", "")
         peaks["text encoding"] = proc_status()["VmHWM"] - baseline
         reset_peak_rss()

@@ -9,7 +9,7 @@ from videosdgx.wan.conditioning import encode_i2v, encode_text, encode_ti2v, siz
 
 from ._comfy import io
 from ._model_manager import use
-from .wan_latents import empty_latent, size_inputs
+from .wan_latents import empty_latent, size_inputs, size_output
 from .wan_types import CATEGORY, WanClipVisionType, WanConditioning, WanConditioningType, WanTextEncoderType, WanVAEType
 
 WAN22_LATENT_CHANNELS = 48
@@ -20,7 +20,7 @@ class WanTextEncode(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="VideosDGXWanTextEncode",
-            display_name="Wan Text Encode",
+            display_name="Wan Text Encode (VideosDGX)",
             category=CATEGORY,
             description="Encodes the prompt and the negative prompt with UMT5.",
             inputs=[
@@ -43,7 +43,7 @@ class WanImageToVideo(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="VideosDGXWanImageToVideo",
-            display_name="Wan Image to Video",
+            display_name="Wan Image to Video (VideosDGX)",
             category=CATEGORY,
             description="Adds a start image (and an end image for FLF2V) to the conditioning and makes the empty "
                         "latent. Wan2.1 I2V / FLF2V also take CLIP vision; with the Wan 2.2 VAE this is TI2V-5B.",
@@ -72,5 +72,4 @@ class WanImageToVideo(io.ComfyNode):
             image = encode_ti2v(vae, size, start_image)
         else:
             image = encode_i2v(vae, size, start_image, end_image, clip_vision)
-        latent = empty_latent(config, size.width, size.height, size.frames)
-        return io.NodeOutput(WanConditioning(conditioning.text, image), latent)
+        return size_output(size, WanConditioning(conditioning.text, image), empty_latent(config, size))

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from videosdgx.wan.conditioning import frames_to_video, size_multiple, valid_size
+from videosdgx.wan.conditioning import VideoSize, frames_to_video, size_multiple, valid_size
 from videosdgx.wan.memory import latent_decoding_activations
 from videosdgx.wan.pipeline import decode_frames
 from videosdgx.wan.vae import WAN21_VAE
 from videosdgx.wan.vae22 import WAN22_VAE
 
-from ._comfy import check_interrupt, io, progress
+from ._comfy import check_interrupt, io, progress, ui
 from ._model_manager import use
 from .wan_types import CATEGORY, WanVAEType
 
@@ -33,10 +33,14 @@ def size_inputs(width: int, height: int, length: int) -> list[io.Int.Input]:
     ]
 
 
-def empty_latent(vae_config, width: int, height: int, length: int) -> dict:
-    """A zero LATENT `{"samples": [1, C, T, h, w]}` for a video of (rounded) size, on the CPU like ComfyUI's."""
-    size = valid_size(width, height, length, size_multiple(vae_config))
+def empty_latent(vae_config, size: VideoSize) -> dict:
+    """A zero LATENT `{"samples": [1, C, T, h, w]}` for a video of a valid size, on the CPU like ComfyUI's."""
     return {"samples": torch.zeros(1, *size.latent_shape(vae_config.z_dim, vae_config.spatial_factor))}
+
+
+def size_output(size: VideoSize, *outputs) -> io.NodeOutput:
+    """The node's outputs, with the size corrections shown on the node (and sent to headless clients)."""
+    return io.NodeOutput(*outputs, ui=ui.PreviewText("\n".join(size.notes)) if size.notes else None)
 
 
 class WanEmptyLatent(io.ComfyNode):
@@ -44,7 +48,7 @@ class WanEmptyLatent(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="VideosDGXWanEmptyLatent",
-            display_name="Wan Empty Latent Video",
+            display_name="Wan Empty Latent Video (VideosDGX)",
             category=CATEGORY,
             description="An empty video latent for text-to-video, shaped for the connected VAE.",
             inputs=[
@@ -60,7 +64,8 @@ class WanEmptyLatent(io.ComfyNode):
     @classmethod
     def execute(cls, width: int, height: int, length: int, latent_channels: str, vae=None) -> io.NodeOutput:
         config = vae.config if vae is not None else LATENT_FORMATS[latent_channels]
-        return io.NodeOutput(empty_latent(config, width, height, length))
+        size = valid_size(width, height, length, size_multiple(config))
+        return size_output(size, empty_latent(config, size))
 
 
 class WanVAEEncode(io.ComfyNode):
@@ -68,7 +73,7 @@ class WanVAEEncode(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="VideosDGXWanVAEEncode",
-            display_name="Wan VAE Encode",
+            display_name="Wan VAE Encode (VideosDGX)",
             category=CATEGORY,
             description="Encodes frames (IMAGE, 4n+1 of them) into a Wan video latent.",
             inputs=[io.Image.Input("images"), WanVAEType.Input("vae")],
@@ -89,7 +94,7 @@ class WanVAEDecode(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="VideosDGXWanVAEDecode",
-            display_name="Wan VAE Decode",
+            display_name="Wan VAE Decode (VideosDGX)",
             category=CATEGORY,
             description="Decodes a Wan video latent into frames (IMAGE; several videos one after the other).",
             inputs=[io.Latent.Input("latent"), WanVAEType.Input("vae")],

@@ -11,6 +11,7 @@ from videosdgx.wan.memory import latent_tokens, sampling_activations
 from videosdgx.wan.sampler import SamplingSettings, sample_wan
 
 from ._comfy import check_interrupt, io, latent_previewer, progress, torch_device
+from ._loaders import check_choice
 from ._model_manager import use
 from .wan_types import CATEGORY, WanConditioning, WanConditioningType, WanExperts, WanModelType
 
@@ -22,7 +23,7 @@ class WanSampler(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="VideosDGXWanSampler",
-            display_name="Wan Sampler",
+            display_name="Wan Sampler (VideosDGX)",
             category=CATEGORY,
             description="Denoises a Wan video latent (UniPC or Euler flow matching with classifier-free guidance).",
             inputs=[
@@ -45,6 +46,10 @@ class WanSampler(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, sampler: str = "unipc") -> bool | str:
+        return check_choice("sampler", sampler, SOLVERS)
+
+    @classmethod
     def execute(cls, model: WanExperts, conditioning: WanConditioning, latent: dict, seed: int, steps: int,
                 cfg: float, cfg_low_noise: float, shift: float, sampler: str, denoise: float) -> io.NodeOutput:
         samples = latent["samples"]
@@ -57,7 +62,7 @@ class WanSampler(io.ComfyNode):
         settings = SamplingSettings(steps=steps, shift=shift, guidance=cfg, seed=seed, solver=sampler,
                                     guidance_low=cfg_low_noise, boundary=model.boundary, denoise=denoise)
         bar = progress(steps)
-        previewer = latent_previewer(samples.shape[1])
+        previewer = latent_previewer(model.latent_format)
 
         def on_step(step: int, total: int, x: torch.Tensor) -> None:
             check_interrupt()

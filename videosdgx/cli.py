@@ -1,4 +1,4 @@
-"""The `videosdgx` command: generate a video, run a workflow on a ComfyUI server, inspect model files."""
+"""The `videosdgx` command: generate a video, run a workflow on a ComfyUI server, install or inspect model files."""
 
 from __future__ import annotations
 
@@ -47,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_arguments(run)
     run.set_defaults(func=_run)
 
+    install = commands.add_parser("install", help="download model bundles (the same as `python install.py`)",
+                                  add_help=False)
+    install.add_argument("options", nargs="*", help="install.py's options (--list, --models ...)")
+
     from videosdgx.plan_cli import add_plan_arguments
 
     plan = commands.add_parser("plan", help="predict the memory of a run, per phase, before anything loads")
@@ -60,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["install"]:  # its options are install.py's own, parsed there
+        from videosdgx.install.cli import main as install_main
+
+        return install_main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     return args.func(args)
