@@ -15,7 +15,7 @@ def bench():
     """Import a bench script by file name, with bench/ on sys.path as when it runs as a script."""
     sys.path.insert(0, str(BENCH))
     modules = {}
-    for name in ("load", "wan"):
+    for name in ("load", "wan", "plan"):
         spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
         modules[name] = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(modules[name])
@@ -40,9 +40,13 @@ def test_measure_span_sees_an_allocation():
 
 
 def test_load_bench_tiny(bench, tmp_path):
-    result = bench["load"].main(["--tiny", "--workdir", str(tmp_path)])
+    result = bench["load"].main(["--tiny", "--fp8", "--dtype", "bfloat16", "--workdir", str(tmp_path)])
     runs = result["runs"]
-    assert set(runs) == {(m, c) for m in ("ours", "naive") for c in ("cold", "warm")}
+    assert set(runs) == {(m, c) for m in ("ours", "naive") for c in ("cold", "warm")} | {
+        ("fp8-stream", "cold"), ("fp8-after-load", "cold")}
+    assert all(0.0 <= run["residency"] <= 1.0 for run in runs.values())
+    assert runs["fp8-stream", "cold"]["checksum"] == runs["fp8-after-load", "cold"]["checksum"]
+    assert "page cache %" in result["report"] and "fp8-stream peak/file weights" in result["report"]
     weights = runs["ours", "cold"]["weights"]
     assert weights == runs["naive", "warm"]["weights"]
     assert abs(weights - 0.02e9) < 0.005e9
@@ -66,4 +70,13 @@ def test_wan_bench_tiny(bench, tmp_path):
     assert 0.5 <= fp8["fp8_bytes"] / fp8["bf16_bytes"] < 1.0
     assert 0 < fp8["error"]["mean"] < 0.2 and math.isfinite(fp8["error"]["max"])
     assert "Goal: VAE decode peak memory" in result["report"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_plan_bench_tiny(bench, tmp_path):
+    result = bench["plan"].main(["--tiny", "--sizes", "64x64x5", "--workdir", str(tmp_path)])
+    phases = result["results"]["64x64x5"]
+    assert set(phases["measured"]) == set(phases["predicted"]) == {"text encoding", "sampling", "decoding"}
+    assert all(value > 0 for value in phases["measured"].values())
+    assert "Goal: |predicted / measured - 1| <= 15 %" in result["report"]
     assert list(tmp_path.iterdir()) == []
