@@ -3,6 +3,9 @@ registered on load, released by "Unload models", evicted when memory is needed, 
 
 from __future__ import annotations
 
+import sys
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -112,3 +115,11 @@ def test_a_module_dropped_by_the_graph_leaves_the_model_manager(comfy, mm):
     del vae
     mm.cleanup_models()
     assert mm.current_loaded_models == []
+
+
+def test_unified_memory_drops_weights_instead_of_offloading(comfy, monkeypatch):
+    manager = sys.modules[f"{comfy.pack.__name__}.nodes._model_manager"]
+    for unified, drops in ((True, True), (False, False)):
+        monkeypatch.setattr(manager, "capabilities", lambda device: SimpleNamespace(unified_memory=unified))
+        assert manager.evicting_drops_weights(torch.device("cuda")) is drops
+    assert manager.evicting_drops_weights(torch.device("cpu"))

@@ -114,3 +114,18 @@ def test_when_no_single_change_fits_a_combination_is_named(monkeypatch):
     options = alternatives(plan)
     assert len(options) == 1 and options[0].startswith("--model wan2.1-t2v-14b-fp8 --low-memory --frames 41 (peak")
     assert "--weight-format" not in options[0]  # converting an fp8 file to fp8 saves nothing
+
+
+def test_generate_stops_before_loading_when_the_plan_does_not_fit(tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr("videosdgx.plan.memory_status", lambda device: MemoryStatus(device, None, None, 1024, GB,
+                                                                                     unified=False))
+    monkeypatch.setattr("videosdgx.plan.host_processes", lambda: [])
+    loaded = []
+    monkeypatch.setattr("videosdgx.wan.pipeline.load_dit", lambda *a, **k: loaded.append(a))
+    out = tmp_path / "v.mp4"
+    code = main(["generate", "--demo", "--prompt", "a cat", "--width", "64", "--height", "64", "--frames", "5",
+                 "--steps", "1", "--device", "cpu", "--out", str(out)])
+    assert code == 1 and not out.exists() and loaded == []
+    assert "does NOT fit" in caplog.text and "sampling" in caplog.text
+    assert "No smaller setting of this model fits: free memory first." in caplog.text
+
