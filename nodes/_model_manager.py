@@ -85,7 +85,8 @@ class ManagedWeights:
     def is_clone(self, other) -> bool:
         return getattr(other, "model", None) is self.model
 
-    def partially_load(self, device_to: torch.device, extra_memory: float = 0, force_patch_weights: bool = False) -> int:
+    def partially_load(self, device_to: torch.device, extra_memory: float = 0,
+                       force_patch_weights: bool = False) -> int:
         """Bring every weight back (whole models only): streamed from the file, or moved back from the CPU."""
         module = self.model
         missing = self.size - self.loaded_size()

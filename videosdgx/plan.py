@@ -20,7 +20,7 @@ from videosdgx.bundle_files import BundleFiles
 from videosdgx.families import family
 from videosdgx.manifest import Manifest, load_manifest
 from videosdgx.runtime.checkpoint import open_checkpoint
-from videosdgx.runtime.errors import InsufficientMemoryError
+from videosdgx.runtime.errors import ConfigurationError, InsufficientMemoryError
 from videosdgx.runtime.memory import GB, MemoryStatus, gpu_processes, host_processes, memory_status
 from videosdgx.runtime.model_files import FP8_FORMATS, LoadRequest
 from videosdgx.runtime.quantized_linear import (FP8_INPUT_SCALE_NAMES, FP8_SCALE_NAMES, MIN_QUANTIZED_NUMEL,
@@ -155,6 +155,9 @@ def plan_run(bundle: str, size: Size, load: LoadRequest, low_memory: bool, files
     variant = row.variant_table()[variant_of(manifest, bundle)]
     weights = role_weights(bundle, files, load, manifest)
     phases = row.hook("memory")(variant, files, weights, size, load, low_memory)
+    unknown = [phase.name for phase in phases if phase.name not in PHASES]
+    if unknown:
+        raise ConfigurationError(f"{row.title}'s memory formula names unknown phases {unknown}; use {PHASES}.")
     return MemoryPlan(bundle, size, load, low_memory, tuple(phases), status or memory_status(load.device))
 
 

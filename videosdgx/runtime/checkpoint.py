@@ -221,8 +221,8 @@ class Checkpoint:
         """Drop the pages of `key` from this process (madvise) and then from the OS page cache (posix_fadvise).
 
         Tensors released in file order also drop what is left behind them (read-ahead, pages mapped around a
-        fault, page-cache folios shared with the previous tensor). Both calls are advisory and need no privileges; the page cache keeps pages that
-        another process maps.
+        fault, page-cache folios shared with the previous tensor). Both calls are advisory and need no privileges;
+        the page cache keeps pages that another process maps.
         """
         info = self._infos[key]
         if info.offset < 0 or info.file not in self._maps:

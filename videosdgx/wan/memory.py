@@ -81,7 +81,8 @@ def latent_decoding_activations(config, latent_shape, compute_bytes: int) -> int
     """`decoding_activations` for a latent `[B, C, T, h, w]` and a loaded VAE's config."""
     frames = (latent_shape[-3] - 1) * TEMPORAL_FACTOR + 1
     size = Size(latent_shape[-1] * config.spatial_factor, latent_shape[-2] * config.spatial_factor, frames)
-    return latent_shape[0] * decoding_activations("2.2" if isinstance(config, WanVAE22Config) else "2.1", size, compute_bytes)
+    version = "2.2" if isinstance(config, WanVAE22Config) else "2.1"
+    return latent_shape[0] * decoding_activations(version, size, compute_bytes)
 
 
 def text_activations(cfg: T5Config, compute_bytes: int) -> int:
