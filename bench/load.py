@@ -9,10 +9,19 @@ written to a temporary folder, then loaded by each method in its own fresh proce
   `safetensors.torch.load_file(path)` and `model.load_state_dict(state_dict)`; the state dict is dropped after.
 
 Each method runs twice: "cold" right after this file's pages are evicted from the OS page cache
-(posix_fadvise DONTNEED on the checkpoint only, nothing global), then "warm" with the file cached by the cold run.
+(posix_fadvise DONTNEED on the checkpoint only, nothing global), then "warm" with the file as the cold run left it
+in the cache (ours drops the pages it has copied, so its "warm" run reads from disk again). Right after loading,
+each child reports how much of the file the page cache still holds (`videosdgx.runtime.page_cache`, mincore(2)):
+on unified memory those pages and the loaded weights share one pool.
+
+With `--fp8` two more methods load the same file into float8_e4m3fn Linears (one scale per tensor):
+
+* fp8-stream:     `load_module` into a meta model whose Linears are fp8 shells (`quantize_module_linears` on
+  meta): each weight is quantised as it is read, what `load_model_file(weight_format="fp8_e4m3fn")` does now.
+* fp8-after-load: `load_module` in the file's dtype, then `quantize_module_linears` (what it did before).
 
     python bench/load.py                 # 4 GB fp32 checkpoint
-    python bench/load.py --size-gb 2 --dtype bfloat16
+    python bench/load.py --size-gb 2 --dtype bfloat16 --fp8
 """
 
 from __future__ import annotations
@@ -30,6 +39,8 @@ import torch
 from _measure import Span, evict_from_page_cache, fsync_tree, gb, ratio, run_child, table, write_result
 from videosdgx.runtime.checkpoint import open_checkpoint
 from videosdgx.runtime.loading import load_module
+from videosdgx.runtime.page_cache import resident_fraction
+from videosdgx.runtime.quantized_linear import quantize_module_linears
 from videosdgx.wan.transformer import WAN_PRESETS, WanConfig, WanModel
 
 log = logging.getLogger("bench.load")
@@ -41,8 +52,11 @@ TINY_BASE = WanConfig(dim=128, ffn_dim=256, num_heads=2, num_layers=1, in_dim=16
                       freq_dim=32)
 TINY_SIZE_GB = 0.02
 METHODS = ("ours", "naive")
+FP8_METHODS = ("fp8-stream", "fp8-after-load")
 CACHE_STATES = ("cold", "warm")
 PEAK_GOAL = 1.15
+RESIDENCY_GOAL = 0.05
+FP8_PEAK_GOAL = 0.6
 NAIVE_MEANING = ("naive = WanModel(cfg) built on CPU with its default init (default dtype = file dtype), then "
                  "safetensors.torch.load_file(path) + model.load_state_dict(state_dict), state dict dropped")
 OURS_MEANING = ("ours  = WanModel(cfg) built on meta, then videosdgx.runtime.loading.load_module(model, "
@@ -93,6 +107,25 @@ def load_ours(path: Path, cfg: WanConfig, dtype: torch.dtype) -> WanModel:
     return model
 
 
+def load_fp8_stream(path: Path, cfg: WanConfig, dtype: torch.dtype) -> WanModel:
+    checkpoint = open_checkpoint(path)
+    with torch.device("meta"):
+        model = WanModel(cfg)
+    quantize_module_linears(model, torch.float8_e4m3fn)
+    load_module(model, checkpoint, dtype=dtype)
+    checkpoint.close()
+    return model
+
+
+def load_fp8_after_load(path: Path, cfg: WanConfig, dtype: torch.dtype) -> WanModel:
+    model = load_ours(path, cfg, dtype)
+    quantize_module_linears(model, torch.float8_e4m3fn)
+    return model
+
+
+LOADERS = {"ours": load_ours, "fp8-stream": load_fp8_stream, "fp8-after-load": load_fp8_after_load}
+
+
 def load_naive(path: Path, cfg: WanConfig, dtype: torch.dtype) -> WanModel:
     from safetensors.torch import load_file
 
@@ -110,12 +143,14 @@ def child(args: argparse.Namespace, cfg: WanConfig, dtype: torch.dtype) -> None:
         generate(path, cfg, dtype)
         write_result(args.result, {"file_bytes": path.stat().st_size})
         return
-    loader = load_ours if args.child == "ours" else load_naive
+    loader = LOADERS.get(args.child, load_naive)
     with torch.no_grad(), Span() as span:
         model = loader(path, cfg, dtype)
+    residency = resident_fraction(path)
     state = model.state_dict()
     write_result(args.result, {
         "span": span.as_dict(),
+        "residency": residency,
         "weights": sum(t.numel() * t.element_size() for t in state.values()),
         "checksum": sum(float(t.double().sum()) for t in state.values()),
     })
@@ -129,36 +164,65 @@ def report(runs: dict[tuple[str, str], dict], cfg: WanConfig, dtype: str, file_b
             run, span = runs[method, cache], runs[method, cache]["span"]
             peak, final = span["peak"] - span["baseline"], span["final"] - span["baseline"]
             rows.append([method, cache, f"{span['seconds']:.2f}", gb(peak), ratio(peak, run["weights"]), gb(final),
-                         ratio(final, run["weights"]), gb(span["final_file"])])
+                         ratio(final, run["weights"]), gb(span["final_file"]), f"{100 * run['residency']:.1f}"])
     ratios = []
     verdicts = []
     for cache in CACHE_STATES:
-        ours, naive = runs["ours", cache]["span"], runs["naive", cache]["span"]
-        ours_peak, naive_peak = ours["peak"] - ours["baseline"], naive["peak"] - naive["baseline"]
+        ours, naive = runs["ours", cache], runs["naive", cache]
+        ours_span, naive_span = ours["span"], naive["span"]
+        ours_peak, naive_peak = ours_span["peak"] - ours_span["baseline"], naive_span["peak"] - naive_span["baseline"]
+        time_ratio = ours_span["seconds"] / naive_span["seconds"]
         ratios.append([cache, ratio(ours_peak, weights), ratio(naive_peak, weights), ratio(ours_peak, naive_peak),
-                       ratio(ours["seconds"], naive["seconds"])])
+                       f"{time_ratio:.3f}", f"{100 * ours['residency']:.1f} / {100 * naive['residency']:.1f}"])
         verdicts.append(f"{cache}: peak/weights {ours_peak / weights:.3f} "
-                        f"{'PASS' if ours_peak / weights <= PEAK_GOAL else 'FAIL'}, time ours/naive "
-                        f"{ours['seconds'] / naive['seconds']:.3f} "
-                        f"{'PASS' if ours['seconds'] <= naive['seconds'] else 'FAIL'}")
+                        f"{'PASS' if ours_peak / weights <= PEAK_GOAL else 'FAIL'}, time ours/naive {time_ratio:.3f} "
+                        f"{'PASS' if time_ratio <= 1.0 else 'FAIL'}, page cache after load "
+                        f"{100 * ours['residency']:.1f} % {'PASS' if ours['residency'] <= RESIDENCY_GOAL else 'FAIL'}")
     same = runs["ours", "cold"]["checksum"] == runs["naive", "cold"]["checksum"]
-    return "\n".join([
+    lines = [
         f"Checkpoint: Wan2.1 T2V-1.3B architecture with {cfg.num_layers} blocks (dim {cfg.dim}), {dtype}, "
         f"one safetensors file of {gb(file_bytes)} GB; loaded weights {gb(weights)} GB.",
         OURS_MEANING,
         NAIVE_MEANING,
         "Each run is a fresh process; memory = RSS from /proc/self/status, increase over the RSS right before "
         "loading (VmHWM reset via /proc/self/clear_refs). cold = the file's pages evicted from the page cache "
-        "first (posix_fadvise DONTNEED); warm = run again right after, file cached.",
+        "first (posix_fadvise DONTNEED); warm = run again right after. 'page cache %' = share of the file in the "
+        "OS page cache right after loading (mincore).",
         "",
         table(["method", "cache", "wall s", "peak GB", "peak/weights", "final GB", "final/weights",
-               "file-backed RSS at end GB"], rows),
+               "file-backed RSS at end GB", "page cache %"], rows),
         "",
-        table(["cache", "ours peak/weights", "naive peak/weights", "peak ours/naive", "time ours/naive"], ratios),
+        table(["cache", "ours peak/weights", "naive peak/weights", "peak ours/naive", "time ours/naive",
+               "page cache % ours / naive"], ratios),
         "",
-        f"Goal: ours peak/weights <= {PEAK_GOAL} (naive ~2), ours time <= naive time.",
+        f"Goal: ours peak/weights <= {PEAK_GOAL} (naive ~2), ours time <= naive time, page cache after load <= "
+        f"{100 * RESIDENCY_GOAL:.0f} %.",
         *verdicts,
         f"Both methods loaded identical values: {'yes' if same else 'NO (checksums differ)'}.",
+    ]
+    if ("fp8-stream", "cold") in runs:
+        lines += ["", fp8_report(runs, file_bytes)]
+    return "\n".join(lines)
+
+
+def fp8_report(runs: dict[tuple[str, str], dict], file_bytes: int) -> str:
+    """Loading the same file into fp8 Linears: quantised while streaming vs after a full-precision load."""
+    rows = []
+    for method in FP8_METHODS:
+        run, span = runs[method, "cold"], runs[method, "cold"]["span"]
+        peak, final = span["peak"] - span["baseline"], span["final"] - span["baseline"]
+        rows.append([method, f"{span['seconds']:.2f}", gb(peak), ratio(peak, file_bytes), gb(run["weights"]),
+                     ratio(run["weights"], file_bytes), ratio(final, file_bytes), f"{100 * run['residency']:.1f}"])
+    stream = runs["fp8-stream", "cold"]
+    peak = (stream["span"]["peak"] - stream["span"]["baseline"]) / file_bytes
+    same = stream["checksum"] == runs["fp8-after-load", "cold"]["checksum"]
+    return "\n".join([
+        "Into float8_e4m3fn Linears (cold cache), ratios to the file's weight bytes:",
+        table(["method", "wall s", "peak GB", "peak/file weights", "fp8 model GB", "model/file weights",
+               "final RSS/file weights", "page cache %"], rows),
+        f"Goal: fp8-stream peak/file weights <= {FP8_PEAK_GOAL}: {peak:.3f} "
+        f"{'PASS' if peak <= FP8_PEAK_GOAL else 'FAIL'}",
+        f"fp8-stream and fp8-after-load hold identical values: {'yes' if same else 'NO (checksums differ)'}.",
     ])
 
 
@@ -166,9 +230,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size-gb", type=float, default=4.0, help="checkpoint size (default 4)")
     parser.add_argument("--dtype", choices=DTYPES, default="float32", help="weights dtype in the file and in RAM")
+    parser.add_argument("--fp8", action="store_true", help="also load into fp8 Linears (streamed vs after load)")
     parser.add_argument("--tiny", action="store_true", help=f"tiny model, {TINY_SIZE_GB} GB (smoke test)")
     parser.add_argument("--workdir", default=None, help="where the temporary checkpoint goes (default: $TMPDIR)")
-    parser.add_argument("--child", choices=("generate", *METHODS), help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=("generate", *METHODS, *FP8_METHODS), help=argparse.SUPPRESS)
     parser.add_argument("--checkpoint", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -197,6 +262,11 @@ def main(argv: list[str] | None = None) -> dict:
                 log.info("loading: %s, %s", method, cache)
                 runs[method, cache] = run_child(
                     SCRIPT, [*common, "--child", method, "--checkpoint", str(checkpoint)], result)
+        for method in FP8_METHODS if args.fp8 else ():
+            evict_from_page_cache(checkpoint)
+            log.info("loading: %s, cold", method)
+            runs[method, "cold"] = run_child(SCRIPT, [*common, "--child", method, "--checkpoint", str(checkpoint)],
+                                             result)
     text = report(runs, cfg, args.dtype, file_bytes)
     log.info("\n%s", text)
     return {"runs": runs, "report": text, "config": cfg}

@@ -10,16 +10,19 @@ from videosdgx.runtime.device import default_dtype
 from videosdgx.runtime.model_files import LoadRequest
 
 from ._comfy import byte_progress, io, missing_model, model_names, torch_device
+from ._model_manager import make_room
 
 NONE = "none"
 WEIGHT_DTYPES = {"default": None, "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 
 def load_request(weight_dtype: str = "default", weight_format: str = "default") -> LoadRequest:
-    """Load onto ComfyUI's device, in the chosen dtype (default: bf16 on GPUs, fp32 on CPU), showing byte progress."""
+    """Load onto ComfyUI's device, in the chosen dtype (default: bf16 on GPUs, fp32 on CPU), showing byte progress,
+    after ComfyUI has unloaded what it must to make room."""
     device = torch_device()
     dtype = WEIGHT_DTYPES[weight_dtype] or default_dtype(device)
-    return LoadRequest(dtype=dtype, device=device, weight_format=weight_format, progress=byte_progress())
+    return LoadRequest(dtype=dtype, device=device, weight_format=weight_format, progress=byte_progress(),
+                       make_room=make_room)
 
 
 def model_file(name: str, folder: str, tooltip: str, optional: bool = False) -> io.Combo.Input:

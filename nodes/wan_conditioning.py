@@ -8,6 +8,7 @@ from videosdgx.runtime.errors import ConfigurationError
 from videosdgx.wan.conditioning import encode_i2v, encode_text, encode_ti2v, size_multiple, valid_size
 
 from ._comfy import io
+from ._model_manager import use
 from .wan_latents import empty_latent, size_inputs, size_output
 from .wan_types import CATEGORY, WanClipVisionType, WanConditioning, WanConditioningType, WanTextEncoderType, WanVAEType
 
@@ -33,6 +34,7 @@ class WanTextEncode(io.ComfyNode):
 
     @classmethod
     def execute(cls, text_encoder, prompt: str, negative_prompt: str) -> io.NodeOutput:
+        use(text_encoder)
         return io.NodeOutput(WanConditioning(encode_text(text_encoder, prompt, negative_prompt)))
 
 
@@ -59,6 +61,7 @@ class WanImageToVideo(io.ComfyNode):
     @classmethod
     def execute(cls, conditioning: WanConditioning, vae, start_image: torch.Tensor, width: int, height: int,
                 length: int, end_image: torch.Tensor | None = None, clip_vision=None) -> io.NodeOutput:
+        use(vae, clip_vision)
         config = vae.config
         size = valid_size(width, height, length, size_multiple(config))
         if config.z_dim == WAN22_LATENT_CHANNELS:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import torch
 
 from videosdgx.wan.conditioning import VideoSize, frames_to_video, size_multiple, valid_size
+from videosdgx.wan.memory import latent_decoding_activations
 from videosdgx.wan.pipeline import decode_frames
 from videosdgx.wan.vae import WAN21_VAE
 from videosdgx.wan.vae22 import WAN22_VAE
 
 from ._comfy import check_interrupt, io, progress, ui
+from ._model_manager import use
 from .wan_types import CATEGORY, WanVAEType
 
 MAX_SIZE = 4096
@@ -80,6 +82,7 @@ class WanVAEEncode(io.ComfyNode):
 
     @classmethod
     def execute(cls, images: torch.Tensor, vae) -> io.NodeOutput:
+        use(vae)
         parameter = next(vae.parameters())
         with torch.no_grad():
             latents = vae.encode(frames_to_video(images).to(parameter.device, parameter.dtype))
@@ -101,6 +104,8 @@ class WanVAEDecode(io.ComfyNode):
     @classmethod
     def execute(cls, latent: dict, vae) -> io.NodeOutput:
         samples = latent["samples"]
+        use(vae, memory_required=latent_decoding_activations(vae.config, samples.shape,
+                                                             next(vae.parameters()).dtype.itemsize))
         bar = progress(samples.shape[0] * samples.shape[2])
 
         def on_chunk(done: int, total: int) -> None:

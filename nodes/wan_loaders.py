@@ -9,6 +9,7 @@ from videosdgx.wan.variants import expert_boundary
 
 from ._comfy import io, model_path
 from ._loaders import NONE, WEIGHT_DTYPES, check_choice, check_files, load_request, model_file, weight_options
+from ._model_manager import manage
 from .wan_types import CATEGORY, WanClipVisionType, WanExperts, WanModelType, WanTextEncoderType, WanVAEType
 
 
@@ -52,7 +53,7 @@ class WanModelLoader(io.ComfyNode):
                 "configurations differ); load the high- and low-noise files of the same release."
             )
         boundary = expert_boundary(models[0].cfg.model_type) if len(models) == 2 else None
-        return io.NodeOutput(WanExperts(models, boundary, names))
+        return io.NodeOutput(manage(WanExperts(models, boundary, names), "Wan diffusion model"))
 
 
 class WanTextEncoderLoader(io.ComfyNode):
@@ -73,7 +74,8 @@ class WanTextEncoderLoader(io.ComfyNode):
 
     @classmethod
     def execute(cls, text_encoder_name: str) -> io.NodeOutput:
-        return io.NodeOutput(load_text_encoder(model_path("text_encoders", text_encoder_name), load_request()))
+        encoder = load_text_encoder(model_path("text_encoders", text_encoder_name), load_request())
+        return io.NodeOutput(manage(encoder, "Wan text encoder"))
 
 
 class WanVAELoader(io.ComfyNode):
@@ -94,7 +96,7 @@ class WanVAELoader(io.ComfyNode):
 
     @classmethod
     def execute(cls, vae_name: str) -> io.NodeOutput:
-        return io.NodeOutput(load_vae(model_path("vae", vae_name), load_request()).module)
+        return io.NodeOutput(manage(load_vae(model_path("vae", vae_name), load_request()).module, "Wan VAE"))
 
 
 class WanCLIPVisionLoader(io.ComfyNode):
@@ -115,4 +117,5 @@ class WanCLIPVisionLoader(io.ComfyNode):
 
     @classmethod
     def execute(cls, clip_name: str) -> io.NodeOutput:
-        return io.NodeOutput(load_clip_vision(model_path("clip_vision", clip_name), load_request()).module)
+        module = load_clip_vision(model_path("clip_vision", clip_name), load_request()).module
+        return io.NodeOutput(manage(module, "CLIP vision"))

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import torch
 
+from videosdgx.runtime.memory import check_memory
+from videosdgx.runtime.quantized_linear import compute_dtype
 from videosdgx.sampling import SOLVERS
+from videosdgx.wan.memory import latent_tokens, sampling_activations
 from videosdgx.wan.sampler import SamplingSettings, sample_wan
 
-from ._comfy import check_interrupt, io, latent_previewer, progress
+from ._comfy import check_interrupt, io, latent_previewer, progress, torch_device
 from ._loaders import check_choice
+from ._model_manager import use
 from .wan_types import CATEGORY, WanConditioning, WanConditioningType, WanExperts, WanModelType
 
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
@@ -49,6 +53,12 @@ class WanSampler(io.ComfyNode):
     def execute(cls, model: WanExperts, conditioning: WanConditioning, latent: dict, seed: int, steps: int,
                 cfg: float, cfg_low_noise: float, shift: float, sampler: str, denoise: float) -> io.NodeOutput:
         samples = latent["samples"]
+        first = model.models[0]
+        guided = cfg != 1.0 or (model.boundary is not None and cfg_low_noise != 1.0)
+        activations = sampling_activations(first.cfg, latent_tokens(samples.shape),
+                                           compute_dtype(first.head.head).itemsize, batch=2 if guided else 1)
+        use(model, memory_required=activations)
+        check_memory(activations, torch_device(), f"Wan sampling of a {list(samples.shape[2:])} latent")
         settings = SamplingSettings(steps=steps, shift=shift, guidance=cfg, seed=seed, solver=sampler,
                                     guidance_low=cfg_low_noise, boundary=model.boundary, denoise=denoise)
         bar = progress(steps)

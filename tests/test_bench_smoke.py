@@ -15,7 +15,7 @@ def bench():
     """Import a bench script by file name, with bench/ on sys.path as when it runs as a script."""
     sys.path.insert(0, str(BENCH))
     modules = {}
-    for name in ("load", "wan", "magi1"):
+    for name in ("load", "wan", "plan", "magi1"):
         spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
         modules[name] = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(modules[name])
@@ -40,9 +40,13 @@ def test_measure_span_sees_an_allocation():
 
 
 def test_load_bench_tiny(bench, tmp_path):
-    result = bench["load"].main(["--tiny", "--workdir", str(tmp_path)])
+    result = bench["load"].main(["--tiny", "--fp8", "--dtype", "bfloat16", "--workdir", str(tmp_path)])
     runs = result["runs"]
-    assert set(runs) == {(m, c) for m in ("ours", "naive") for c in ("cold", "warm")}
+    assert set(runs) == {(m, c) for m in ("ours", "naive") for c in ("cold", "warm")} | {
+        ("fp8-stream", "cold"), ("fp8-after-load", "cold")}
+    assert all(0.0 <= run["residency"] <= 1.0 for run in runs.values())
+    assert runs["fp8-stream", "cold"]["checksum"] == runs["fp8-after-load", "cold"]["checksum"]
+    assert "page cache %" in result["report"] and "fp8-stream peak/file weights" in result["report"]
     weights = runs["ours", "cold"]["weights"]
     assert weights == runs["naive", "warm"]["weights"]
     assert abs(weights - 0.02e9) < 0.005e9
@@ -69,6 +73,15 @@ def test_wan_bench_tiny(bench, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_plan_bench_tiny(bench, tmp_path):
+    result = bench["plan"].main(["--tiny", "--sizes", "64x64x5", "--workdir", str(tmp_path)])
+    phases = result["results"]["64x64x5"]
+    assert set(phases["measured"]) == set(phases["predicted"]) == {"text encoding", "sampling", "decoding"}
+    assert all(value > 0 for value in phases["measured"].values())
+    assert "Goal: |predicted / measured - 1| <= 15 %" in result["report"]
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_ltx2_dit_bench_tiny(tmp_path):
     sys.path.insert(0, str(BENCH))
     try:
@@ -82,6 +95,8 @@ def test_ltx2_dit_bench_tiny(tmp_path):
     assert runs["ours"]["shapes"] == runs["diffusers"]["shapes"] == [[1, 12, 8], [1, 5, 8]]
     assert max(result["errors"]) < 1e-4 and "ours/diffusers" in result["report"]
     assert list(tmp_path.iterdir()) == []
+
+
 def test_magi1_bench_tiny(bench, tmp_path, monkeypatch):
     monkeypatch.delenv("MAGI1_SRC", raising=False)  # ours only: the official code is not part of the test suite
     result = bench["magi1"].main(["--tiny", "--repeat", "1", "--workdir", str(tmp_path)])

@@ -22,6 +22,12 @@ def _generate(args: argparse.Namespace) -> int:
     return run_generate(args)
 
 
+def _plan(args: argparse.Namespace) -> int:
+    from videosdgx.plan_cli import run_plan
+
+    return run_plan(args)
+
+
 def _run(args: argparse.Namespace) -> int:
     from videosdgx.client.cli import run_from_args
 
@@ -47,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     install = commands.add_parser("install", help="download model bundles (the same as `python install.py`)",
                                   add_help=False)
     install.add_argument("options", nargs="*", help="install.py's options (--list, --models ...)")
+
+    from videosdgx.plan_cli import add_plan_arguments
+
+    plan = commands.add_parser("plan", help="predict the memory of a run, per phase, before anything loads")
+    add_plan_arguments(plan)
+    plan.set_defaults(func=_plan)
 
     inspect = commands.add_parser("inspect", help="tell what model files are, or why they are unusable")
     inspect.add_argument("files", nargs="+", help="model files, folders or .safetensors.index.json shard indexes")

@@ -10,6 +10,8 @@ CLI's `--help`) loads no model code. A family is added by writing its package an
   `generate(request: VideoRequest, progress) -> VideoResult`;
 - `demo`: `write(bundle, models_dir, seed=0)` writes tiny random files for every entry of a manifest bundle, in
   the exact published layouts, where the real lookup finds them;
+- `memory`: `phases(variant, files, weights, size, load, low_memory) -> [videosdgx.plan.Phase]`, the family's
+  activation formula per phase (`videosdgx plan`, and the check at the start of a run);
 - `workflows`: the shipped workflow names (`workflows/NAME.json` and its API twin `workflows/api/NAME.json`).
 
 Manifest entries and bundles use the family ids of this table; bundles name their variant.
@@ -32,6 +34,7 @@ class Family:
     variants: str | None = None
     pipeline: str | None = None
     demo: str | None = None
+    memory: str | None = None
     workflows: tuple[str, ...] = ()
     status: str = "available"  # or "not_released": listed so every tool speaks of it, nothing to run
 
@@ -54,6 +57,7 @@ FAMILIES: tuple[Family, ...] = (
         variants="videosdgx.wan.variants:WAN_VARIANTS",
         pipeline="videosdgx.wan.pipeline:load_wan_pipeline",
         demo="videosdgx.testing.wan:write_wan_bundle",
+        memory="videosdgx.wan.memory:wan_memory_phases",
         workflows=("wan2.1-t2v-1.3b", "wan2.1-t2v-14b", "wan2.1-i2v-14b-480p", "wan2.2-t2v-a14b", "wan2.2-i2v-a14b",
                    "wan2.2-ti2v-5b-t2v", "wan2.2-ti2v-5b-i2v"),
     ),

@@ -126,6 +126,7 @@ def generate_in_process(job: GenerateJob, args: argparse.Namespace) -> Path:
         progress = ProgressLine()
         load = LoadRequest(job.dtype or default_dtype(job.device), job.device, job.weight_format,
                            progress=lambda done, total: progress("loading", done, total))
+        check_memory_plan(job, files, load, None if args.demo else _folders(args))
         pipeline = pipeline_hook(job.variant, files, load, job.low_memory)
         result = pipeline.generate(job.request, progress)
     for note in result.notes:
@@ -136,6 +137,27 @@ def generate_in_process(job: GenerateJob, args: argparse.Namespace) -> Path:
           f"{', with audio' if result.audio is not None else ''})"
           f"{' - demo: random weights, the picture is noise' if args.demo else ''}")
     return out
+
+
+def check_memory_plan(job: GenerateJob, files, load, folders) -> None:
+    """Stop before loading when the run's predicted peak memory does not fit (families with a memory formula)."""
+    from videosdgx.bundle_files import MissingFilesError, find_bundle_files
+    from videosdgx.plan import Size, check_plan, plan_run
+
+    if family(job.bundle.family).memory is None:
+        return
+    request, variant = job.request, job.variant
+    size = Size(request.width or variant.width, request.height or variant.height, request.frames or variant.frames)
+    plan = plan_run(job.bundle.name, size, load, job.low_memory, files)
+    log.info("%s", plan.describe())
+
+    def files_of(bundle: str):
+        try:
+            return find_bundle_files(bundle, folders) if folders is not None else None
+        except MissingFilesError:
+            return None
+
+    check_plan(plan, files_of)
 
 
 def save_result(result, out: Path) -> Path:

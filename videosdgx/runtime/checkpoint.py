@@ -1,7 +1,9 @@
 """Opening model files: safetensors (single or sharded) and restricted torch pickles, validated before use.
 
 A `Checkpoint` exposes tensor names, dtypes and shapes without reading any weight, and reads one tensor at a time
-from a memory map. Every problem with a file (missing, truncated, corrupt header, a pickle that needs code
+from a memory map. Once a tensor is copied out, `release` drops its pages from this process and from the OS page
+cache, so that a loaded file is not held twice (on unified-memory machines the page cache and the GPU weights share
+one pool). Every problem with a file (missing, truncated, corrupt header, a pickle that needs code
 execution) becomes a `CheckpointError` that names the file and says how to fix it.
 """
 
@@ -41,6 +43,9 @@ SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
     "BOOL": torch.bool,
 }
 MAX_HEADER_BYTES = 100 * 1024 * 1024
+# Page-cache folios can be large (2 MiB and more) and are dropped only whole; a folio that straddles two tensors
+# goes when the second is released, because in-order releases reach back to this alignment (into bytes already read).
+RELEASE_ALIGN = 64 * 1024 * 1024
 REDOWNLOAD_HINT = ("Delete it and download it again: `python install.py --verify` names the bundle it belongs to, "
                    "`python install.py --models BUNDLE` fetches it.")
 
@@ -261,7 +266,8 @@ class Checkpoint:
                     f"{f' (and {len(twice) - 1} more)' if len(twice) > 1 else ''}: these files are not shards of "
                     "one model. Give the shards of one model only (or its .safetensors.index.json).")
             self._infos.update(infos)
-        self._maps: dict[Path, mmap.mmap] = {}
+        self._maps: dict[Path, tuple[mmap.mmap, int]] = {}
+        self._released_to: dict[Path, int] = {}
 
     @classmethod
     def from_tensors(cls, tensors: dict[str, torch.Tensor], source: Path) -> "Checkpoint":
@@ -311,15 +317,29 @@ class Checkpoint:
         return flat.view(info.dtype).view(info.shape)
 
     def release(self, key: str) -> None:
-        """Drop the pages of `key` from this process's resident memory (they stay in the OS page cache)."""
+        """Drop the pages of `key` from this process (madvise) and then from the OS page cache (posix_fadvise).
+
+        Tensors released in file order also drop what is left behind them (read-ahead, pages mapped around a
+        fault, page-cache folios shared with the previous tensor). Both calls are advisory and need no privileges;
+        the page cache keeps pages that another process maps.
+        """
         info = self._infos[key]
-        if info.offset < 0 or not hasattr(mmap, "MADV_DONTNEED"):
+        if info.offset < 0 or info.file not in self._maps:
             return
+        mm, fd = self._maps[info.file]
         page = mmap.PAGESIZE
         start = info.offset // page * page
-        end = min(-(-(info.offset + info.nbytes) // page) * page, self._map(info.file).size())
-        if end > start:
-            self._map(info.file).madvise(mmap.MADV_DONTNEED, start, end - start)
+        released = self._released_to.get(info.file, 0)
+        if released <= info.offset:  # read in file order: also drop what is left behind the previous release
+            start = released // RELEASE_ALIGN * RELEASE_ALIGN
+        end = min(-(-(info.offset + info.nbytes) // page) * page, mm.size())
+        self._released_to[info.file] = max(released, info.offset + info.nbytes)
+        if end <= start:
+            return
+        if hasattr(mmap, "MADV_DONTNEED"):
+            mm.madvise(mmap.MADV_DONTNEED, start, end - start)
+        if hasattr(os, "posix_fadvise"):
+            os.posix_fadvise(fd, start, end - start, os.POSIX_FADV_DONTNEED)
 
     def items(self) -> Iterator[tuple[str, torch.Tensor]]:
         for key in self._infos:
@@ -327,12 +347,24 @@ class Checkpoint:
 
     def _map(self, file: Path) -> mmap.mmap:
         if file not in self._maps:
-            with file.open("rb") as f:
-                self._maps[file] = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
-        return self._maps[file]
+            fd = os.open(file, os.O_RDONLY)
+            self._maps[file] = (mmap.mmap(fd, 0, access=mmap.ACCESS_COPY), fd)
+        return self._maps[file][0]
 
     def close(self) -> None:
+        """Forget the maps and drop what is left of the files in the page cache.
+
+        What is left: the headers, read-ahead, pages the kernel mapped around a fault after their tensor was
+        released, and large page-cache folios that straddle two tensors (a folio is dropped only whole).
+        """
+        for mm, fd in self._maps.values():
+            if hasattr(mmap, "MADV_DONTNEED") and mm.size():
+                mm.madvise(mmap.MADV_DONTNEED)
+            if hasattr(os, "posix_fadvise"):
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            os.close(fd)
         self._maps.clear()
+        self._released_to.clear()
         self._pickled.clear()
 
     def __enter__(self) -> "Checkpoint":

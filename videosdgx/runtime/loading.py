@@ -1,7 +1,9 @@
 """Streamed loading: fill a module built on the meta device straight from a checkpoint, one tensor at a time.
 
 Peak memory stays close to the size of the final weights: each tensor is copied from the memory-mapped file into
-its final dtype and device, then its file pages are released before the next tensor is read.
+its final dtype and device, then its file pages are released (from the process and the page cache) before the next
+tensor is read. Layers built to convert on load (fp8 `QuantizedLinear` shells) quantise each weight as it arrives,
+so a bf16 file loaded as fp8 never holds the bf16 model.
 """
 
 from __future__ import annotations
@@ -43,12 +45,31 @@ def _keeps_declared_dtype(module: nn.Module, name: str) -> bool:
     return leaf in getattr(owner, "declared_dtype_tensors", ())
 
 
-def _set_tensor(module: nn.Module, name: str, value: torch.Tensor) -> None:
+def _converted_on_load(module: nn.Module, name: str) -> bool:
+    """True for tensors a converting layer derives while loading (e.g. the scale of an fp8 weight)."""
+    owner, leaf = _owner(module, name)
+    return leaf in getattr(owner, "converts_on_load", ())
+
+
+def _converting_owner(module: nn.Module, name: str) -> nn.Module | None:
+    """The layer that quantises `name` (its float weight) on arrival, if any."""
+    owner, leaf = _owner(module, name)
+    return owner if leaf == "weight" and getattr(owner, "converts_on_load", ()) else None
+
+
+def set_tensor(module: nn.Module, name: str, value: torch.Tensor) -> None:
+    """Put `value` in place of the parameter or buffer `name` of `module` (a frozen Parameter for parameters)."""
     owner, leaf = _owner(module, name)
     if leaf in owner._parameters:
         owner._parameters[leaf] = nn.Parameter(value, requires_grad=False)
     else:
         owner._buffers[leaf] = value
+
+
+def _file_position(checkpoint: Checkpoint, key: str) -> tuple[str, int]:
+    """Read tensors in file order: sequential reads, and each release frees a contiguous stretch."""
+    info = checkpoint.info(key)
+    return str(info.file), info.offset
 
 
 def map_checkpoint_keys(checkpoint: Checkpoint, key_map: KeyMap | None) -> dict[str, str]:
@@ -91,7 +112,8 @@ def load_module(
     names the file and the first offending keys.
     """
     device = torch.device(device)
-    expected = module.state_dict(keep_vars=True)
+    expected = {name: tensor for name, tensor in module.state_dict(keep_vars=True).items()
+                if not _converted_on_load(module, name)}
     provided = map_checkpoint_keys(checkpoint, key_map)
     missing = [name for name in expected if name not in provided]
     if missing:
@@ -108,8 +130,8 @@ def load_module(
         log.warning(message)
     total = sum(checkpoint.info(provided[name]).nbytes for name in expected)
     done = 0
-    for name, target in expected.items():
-        key = provided[name]
+    for name in sorted(expected, key=lambda n: _file_position(checkpoint, provided[n])):
+        target, key = expected[name], provided[name]
         info = checkpoint.info(key)
         if tuple(target.shape) != info.shape:
             raise CheckpointError(
@@ -117,11 +139,15 @@ def load_module(
                 f"{list(target.shape)}. The file is another variant or size of this model; run "
                 "`videosdgx inspect FILE`."
             )
-        target_dtype = _target_dtype(target, info.dtype, dtype, _keeps_declared_dtype(module, name))
-        value = torch.empty(info.shape, dtype=target_dtype, device=device)
-        value.copy_(checkpoint.get(key))
+        converting = _converting_owner(module, name)
+        if converting is not None:
+            converting.set_float_weight(checkpoint.get(key).to(device, dtype or info.dtype))
+        else:
+            target_dtype = _target_dtype(target, info.dtype, dtype, _keeps_declared_dtype(module, name))
+            value = torch.empty(info.shape, dtype=target_dtype, device=device)
+            value.copy_(checkpoint.get(key))
+            set_tensor(module, name, value)
         checkpoint.release(key)
-        _set_tensor(module, name, value)
         done += info.nbytes
         if progress is not None:
             progress(done, total)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -83,6 +84,22 @@ def gpu_processes() -> list[GpuProcess]:
     except (OSError, subprocess.SubprocessError):
         return []
     return parse_nvidia_smi_apps(out)
+
+
+def host_processes(proc: str = "/proc", skip_pid: int | None = None) -> list[GpuProcess]:
+    """Other processes by resident memory, largest first (on unified memory they hold the GPU's pool too)."""
+    skip_pid = os.getpid() if skip_pid is None else skip_pid
+    processes = []
+    for status in Path(proc).glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
+            pid = int(status.parent.name)
+            rss = int(fields.get("VmRSS", "0 kB").split()[0]) * 1024
+        except (OSError, ValueError):
+            continue
+        if pid != skip_pid and rss:
+            processes.append(GpuProcess(pid, fields.get("Name", "?").strip(), rss))
+    return sorted(processes, key=lambda p: -p.used_bytes)
 
 
 def parse_nvidia_smi_apps(text: str) -> list[GpuProcess]:

@@ -85,6 +85,7 @@ class QuantizedLinear(nn.Module):
     """
 
     fp8_matmul = False
+    converts_on_load: tuple[str, ...] = ()  # tensors `set_float_weight` derives while loading (not in the file)
 
     def __init__(
         self,
@@ -130,7 +131,9 @@ class QuantizedLinear(nn.Module):
         tensors = {"weight": (shape, dtype), "weight_scale": ((), torch.float32)}
         layer = cls(linear.in_features, linear.out_features, tensors, bias=False, device=linear.weight.device)
         layer.bias = linear.bias
-        if not linear.weight.is_meta:
+        if linear.weight.is_meta:
+            layer.converts_on_load = ("weight_scale",)
+        else:
             layer.set_float_weight(linear.weight.detach())
         return layer
 
