@@ -26,7 +26,7 @@ FAMILY_NAMES = {
     "text": "text encoder",
 }
 NON_WEIGHT_KEYS = {"spiece_model", "scaled_fp8"}  # an embedded tokenizer and ComfyUI's fp8 marker
-DETECTOR_MODULES = ("videosdgx.wan.detect", "videosdgx.text.detect", "videosdgx.ltx2.detect", "videosdgx.magi1.detect")
+DETECTOR_MODULES = ("videosdgx.runtime.lora_detect", "videosdgx.wan.detect", "videosdgx.text.detect", "videosdgx.ltx2.detect", "videosdgx.magi1.detect")
 
 
 @dataclass(frozen=True)
