@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from test_wan_transformer import IMAGE_DIM, TEXT_DIM, diffusers_twin, ours_from as _ours_from, tiny_config
 
 from videosdgx.testing.files import save_safetensors
-from videosdgx.testing.lora import FORMATS, write_wan_lora
+from videosdgx.testing.lora import FORMATS, wan_lora_state, write_wan_lora
 from videosdgx.wan.lora import apply_wan_lora
 
 def ours_from(reference, cfg):
@@ -150,3 +150,25 @@ def test_wan21_i2v_lora_on_a_model_without_image_branch(tmp_path, caplog):
     expected = ours_forward(twin, data)
     assert not torch.equal(expected, base)
     assert torch.equal(expected, ours_forward(model, data))
+
+
+def test_two_loras_stacked_equal_one_lora_of_their_merged_sum(tmp_path):
+    """LoRA a at 0.7 plus LoRA b at -0.4 == one LoRA with down = [0.7 s_a A_a; -0.4 s_b A_b], up = [B_a, B_b]."""
+    cfg = tiny_config(**CASES["t2v"])
+    stacked = ours_from(diffusers_twin(cfg), cfg)
+    merged = copy.deepcopy(stacked)
+    (a, _), (b, _) = (wan_lora_state(stacked, "official", rank=r, seed=s, alpha=al)
+                      for r, s, al in ((4, 1, 2.0), (3, 2, 6.0)))
+    combined = {}
+    for key in a:
+        if key.endswith(".lora_A.weight"):
+            scale_a = a[key.replace("lora_A.weight", "alpha")] / 4 if key.startswith("diffusion_model.blocks") else 1
+            scale_b = b[key.replace("lora_A.weight", "alpha")] / 3 if key.startswith("diffusion_model.blocks") else 1
+            combined[key] = torch.cat([0.7 * scale_a * a[key], -0.4 * scale_b * b[key]])
+            up = key.replace("lora_A", "lora_B")
+            combined[up] = torch.cat([a[up], b[up]], dim=1)
+    apply_wan_lora(stacked, save_safetensors(tmp_path / "a.safetensors", a), 0.7)
+    apply_wan_lora(stacked, save_safetensors(tmp_path / "b.safetensors", b), -0.4)
+    apply_wan_lora(merged, save_safetensors(tmp_path / "ab.safetensors", combined))
+    data = inputs(cfg)
+    assert_relative(ours_forward(merged, data), ours_forward(stacked, data))
