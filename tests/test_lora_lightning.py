@@ -1,13 +1,19 @@
-"""Wan2.2 Lightning: the published 4-step schedule through the sampler's custom sigma list, CFG 1, expert switch."""
+"""Wan2.2 Lightning: the published 4-step schedule through the sampler's custom sigma list, CFG 1, expert switch;
+LoRAs per A14B expert, applied for one run and removed exactly."""
+
+import copy
 
 import pytest
 import torch
+from test_lora_parity import inputs, ours_forward
 from test_wan_transformer import diffusers_twin, ours_from, tiny_config
 
-from videosdgx.runtime.errors import ConfigurationError
+from videosdgx.runtime.errors import ConfigurationError, WrongComponentError
 from videosdgx.sampling import seeded_noise
 from videosdgx.wan.conditioning import TextConditioning
+from videosdgx.testing.lora import write_wan_lora
 from videosdgx.wan.lightning import lightning_settings, lightning_sigmas
+from videosdgx.wan.lora import ExpertLora, apply_expert_loras, apply_wan_lora, expert_loras_applied, read_wan_lora
 from videosdgx.wan.sampler import SamplingSettings, sample_wan
 
 LATENT = (16, 2, 4, 6)
@@ -69,3 +75,33 @@ def test_custom_sigmas_refuse_denoise():
     text = TextConditioning(torch.randn(5, cfg.text_dim), torch.randn(3, cfg.text_dim))
     with pytest.raises(ConfigurationError, match="denoise < 1 cannot be combined with a custom sigma list"):
         sample_wan([ours_from(diffusers_twin(cfg), cfg)], text, LATENT, settings)
+
+
+def test_lightning_pair_goes_to_its_experts_for_one_run(tmp_path):
+    cfg = tiny_config("t2v", 2, 32)
+    high, low = (ours_from(diffusers_twin(cfg), cfg) for _ in range(2))
+    data = inputs(cfg)
+    before = [ours_forward(m, data) for m in (high, low)]
+    pair = [ExpertLora(read_wan_lora(write_wan_lora(tmp_path / f"{name}.safetensors", high, "lightx2v", seed=i)),
+                       1.0, name) for i, name in enumerate(("high", "low"))]
+    alone = copy.deepcopy(high)
+    apply_wan_lora(alone, pair[0].lora)
+    with expert_loras_applied([high, low], pair):
+        assert torch.equal(ours_forward(high, data), ours_forward(alone, data))
+        assert not torch.equal(ours_forward(low, data), before[1])
+    assert all(torch.equal(ours_forward(m, data), b) for m, b in zip((high, low), before))
+
+
+def test_low_noise_lora_needs_two_experts_and_failures_undo(tmp_path):
+    cfg = tiny_config("t2v", 2, 32)
+    model = ours_from(diffusers_twin(cfg), cfg)
+    lora = read_wan_lora(write_wan_lora(tmp_path / "l.safetensors", model, "official"))
+    with pytest.raises(ConfigurationError, match="a low-noise LoRA is for Wan2.2 A14B"):
+        apply_expert_loras([model], [ExpertLora(lora, 1.0, "low")])
+    data = inputs(cfg)
+    before = ours_forward(model, data)
+    narrow = ours_from(diffusers_twin(tiny_config("t2v", 2, 16)), tiny_config("t2v", 2, 16))
+    wrong = read_wan_lora(write_wan_lora(tmp_path / "w.safetensors", narrow, "official"))
+    with pytest.raises(WrongComponentError):
+        apply_expert_loras([model], [ExpertLora(lora), ExpertLora(wrong)])
+    assert torch.equal(ours_forward(model, data), before)

@@ -304,5 +304,6 @@ def _check_shapes(source: str, target: str, module: nn.Module, layer: LoraLayer)
 
 
 def remove_all(applied: Iterable[AppliedLora]) -> None:
+    """Remove each applied LoRA (exactly; order does not matter)."""
     for lora in applied:
         lora.remove()

@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cache
 
 import torch
 
-from videosdgx.runtime.lora import AppliedLora, apply_lora, load_lora_file
+from videosdgx.runtime.errors import ConfigurationError
+from videosdgx.runtime.lora import AppliedLora, apply_lora, load_lora_file, remove_all
 from videosdgx.runtime.lora_detect import LoraMatch, LoraTargets
+from videosdgx.runtime.lora_formats import LoraFile
 from videosdgx.wan.keys import to_official_key
 from videosdgx.wan.transformer import WanConfig, WanModel
 
@@ -112,7 +117,60 @@ def _touched(official: dict[str, dict[str, tuple[int, ...]]]) -> tuple[str, ...]
     return tuple(notes)
 
 
-def apply_wan_lora(model: WanModel, path: str | os.PathLike, strength: float = 1.0) -> AppliedLora:
-    """Apply a Wan LoRA file to one Wan DiT (one A14B expert); refuses a LoRA for another model."""
-    lora = load_lora_file(path, "wan", LORA_LOADER)
+def read_wan_lora(path: str | os.PathLike) -> LoraFile:
+    """Read a LoRA file after checking that it is a Wan LoRA."""
+    return load_lora_file(path, "wan", LORA_LOADER)
+
+
+def apply_wan_lora(model: WanModel, lora: LoraFile | str | os.PathLike, strength: float = 1.0) -> AppliedLora:
+    """Apply a Wan LoRA (a file, or one read by `read_wan_lora`) to one Wan DiT (one A14B expert)."""
+    lora = lora if isinstance(lora, LoraFile) else read_wan_lora(lora)
     return apply_lora(model, lora, strength, lora_key_map, skippable=is_image_branch)
+
+
+EXPERTS = ("all", "high", "low")
+
+
+@dataclass(frozen=True)
+class ExpertLora:
+    """A LoRA for a Wan model: `experts` "all", or "high" / "low" for one Wan2.2 A14B expert ("high" on a
+    one-expert model is that model)."""
+
+    lora: LoraFile
+    strength: float = 1.0
+    experts: str = "all"
+
+
+def expert_targets(experts: Sequence[WanModel], which: str) -> list[WanModel]:
+    """The experts a LoRA for `which` goes to; ConfigurationError for "low" on a one-expert model."""
+    if which not in EXPERTS:
+        raise ConfigurationError(f"A LoRA goes to {', '.join(EXPERTS)} expert(s), not {which!r}.")
+    if which == "low" and len(experts) == 1:
+        raise ConfigurationError(
+            "This Wan model has a single diffusion model: a low-noise LoRA is for Wan2.2 A14B (two experts). "
+            "Apply it to the model instead (--lora, or 'all' on the LoRA loader)."
+        )
+    return list(experts) if which == "all" else [experts[0] if which == "high" else experts[-1]]
+
+
+def apply_expert_loras(experts: Sequence[WanModel], loras: Sequence[ExpertLora]) -> list[AppliedLora]:
+    """Apply each LoRA to its expert(s); on an error, the LoRAs applied so far are removed again."""
+    applied: list[AppliedLora] = []
+    try:
+        for item in loras:
+            for model in expert_targets(experts, item.experts):
+                applied.append(apply_wan_lora(model, item.lora, item.strength))
+    except BaseException:
+        remove_all(reversed(applied))
+        raise
+    return applied
+
+
+@contextmanager
+def expert_loras_applied(experts: Sequence[WanModel], loras: Sequence[ExpertLora]) -> Iterator[None]:
+    """The LoRAs applied for the duration of the block (one sampling run), removed exactly afterwards."""
+    applied = apply_expert_loras(experts, loras)
+    try:
+        yield
+    finally:
+        remove_all(reversed(applied))
