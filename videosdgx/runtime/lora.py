@@ -37,8 +37,9 @@ KeyMap = Callable[[str, str], "str | None"]
 PATCH_ATTR = "lora_patch"
 
 
-def load_lora_file(path: str | os.PathLike, family: str, loader: str) -> LoraFile:
-    """Read a LoRA file after identifying it; WrongComponentError for a model file or a LoRA for another family."""
+def load_lora_file(path: str | os.PathLike, family: str, loader: str, dtype: torch.dtype | None = None) -> LoraFile:
+    """Read a LoRA file (in `dtype`, default the stored one) after identifying it; WrongComponentError for a model
+    file or a LoRA for another family."""
     with open_checkpoint(path) as checkpoint:
         identity = identify(checkpoint)
         family_name = FAMILY_NAMES.get(family, family)
@@ -54,7 +55,7 @@ def load_lora_file(path: str | os.PathLike, family: str, loader: str) -> LoraFil
                 f", not for {family_name}: it cannot be applied to a {family_name} model. Load it with "
                 f"{identity.loader}, or choose a {family_name} LoRA."
             )
-        return read_lora(checkpoint)
+        return read_lora(checkpoint, dtype)
 
 
 def identity_key_map(name: str, layout: str) -> str | None:
@@ -250,7 +251,10 @@ def _dense_weight_delta(layer: LoraLayer, weight: torch.Tensor) -> torch.Tensor:
 
 
 def _add_linear_term(layer: nn.Module, lora_layer: LoraLayer, owner: int, strength: float) -> None:
+    """A runtime term in the layer's compute dtype (the LoRA's own for a bias-less quantised layer)."""
     dtype, device = compute_dtype(layer), layer.weight.device
+    if dtype.itemsize == 1:
+        dtype = (lora_layer.down if lora_layer.down is not None else lora_layer.diffs["weight"]).dtype
     patch = getattr(layer, PATCH_ATTR, None)
     if patch is None:
         patch = LinearPatch(layer)

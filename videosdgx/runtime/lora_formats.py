@@ -144,8 +144,9 @@ def _peft_alpha(metadata: dict[str, str]) -> float | None:
     return None if alpha is None else float(alpha)
 
 
-def read_lora(checkpoint: Checkpoint) -> LoraFile:
-    """Every LoRA tensor of `checkpoint`, grouped by target; CheckpointError for damaged or foreign files."""
+def read_lora(checkpoint: Checkpoint, dtype: torch.dtype | None = None) -> LoraFile:
+    """Every LoRA tensor of `checkpoint` (in `dtype`, default the stored one), grouped by target; CheckpointError
+    for damaged or foreign files."""
     keys = checkpoint.keys()
     for key in keys:
         for suffix, kind in UNSUPPORTED.items():
@@ -164,7 +165,8 @@ def read_lora(checkpoint: Checkpoint) -> LoraFile:
     layers: dict[str, LoraLayer] = {}
     for key, p in parsed.items():
         layer = layers.setdefault(p.target, LoraLayer())
-        tensor = checkpoint.get(key).clone()
+        stored = checkpoint.get(key)
+        tensor = stored.clone() if dtype is None or stored.dtype == dtype else stored.to(dtype)
         if p.kind == "alpha":
             layer.alpha = float(tensor.float().reshape(-1)[0])
         elif p.kind == "diff":

@@ -117,9 +117,10 @@ def _touched(official: dict[str, dict[str, tuple[int, ...]]]) -> tuple[str, ...]
     return tuple(notes)
 
 
-def read_wan_lora(path: str | os.PathLike) -> LoraFile:
-    """Read a LoRA file after checking that it is a Wan LoRA."""
-    return load_lora_file(path, "wan", LORA_LOADER)
+def read_wan_lora(path: str | os.PathLike, dtype: torch.dtype | None = None) -> LoraFile:
+    """Read a LoRA file (in `dtype`: the model's compute dtype keeps one copy in memory) after checking that it is
+    a Wan LoRA."""
+    return load_lora_file(path, "wan", LORA_LOADER, dtype)
 
 
 def apply_wan_lora(model: WanModel, lora: LoraFile | str | os.PathLike, strength: float = 1.0) -> AppliedLora:
