@@ -73,8 +73,8 @@ def test_lowp_weights_follow_the_merged_fp32_reference(tmp_path, model, weight_f
 
 def test_lora_for_ltx2_is_refused_naming_both(tmp_path, model):
     path = save_safetensors(tmp_path / "ltx2_lora.safetensors", ltx2_lora_state())
-    with pytest.raises(WrongComponentError, match=r"ltx2_lora.safetensors is a LTX-2 \(2 blocks\) LoRA \(rank 4\) "
-                                                  r"for LTX-2, not for Wan.*choose a Wan LoRA"):
+    with pytest.raises(WrongComponentError, match=r"ltx2_lora.safetensors is a LTX-2 \(2 blocks\) LoRA \(rank 4\), "
+                                                  r"not a Wan LoRA.*LTX-2 LoRA loader.*choose a Wan LoRA"):
         apply_wan_lora(model, path)
 
 
@@ -129,5 +129,7 @@ def test_unsupported_and_unknown_files(tmp_path, model):
     unknown = save_safetensors(tmp_path / "other.safetensors",
                                {"diffusion_model.down_blocks.0.conv.lora_A.weight": torch.zeros(2, 8),
                                 "diffusion_model.down_blocks.0.conv.lora_B.weight": torch.zeros(8, 2)})
-    with pytest.raises(WrongComponentError, match="other.safetensors is a LoRA for an unknown model"):
+    with pytest.raises(WrongComponentError, match=r"other.safetensors is a LoRA for an unknown model \(rank 2\), "
+                                                  r"not a Wan LoRA: it cannot be applied to a Wan model. Choose a "
+                                                  r"Wan LoRA."):
         apply_wan_lora(model, unknown)

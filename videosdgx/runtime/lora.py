@@ -50,10 +50,11 @@ def load_lora_file(path: str | os.PathLike, family: str, loader: str, dtype: tor
                 "LoRA files from the loras folder."
             )
         if identity.family != family:
+            where = ("" if identity.family not in FAMILY_NAMES else f"Load it with {identity.loader}, or choose "
+                     f"a {family_name} LoRA.")
             raise WrongComponentError(
-                f"{checkpoint.name} is a {identity.variant} for {FAMILY_NAMES.get(identity.family, 'another model')}"
-                f", not for {family_name}: it cannot be applied to a {family_name} model. Load it with "
-                f"{identity.loader}, or choose a {family_name} LoRA."
+                f"{checkpoint.name} is a {identity.variant}, not a {family_name} LoRA: it cannot be applied to a "
+                f"{family_name} model. {where or f'Choose a {family_name} LoRA.'}"
             )
         return read_lora(checkpoint, dtype)
 
