@@ -171,7 +171,8 @@ def forward_lines(runs: dict[str, dict], errors: dict[str, float], setup: Setup,
         ours, ref = stats["lora-ours"], stats["lora-diffusers"]
         lines += [
             f"ours/diffusers with the LoRA: time {ratio(ours['seconds'], ref['seconds'])}, forward peak increase "
-            f"{ratio(ours['increase'], ref['increase'])}, RSS added {ratio(runs['lora-ours']['lora_bytes'], runs['lora-diffusers']['lora_bytes'])}",
+            f"{ratio(ours['increase'], ref['increase'])}, RSS added by the LoRA "
+            f"{ratio(runs['lora-ours']['lora_bytes'], runs['lora-diffusers']['lora_bytes'])}",
             f"output with the LoRA, max |ours - diffusers| / max |diffusers| = {errors['lora']:.2e}",
         ]
     else:
