@@ -67,18 +67,21 @@ def byte_progress(node_id: str | None = None) -> Callable[[int, int], None]:
     return lambda done, total: bar.update_absolute(done, total)
 
 
-def latent_previewer(latent_channels: int):
-    """ComfyUI's live previewer for Wan latents, or None (ComfyUI started without --preview-method, or too old).
+def latent_previewer(latent_format: str):
+    """ComfyUI's live previewer for a latent space named like core's `comfy.latent_formats` classes ("Wan21",
+    "Wan22", ...), or None (ComfyUI started without --preview-method, too old, or not knowing the format).
 
-    Our latents are normalised like ComfyUI's Wan latent formats, so its latent2rgb factors and TAE decoders apply.
+    Each family names its own format: our latents are normalised like core's, so its latent2rgb factors and TAE
+    decoders apply.
     """
     try:
         import comfy.latent_formats as formats
         import latent_preview
     except ImportError:
         return None
-    latent_format = formats.Wan22() if latent_channels == 48 else formats.Wan21()
-    return latent_preview.get_previewer(torch_device(), latent_format)
+    if not hasattr(formats, latent_format):
+        return None
+    return latent_preview.get_previewer(torch_device(), getattr(formats, latent_format)())
 
 
 def check_interrupt() -> None:

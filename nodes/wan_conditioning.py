@@ -19,7 +19,7 @@ class WanTextEncode(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="VideosDGXWanTextEncode",
-            display_name="Wan Text Encode",
+            display_name="Wan Text Encode (VideosDGX)",
             category=CATEGORY,
             description="Encodes the prompt and the negative prompt with UMT5.",
             inputs=[
@@ -41,7 +41,7 @@ class WanImageToVideo(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="VideosDGXWanImageToVideo",
-            display_name="Wan Image to Video",
+            display_name="Wan Image to Video (VideosDGX)",
             category=CATEGORY,
             description="Adds a start image (and an end image for FLF2V) to the conditioning and makes the empty "
                         "latent. Wan2.1 I2V / FLF2V also take CLIP vision; with the Wan 2.2 VAE this is TI2V-5B.",

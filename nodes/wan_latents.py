@@ -42,7 +42,7 @@ class WanEmptyLatent(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="VideosDGXWanEmptyLatent",
-            display_name="Wan Empty Latent Video",
+            display_name="Wan Empty Latent Video (VideosDGX)",
             category=CATEGORY,
             description="An empty video latent for text-to-video, shaped for the connected VAE.",
             inputs=[
@@ -66,7 +66,7 @@ class WanVAEEncode(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="VideosDGXWanVAEEncode",
-            display_name="Wan VAE Encode",
+            display_name="Wan VAE Encode (VideosDGX)",
             category=CATEGORY,
             description="Encodes frames (IMAGE, 4n+1 of them) into a Wan video latent.",
             inputs=[io.Image.Input("images"), WanVAEType.Input("vae")],
@@ -86,7 +86,7 @@ class WanVAEDecode(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="VideosDGXWanVAEDecode",
-            display_name="Wan VAE Decode",
+            display_name="Wan VAE Decode (VideosDGX)",
             category=CATEGORY,
             description="Decodes a Wan video latent into frames (IMAGE; several videos one after the other).",
             inputs=[io.Latent.Input("latent"), WanVAEType.Input("vae")],

@@ -8,6 +8,7 @@ from videosdgx.sampling import SOLVERS
 from videosdgx.wan.sampler import SamplingSettings, sample_wan
 
 from ._comfy import check_interrupt, io, latent_previewer, progress
+from ._loaders import check_choice
 from .wan_types import CATEGORY, WanConditioning, WanConditioningType, WanExperts, WanModelType
 
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
@@ -18,7 +19,7 @@ class WanSampler(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="VideosDGXWanSampler",
-            display_name="Wan Sampler",
+            display_name="Wan Sampler (VideosDGX)",
             category=CATEGORY,
             description="Denoises a Wan video latent (UniPC or Euler flow matching with classifier-free guidance).",
             inputs=[
@@ -41,13 +42,17 @@ class WanSampler(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, sampler: str = "unipc") -> bool | str:
+        return check_choice("sampler", sampler, SOLVERS)
+
+    @classmethod
     def execute(cls, model: WanExperts, conditioning: WanConditioning, latent: dict, seed: int, steps: int,
                 cfg: float, cfg_low_noise: float, shift: float, sampler: str, denoise: float) -> io.NodeOutput:
         samples = latent["samples"]
         settings = SamplingSettings(steps=steps, shift=shift, guidance=cfg, seed=seed, solver=sampler,
                                     guidance_low=cfg_low_noise, boundary=model.boundary, denoise=denoise)
         bar = progress(steps)
-        previewer = latent_previewer(samples.shape[1])
+        previewer = latent_previewer(model.latent_format)
 
         def on_step(step: int, total: int, x: torch.Tensor) -> None:
             check_interrupt()

@@ -26,6 +26,11 @@ class WanExperts:
     boundary: float | None
     names: tuple[str, ...]
 
+    @property
+    def latent_format(self) -> str:
+        """ComfyUI's name of the latent space: TI2V-5B works in the Wan 2.2 VAE's, every other Wan in 2.1's."""
+        return "Wan22" if self.models[0].cfg.model_type == "ti2v" else "Wan21"
+
 
 @dataclass(frozen=True)
 class WanConditioning:

@@ -59,7 +59,7 @@ def test_entrypoint_lists_every_node_once_with_the_prefix(comfy_pack):
     assert all(node_id.startswith("VideosDGX") for node_id in ids)
     assert not set(ids) & set(CORE_NODES)
     info = comfy_pack.nodes["VideosDGXWanSampler"].GET_SCHEMA().get_v1_info(comfy_pack.nodes["VideosDGXWanSampler"])
-    assert info["python_module"] == f"custom_nodes.{REPO.name}" and info["display_name"] == "Wan Sampler"
+    assert info["python_module"] == f"custom_nodes.{REPO.name}" and info["display_name"] == "Wan Sampler (VideosDGX)"
 
 
 def test_entrypoint_registers_latent_upscale_models_only_when_missing(comfy_pack, tmp_path):
@@ -100,5 +100,6 @@ def test_pack_under_a_comfyui_module_name_finds_its_engine(tmp_path):
     assert name == str(pack_dir).replace(".", "_x_")
     assert engine == str(pack_dir / "videosdgx" / "__init__.py")
     assert modules == repr([f"{name}.nodes"])
-    assert counts == f"{len(WAN_NODE_IDS)} 7 True"
+    from videosdgx.wan.variants import WAN_VARIANTS
+    assert counts == f"{len(WAN_NODE_IDS)} {len(WAN_VARIANTS)} True"
     assert "needs ComfyUI" not in result.stderr

@@ -108,9 +108,12 @@ def test_wan_dit_variants_in_every_layout(preset, variant):
         "ComfyUI checkpoint (model.diffusion_model. prefix)": {"model.diffusion_model." + k: v for k, v in official.items()},
         "diffusers": {to_diffusers_key(k): v for k, v in official.items()},
     }
+    counts = set()
     for layout, sd in layouts.items():
         found = ident(sd)
         assert (found.family, found.component, found.variant, found.layout) == ("wan", "transformer", variant, layout)
+        counts.add(found.parameters)
+    assert len(counts) == 1  # `scale_shift_table` (diffusers) counts like `modulation` (official)
 
 
 def test_wan_dit_size_and_fp8_scaled_reported():
@@ -125,12 +128,12 @@ def test_wan_dit_size_and_fp8_scaled_reported():
     assert abs(found.parameters - 1.419e9) < 0.01e9
 
 
-def test_skyreels_a2v_and_vace_are_named():
+def test_audio_driven_wan_and_vace_are_named():
     from videosdgx.wan.transformer import WAN_PRESETS, WanModel
 
     sd = meta_state(lambda: WanModel(WAN_PRESETS["wan2.1-t2v-1.3b"]))
     a2v = dict(sd, **{"audio_proj.proj1.weight": torch.empty(512, 46080, device="meta")})
-    assert ident(a2v).family == "skyreels_v3" and "talking avatar" in ident(a2v).variant
+    assert "SkyReels V3 talking avatar or HuMo" in ident(a2v).variant and "not supported" in ident(a2v).loader
     vace = dict(sd, **{"vace_patch_embedding.weight": torch.empty(4, device="meta")})
     assert ident(vace).variant == "Wan VACE" and "not supported" in ident(vace).loader
 

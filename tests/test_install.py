@@ -44,7 +44,7 @@ HUB_FILES = {
 
 def entry(id, repo, path, folder, filename, content, exact=True, sha=False, **extra):
     return {
-        "id": id, "family": "tiny", "repo": repo, "path": path, "revision": "main",
+        "id": id, "family": "wan", "role": "dit", "repo": repo, "path": path, "revision": "main",
         "size": len(content) if exact else round(len(content), -3), "size_verified": exact,
         "folder": folder, "filename": filename, "license": "apache-2.0", "gated": False,
         **({"sha256": hashlib.sha256(content).hexdigest()} if sha else {}), **extra,
@@ -65,13 +65,13 @@ MANIFEST = {
          "gated": True, "alternatives": ["tiny-te"]},
     ],
     "bundles": [
-        {"name": "tiny", "family": "tiny", "description": "tiny T2V", "status": "available",
+        {"name": "tiny", "family": "wan", "description": "tiny T2V", "status": "available",
          "entries": ["tiny-dit", "tiny-te", "tiny-vae", "tiny-tok"]},
-        {"name": "tiny-gated", "family": "tiny", "description": "gated encoder", "status": "planned",
+        {"name": "tiny-gated", "family": "wan", "description": "gated encoder", "status": "planned",
          "entries": ["gated-enc", "tiny-vae"]},
-        {"name": "tiny-bad", "family": "tiny", "description": "wrong hash", "status": "available",
+        {"name": "tiny-bad", "family": "wan", "description": "wrong hash", "status": "available",
          "entries": ["tiny-bad"]},
-        {"name": "ghost", "family": "ghost", "description": "never released", "status": "not_released",
+        {"name": "ghost", "family": "waver", "description": "never released", "status": "not_released",
          "entries": [], "message": "Ghost weights were never published."},
     ],
 }  # fmt: skip

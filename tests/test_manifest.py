@@ -6,6 +6,7 @@ import copy
 
 import pytest
 
+from videosdgx.families import family, family_ids
 from videosdgx.manifest import MODEL_FOLDERS, load_manifest, parse_manifest, validate_manifest
 from videosdgx.runtime.errors import ConfigurationError
 
@@ -27,12 +28,23 @@ def test_real_manifest_is_valid_and_complete(manifest):
         assert manifest.bundle(name).status == "available"
         assert {e.folder for e in entries} >= {"diffusion_models", "text_encoders", "vae"}, name
         assert all(e.repo.startswith("Comfy-Org/") for e in entries), name
-    families = {b.family for b in manifest.bundles.values()}
-    assert families >= {"wan2.1", "wan2.2", "ltx2", "ltx2.3", "ltx2.5", "magi1", "skyreels_v3", "waver"}
+    families = {b.family for b in manifest.bundles.values()} | {e.family for e in manifest.entries.values()}
+    assert families == set(family_ids())
     for bundle in manifest.bundles.values():
         assert all(entry_id in manifest.entries for entry_id in bundle.entries)
-        if bundle.family not in ("wan2.1", "wan2.2", "waver"):
+        if not family(bundle.family).pipeline and bundle.status != "not_released":
             assert bundle.status == "planned", bundle.name
+
+
+def test_every_runnable_bundle_names_a_variant_and_has_its_roles(manifest):
+    for bundle in manifest.bundles.values():
+        if bundle.status != "available":
+            continue
+        variant = family(bundle.family).variant_table()[bundle.variant]
+        roles = {entry.role for entry in manifest.bundle_entries(bundle.name)}
+        dit = {"dit_high", "dit_low"} if getattr(variant, "experts", 1) == 2 else {"dit"}
+        assert roles >= dit | {"text_encoder", "vae"}, bundle.name
+        assert ("clip_vision" in roles) == getattr(variant, "clip_vision", False), bundle.name
 
 
 def test_real_manifest_sizes_and_hashes(manifest):
@@ -83,13 +95,13 @@ def test_lookups_and_install_hint(manifest):
 
 def _valid() -> dict:
     entry = {
-        "id": "a", "family": "f", "repo": "o/r", "path": "a.safetensors", "revision": "main", "size": 10,
+        "id": "a", "family": "wan", "role": "vae", "repo": "o/r", "path": "a.safetensors", "revision": "main", "size": 10,
         "size_verified": True, "folder": "vae", "filename": "a.safetensors", "license": "mit", "gated": False,
     }  # fmt: skip
     return {
         "version": 1,
         "entries": [entry, {**entry, "id": "b", "filename": "b.safetensors"}],
-        "bundles": [{"name": "x", "family": "f", "description": "d", "status": "available", "entries": ["a", "b"]}],
+        "bundles": [{"name": "x", "family": "wan", "description": "d", "status": "available", "entries": ["a", "b"]}],
     }
 
 
@@ -114,6 +126,10 @@ def _valid() -> dict:
         (lambda d: d["bundles"].append(dict(d["bundles"][0])), "duplicate bundle name 'x'"),
         (lambda d: d["bundles"][0].update(status="not_released"), "a not_released bundle has no entries"),
         (lambda d: d.update(version=2), "unsupported manifest version 2"),
+        (lambda d: d["entries"][0].update(family="wan2.1"), "family 'wan2.1' is not one of wan, ltx2"),
+        (lambda d: d["bundles"][0].update(family="tiny"), "bundle #1 (x): family 'tiny' is not one of"),
+        (lambda d: d["entries"][0].update(role="tokeniser"), "role 'tokeniser' is not one of dit"),
+        (lambda d: d["entries"][0].pop("role"), "entry #1 (a): missing field 'role'"),
     ],
 )
 def test_schema_problems_are_reported(mutate, problem):

@@ -60,7 +60,8 @@ def test_widget_ranges_and_seed_controls(comfy):
                 assert kind in CORE_TYPES | WAN_TYPES, (info["name"], name, kind)
         assert set(info["output"]) <= CORE_TYPES | WAN_TYPES
         assert info["category"] == "VideosDGX/Wan"
-        assert info["display_name"].startswith("Wan ") and "VideosDGX" not in info["display_name"]
+        # unmistakable in the node search: core has its own "Wan Image to Video", "Wan VAE Decode" ...
+        assert info["display_name"].startswith("Wan ") and info["display_name"].endswith(" (VideosDGX)")
     assert seeds == 1
 
 

@@ -17,9 +17,11 @@ from videosdgx.testing.files import save_safetensors
 from videosdgx.testing.layouts import ltx2_checkpoint
 from videosdgx.testing.wan import write_wan_models
 from videosdgx.wan.conditioning import VideoSize, image_to_video_pixels
-from videosdgx.wan.files import find_wan_files
 from videosdgx.wan.loaders import load_clip_vision, load_dit, load_text_encoder, load_vae
-from videosdgx.wan.pipeline import GenerateRequest, WanPipeline
+from videosdgx.bundle_files import find_bundle_files
+from videosdgx.install.comfyui import model_folders
+from videosdgx.job import VideoRequest
+from videosdgx.wan.pipeline import WanPipeline
 from videosdgx.wan.variants import WAN_VARIANTS, wan_variant
 
 # Asked for 100x70, 6 frames: every variant corrects this to 96x64 (multiples of 16, or 32 for TI2V-5B), 5 frames.
@@ -57,18 +59,18 @@ def image(seed: int, height: int = 40, width: int = 60) -> torch.Tensor:
     return torch.rand(1, height, width, 3, generator=torch.Generator().manual_seed(seed))
 
 
-def request_for(name: str, **changes) -> GenerateRequest:
+def request_for(name: str, **changes) -> VideoRequest:
     task = wan_variant(name).task
     fields = dict(prompt="a red fox running through snow", steps=2, seed=3, **ASKED,
                   image=image(1) if task in ("i2v", "flf2v", "ti2v") else None,
                   end_image=image(2) if task == "flf2v" else None)
-    return GenerateRequest(**{**fields, **changes})
+    return VideoRequest(**{**fields, **changes})
 
 
 @pytest.mark.parametrize("name", sorted(WAN_VARIANTS))
 def test_every_variant_generates_a_corrected_size_video(name, pipelines, caplog):
     variant = wan_variant(name)
-    with caplog.at_level(logging.WARNING, logger="videosdgx.wan.conditioning"):
+    with caplog.at_level(logging.WARNING, logger="videosdgx.job"):
         video = pipelines(name).generate(request_for(name))
     assert video.frames.shape == (*CORRECTED, 3) and video.frames.dtype == torch.float32
     assert video.frames.min() >= 0 and video.frames.max() <= 1 and video.frames.std() > 0.05
@@ -77,7 +79,7 @@ def test_every_variant_generates_a_corrected_size_video(name, pipelines, caplog)
     assert video.latents.shape == (1, channels, 2, 64 // spatial, 96 // spatial)
     assert torch.isfinite(video.latents).all()
     multiple = 32 if variant.vae == "2.2" else 16
-    corrections = [r.getMessage() for r in caplog.records if r.name == "videosdgx.wan.conditioning"]
+    corrections = [r.getMessage() for r in caplog.records if r.name == "videosdgx.job"]
     assert corrections == [f"size 100x70 is not a multiple of {multiple}; using 96x64",
                            "6 frames is not 4n+1; using 5 frames"]
 
@@ -200,7 +202,7 @@ def test_missing_model_file_names_it_and_the_install_command(tmp_path):
     files = write_wan_models("wan2.2-t2v-a14b", tmp_path)
     files.dit[1].unlink()
     with pytest.raises(CheckpointError) as caught:
-        find_wan_files(wan_variant("wan2.2-t2v-a14b"), tmp_path)
+        find_bundle_files("wan2.2-t2v-a14b", model_folders(models_dir=tmp_path))
     message = str(caught.value)
     assert f"diffusion_models/{files.dit[1].name}" in message and files.dit[0].name not in message
     assert "python install.py --models wan2.2-t2v-a14b" in message

@@ -10,7 +10,7 @@ from diffusers.models.transformers.transformer_wan import WanRotaryPosEmbed
 
 from videosdgx.layers.embeddings import timestep_embedding
 from videosdgx.layers.rope import apply_rope, rope_frequencies
-from videosdgx.runtime.errors import ConfigurationError, WrongComponentError
+from videosdgx.runtime.errors import CheckpointError, ConfigurationError, WrongComponentError
 from videosdgx.wan.keys import (
     detect_dit_layout,
     from_diffusers_key,
@@ -18,7 +18,8 @@ from videosdgx.wan.keys import (
     to_diffusers_key,
     to_official_key,
 )
-from videosdgx.wan.transformer import WAN_PRESETS, WanConfig, WanModel, config_from_shapes, matching_presets
+from videosdgx.wan.transformer import (WAN_PRESETS, WanConfig, WanModel, config_from_shapes, heads_from_metadata,
+                                       matching_presets)
 
 TEXT_DIM, IMAGE_DIM, FREQ_DIM = 32, 24, 32
 LATENT_T, LATENT_H, LATENT_W = 3, 6, 10  # grid 3 x 3 x 5: unequal axes catch h/w mix-ups
@@ -155,6 +156,19 @@ def diffusers_twin_meta(cfg: WanConfig) -> WanTransformer3DModel:
     )
 
 
+def test_head_count_comes_from_the_metadata_when_the_file_states_it():
+    cfg = tiny_config("t2v", num_heads=3, head_dim=32)
+    with torch.device("meta"):
+        shapes = {key: tuple(value.shape) for key, value in WanModel(cfg).state_dict().items()}
+    assert config_from_shapes(shapes, heads_from_metadata({"config": '{"num_heads": 3}'})).num_heads == 3
+    assert heads_from_metadata({"config": '{"num_attention_heads": 3}'}) == 3
+    assert heads_from_metadata({"config": "not json"}) is None and heads_from_metadata(None) is None
+    with pytest.raises(CheckpointError, match="96 wide, which is not a whole number of the released 128-wide heads"):
+        config_from_shapes(shapes)
+    with pytest.raises(CheckpointError, match="cannot split into 5 heads"):
+        config_from_shapes(shapes, 5)
+
+
 @pytest.mark.parametrize("name", WAN_PRESETS)
 def test_real_size_presets_on_meta(name: str):
     cfg = WAN_PRESETS[name]
@@ -198,7 +212,7 @@ def official_shapes(name: str) -> dict[str, tuple[int, ...]]:
         ("casual_audio_encoder.encoder.weight", "Wan S2V"),
         ("face_adapter.fuser_blocks.0.linear2.weight", "Wan Animate"),
         ("motion_encoder.dec.direction.weight", "Wan Animate"),
-        ("audio_proj.proj.weight", "Wan HuMo"),
+        ("audio_proj.proj.weight", "audio-driven Wan"),
     ],
 )
 def test_unsupported_variants_are_refused(extra_key: str, variant: str):
@@ -218,7 +232,7 @@ def test_tiny_config_detected_with_its_head_dim():
     cfg = tiny_config("flf2v", num_heads=2, head_dim=12, has_image_branch=True)
     with torch.device("meta"):
         shapes = {key: tuple(value.shape) for key, value in WanModel(cfg).state_dict().items()}
-    assert config_from_shapes(shapes, head_dim=12) == cfg
+    assert config_from_shapes(shapes, 2) == cfg
 
 
 def test_config_rejects_inconsistent_image_branch():

@@ -1,44 +1,27 @@
-"""The shipped Wan workflows: each API-format file runs in-process on tiny weights through a small executor
-that behaves like ComfyUI's, each editor-format file converts to exactly its API twin, and both follow the
+"""The shipped workflows of every family: each API-format file runs in-process on tiny weights through the
+harness that behaves like ComfyUI's, each editor-format file converts to exactly its API twin; Wan's follow the
 official settings, the manifest's file names and the headless client's title conventions."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
-from conftest import REPO
-from videosdgx.client.convert import is_link, read_links, to_api
+from videosdgx.client.convert import read_links, to_api
 from videosdgx.client.overrides import Overrides, apply_assignments, plan_overrides
+from videosdgx.families import shipped_workflows
 from videosdgx.manifest import load_manifest
 from videosdgx.media import read_video
-from videosdgx.testing.wan import write_wan_models
 from videosdgx.wan.text_prompt import WAN_I2V_NEGATIVE_PROMPT
-from videosdgx.wan.variants import WAN_VARIANTS
+from workflow_harness import (CORE_OBJECT_INFO, api_workflow, editor_workflow, execute, object_info, prepare_comfy,
+                              workflow_variant)
 
-WORKFLOWS = REPO / "workflows"
-CORE_OBJECT_INFO = json.loads((Path(__file__).parent / "core_object_info.json").read_text())
-VARIANT_OF = {
-    "wan2.1-t2v-1.3b": "wan2.1-t2v-1.3b", "wan2.1-t2v-14b": "wan2.1-t2v-14b",
-    "wan2.1-i2v-14b-480p": "wan2.1-i2v-14b-480p", "wan2.2-t2v-a14b": "wan2.2-t2v-a14b",
-    "wan2.2-i2v-a14b": "wan2.2-i2v-a14b", "wan2.2-ti2v-5b-t2v": "wan2.2-ti2v-5b",
-    "wan2.2-ti2v-5b-i2v": "wan2.2-ti2v-5b",
-}
-NAMES = sorted(VARIANT_OF)
+NAMES = sorted(shipped_workflows())
+WAN_NAMES = sorted(name for name, row in shipped_workflows().items() if row.id == "wan")
 IMAGE_WORKFLOWS = {"wan2.1-i2v-14b-480p", "wan2.2-i2v-a14b", "wan2.2-ti2v-5b-i2v"}
 MODEL_INPUTS = ("model_name", "low_noise_model", "text_encoder_name", "vae_name", "clip_name")
 TINY = Overrides(seed=3, steps=2, width=32, height=32, frames=5)
-
-
-def api_workflow(name: str) -> dict:
-    return json.loads((WORKFLOWS / "api" / f"{name}.json").read_text())
-
-
-def editor_workflow(name: str) -> dict:
-    return json.loads((WORKFLOWS / f"{name}.json").read_text())
 
 
 def by_class(workflow: dict, class_type: str) -> dict:
@@ -49,82 +32,12 @@ def by_class(workflow: dict, class_type: str) -> dict:
 
 @pytest.fixture(scope="module")
 def comfy(comfy_pack, tmp_path_factory):
-    """ComfyUI with tiny files for every Wan variant, the example.png ComfyUI ships, and the core nodes."""
-    import core_nodes
-
-    base = tmp_path_factory.mktemp("comfyui")
-    for variant in sorted(set(VARIANT_OF.values())):
-        write_wan_models(variant, base / "models")
-    (base / "input").mkdir()
-    Image.new("RGB", (48, 40), (200, 120, 40)).save(base / "input" / "example.png")
-    comfy_pack.folder_paths.set_base(base)
-    comfy_pack.classes = {**comfy_pack.nodes, "CreateVideo": core_nodes.CreateVideo,
-                          "SaveVideo": core_nodes.SaveVideo, "LoadImage": core_nodes.LoadImage}
-    return comfy_pack
-
-
-def object_info(classes: dict) -> dict:
-    """/object_info as the server builds it (V3 schemas, V1 INPUT_TYPES for LoadImage)."""
-    info = {}
-    for name, cls in classes.items():
-        if hasattr(cls, "define_schema"):
-            info[name] = cls.GET_SCHEMA().get_v1_info(cls)
-        else:
-            inputs = cls.INPUT_TYPES()
-            info[name] = {"input": inputs, "input_order": {k: list(v) for k, v in inputs.items()},
-                          "output": list(cls.RETURN_TYPES), "output_node": False}
-    return info
-
-
-def validate(prompt: dict, info: dict) -> None:
-    """The constant checks ComfyUI's validate_inputs makes: required inputs present, combo values listed, ranges."""
-    for node_id, node in prompt.items():
-        declared = info[node["class_type"]]["input"]
-        for name, (kind, *rest) in declared["required"].items():
-            assert name in node["inputs"], f"node {node_id}: missing required input {name}"
-        for name, value in node["inputs"].items():
-            kind, options = {**declared["required"], **declared.get("optional", {})}[name]
-            if is_link(value):
-                continue
-            choices = kind if isinstance(kind, list) else options.get("options")
-            if choices is not None:
-                assert value in choices, f"node {node_id}: {name}={value!r} is not one of {choices}"
-            if kind in ("INT", "FLOAT"):
-                assert options["min"] <= value <= options["max"], f"node {node_id}: {name}={value} out of range"
-
-
-def execute(prompt: dict, classes: dict) -> dict[str, dict]:
-    """Run the ancestors of the output nodes in dependency order; the UI results of the output nodes by id."""
-    info = object_info(classes)
-    validate(prompt, info)
-    results, ui, pending = {}, {}, [i for i, n in prompt.items() if info[n["class_type"]].get("output_node")]
-    assert pending, "a prompt with no output node is rejected (prompt_no_outputs)"
-
-    def run(node_id: str) -> None:
-        if node_id in results:
-            return
-        node = prompt[node_id]
-        for value in node["inputs"].values():
-            if is_link(value):
-                run(value[0])
-        inputs = {k: results[v[0]][v[1]] if is_link(v) else v for k, v in node["inputs"].items()}
-        cls = classes[node["class_type"]]
-        if hasattr(cls, "define_schema"):
-            output = cls.PREPARE_CLASS_CLONE({"UNIQUE_ID": node_id, "PROMPT": prompt}).execute(**inputs)
-            results[node_id] = output.args
-            if output.ui is not None:
-                ui[node_id] = output.ui.as_dict()
-        else:
-            results[node_id] = getattr(cls(), cls.FUNCTION)(**inputs)
-
-    for node_id in pending:
-        run(node_id)
-    return ui
+    return prepare_comfy(comfy_pack, tmp_path_factory.mktemp("comfyui"), NAMES)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_api_workflow_runs_on_tiny_weights(comfy, name):
-    variant = WAN_VARIANTS[VARIANT_OF[name]]
+    variant = workflow_variant(name)
     prompt = apply_assignments(api_workflow(name), plan_overrides(api_workflow(name), TINY))
     ui = execute(prompt, comfy.classes)
     saved, = ui.values()
@@ -165,12 +78,12 @@ def test_editor_graph_is_consistent(name):
         for slot in node["inputs"]:
             assert slot["link"] is None or slot["link"] in links
     note, = [node for node in nodes.values() if node["type"] == "Note"]
-    assert WAN_VARIANTS[VARIANT_OF[name]].title in note["widgets_values"][0]
+    assert workflow_variant(name).title in note["widgets_values"][0]
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", WAN_NAMES)
 def test_official_settings_and_manifest_files(name):
-    variant = WAN_VARIANTS[VARIANT_OF[name]]
+    variant = workflow_variant(name)
     workflow = api_workflow(name)
     sampler = by_class(workflow, "VideosDGXWanSampler")
     assert (sampler["steps"], sampler["shift"], sampler["cfg"], sampler["sampler"], sampler["denoise"]) == (
@@ -188,7 +101,7 @@ def test_official_settings_and_manifest_files(name):
     assert ("LoadImage" in {n["class_type"] for n in workflow.values()}) == (name in IMAGE_WORKFLOWS)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", WAN_NAMES)
 def test_client_parameters_find_their_nodes(name):
     workflow = api_workflow(name)
     image = name in IMAGE_WORKFLOWS

@@ -1,4 +1,4 @@
-"""The `videosdgx` command: generate a video, run a workflow on a ComfyUI server, inspect model files."""
+"""The `videosdgx` command: generate a video, run a workflow on a ComfyUI server, install or inspect model files."""
 
 from __future__ import annotations
 
@@ -41,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_arguments(run)
     run.set_defaults(func=_run)
 
+    install = commands.add_parser("install", help="download model bundles (the same as `python install.py`)",
+                                  add_help=False)
+    install.add_argument("options", nargs="*", help="install.py's options (--list, --models ...)")
+
     inspect = commands.add_parser("inspect", help="tell what model files are, or why they are unusable")
     inspect.add_argument("files", nargs="+", help="model files, folders or .safetensors.index.json shard indexes")
     inspect.set_defaults(func=_inspect)
@@ -48,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["install"]:  # its options are install.py's own, parsed there
+        from videosdgx.install.cli import main as install_main
+
+        return install_main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
     return args.func(args)

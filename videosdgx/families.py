@@ -49,7 +49,7 @@ class Family:
 
 FAMILIES: tuple[Family, ...] = (
     Family(
-        id="wan", title="Wan 2.1 / 2.2",
+        id="wan", title="Wan",
         detector="videosdgx.wan.detect",
         variants="videosdgx.wan.variants:WAN_VARIANTS",
         pipeline="videosdgx.wan.pipeline:load_wan_pipeline",

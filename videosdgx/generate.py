@@ -1,72 +1,66 @@
-"""`videosdgx generate`: a video from a prompt, in-process or on a running ComfyUI server."""
+"""`videosdgx generate`: a video from a prompt with any installable bundle, in-process or on a ComfyUI server.
+
+Every option is checked before a weight is read (`videosdgx.request`); the family registry supplies the
+variant, its pipeline and its demo files, so this module names no model family.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
 import tempfile
 from pathlib import Path
 
+from videosdgx.families import family, shipped_workflows
+from videosdgx.manifest import load_manifest
+from videosdgx.paths import default_models_dir, shipped
+from videosdgx.request import DTYPES, WEIGHT_FORMATS, GenerateJob, RequestError, check_job, models_epilog
+
 log = logging.getLogger(__name__)
 
-WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows" / "api"
-DEMO_SIZE = {"width": 320, "height": 192, "frames": 17, "steps": 8}
-DTYPES = ("auto", "bf16", "fp16", "fp32")
+DEFAULT_MODEL = "wan2.1-t2v-1.3b"
 
 
 def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
-    from videosdgx.wan.variants import WAN_VARIANTS
-
-    parser.add_argument("--model", default="wan2.1-t2v-1.3b", choices=sorted(WAN_VARIANTS), help="model variant")
-    parser.add_argument("--prompt", required=True)
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = models_epilog()
+    parser.add_argument("--model", default=DEFAULT_MODEL, metavar="BUNDLE",
+                        help=f"a model bundle of the manifest (listed below; default {DEFAULT_MODEL})")
+    parser.add_argument("--prompt", required=True, action="append",
+                        help="the prompt; repeat it for one prompt per chunk (MAGI-1)")
     parser.add_argument("--negative", default="", help="negative prompt (default: the model's official one)")
-    parser.add_argument("--out", default="video.mp4", help="output .mp4 (with --server: output folder)")
-    parser.add_argument("--image", help="start image (image-to-video models)")
-    parser.add_argument("--end-image", help="last frame image (FLF2V)")
+    parser.add_argument("--out", default="video.mp4", help="output .mp4 (with --server: an output folder)")
+    media = parser.add_argument_group("input media (what each model takes is listed below)")
+    media.add_argument("--image", help="start image (image-to-video)")
+    media.add_argument("--end-image", help="last frame image (first-last-frame-to-video)")
+    media.add_argument("--reference", action="append", default=[], help="reference image (repeatable)")
+    media.add_argument("--video", help="input video (extension, continuation)")
+    media.add_argument("--audio", help="input audio (talking avatar)")
+    values = parser.add_argument_group("sampling (unset: the model's official value)")
     for name in ("width", "height", "frames", "steps", "fps"):
-        parser.add_argument(f"--{name}", type=int, help=f"{name} (default: the model's official value)")
-    parser.add_argument("--shift", type=float)
-    parser.add_argument("--cfg", type=float, help="guidance scale (of the high-noise expert for A14B)")
-    parser.add_argument("--cfg-low", type=float, help="guidance scale of the low-noise expert (A14B)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--solver", default="unipc", choices=("unipc", "euler"))
+        values.add_argument(f"--{name}", type=int)
+    values.add_argument("--shift", type=float)
+    values.add_argument("--cfg", type=float, help="guidance scale (of the high-noise expert for Wan A14B)")
+    values.add_argument("--cfg-low", type=float, help="guidance scale of the low-noise expert (Wan A14B)")
+    values.add_argument("--seed", type=int, default=0)
+    values.add_argument("--solver", choices=("unipc", "euler"))
     where = parser.add_argument_group("where the model files are")
     where.add_argument("--models-dir", help="a models folder laid out like ComfyUI's (diffusion_models/, vae/, ...)")
-    where.add_argument("--comfyui", help="a ComfyUI folder (default: found from the current folder or $COMFYUI_PATH)")
+    where.add_argument("--comfyui", help="a ComfyUI folder (default: found from the current folder or $COMFYUI_PATH; "
+                                         f"without one: {default_models_dir()})")
+    where.add_argument("--download", action="store_true", help="download the bundle's missing files first")
     where.add_argument("--demo", action="store_true",
                        help="use generated tiny random weights (no downloads; the video is noise)")
     run = parser.add_argument_group("how to run")
     run.add_argument("--device", default="auto", help="auto, cuda, cuda:N, mps or cpu")
     run.add_argument("--dtype", default="auto", choices=DTYPES)
-    run.add_argument("--weight-format", default="default", choices=("default", "fp8_e4m3fn"),
+    run.add_argument("--weight-format", default="default", choices=WEIGHT_FORMATS,
                      help="convert weights at load (fp8 halves DiT memory)")
     run.add_argument("--low-memory", action="store_true", help="free the text encoder after encoding")
-    run.add_argument("--server", help="run the model's workflow on this ComfyUI server instead of in-process")
-
-
-def _load_image(path: str | None):
-    if path is None:
-        return None
-    from videosdgx.media import read_video
-
-    return read_video(path, max_frames=1).frames
-
-
-def _models(args: argparse.Namespace, variant, scratch: Path):
-    from videosdgx.install.comfyui import find_comfyui, model_folders
-    from videosdgx.wan.files import find_wan_files
-
-    if args.demo:
-        from videosdgx.testing.wan import write_wan_models
-
-        log.warning("--demo: generating tiny RANDOM weights; the video will be noise, not your prompt")
-        return write_wan_models(variant.name, scratch / "models")
-    if args.models_dir:
-        return find_wan_files(variant, args.models_dir)
-    comfyui = Path(args.comfyui) if args.comfyui else find_comfyui(Path.cwd(), os.environ, Path.home())
-    return find_wan_files(variant, model_folders(comfyui=comfyui))
+    run.add_argument("--server", help="run the model's shipped workflow on this ComfyUI server instead")
 
 
 class ProgressLine:
@@ -87,56 +81,96 @@ class ProgressLine:
               flush=True)
 
 
-def generate_in_process(args: argparse.Namespace) -> Path:
-    import torch
+def _folders(args: argparse.Namespace):
+    """--models-dir, else --comfyui, else a ComfyUI found around us, else the default models folder."""
+    from videosdgx.install.comfyui import find_comfyui, model_folders
 
-    from videosdgx.media import write_video
-    from videosdgx.runtime.device import default_dtype, install_xpu_guard, select_device
-    from videosdgx.runtime.model_files import LoadRequest
-    from videosdgx.wan.pipeline import GenerateRequest, WanPipeline
-    from videosdgx.wan.variants import wan_variant
+    if args.models_dir:
+        return model_folders(models_dir=Path(args.models_dir))
+    comfyui = Path(args.comfyui) if args.comfyui else find_comfyui(Path.cwd(), os.environ, Path.home())
+    if comfyui is not None:
+        return model_folders(comfyui=comfyui)
+    log.info("no ComfyUI found: using the models folder %s", default_models_dir())
+    return model_folders(models_dir=default_models_dir())
 
-    install_xpu_guard()
-    variant = wan_variant(args.model)
-    device = select_device(args.device)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}.get(args.dtype)
-    sizes = {name: getattr(args, name) for name in ("width", "height", "frames", "steps")}
+
+def _bundle_files(job: GenerateJob, args: argparse.Namespace, scratch: Path):
+    from videosdgx.bundle_files import MissingFilesError, find_bundle_files
+    from videosdgx.install.comfyui import model_folders
+
     if args.demo:
-        sizes = {name: value or DEMO_SIZE[name] for name, value in sizes.items()}
+        log.warning("--demo: generating tiny RANDOM weights; the video will be noise, not your prompt")
+        family(job.bundle.family).hook("demo")(job.bundle.name, scratch / "models")
+        return find_bundle_files(job.bundle.name, model_folders(models_dir=scratch / "models"))
+    folders = _folders(args)
+    try:
+        return find_bundle_files(job.bundle.name, folders)
+    except MissingFilesError:
+        if not args.download:
+            raise
+    from videosdgx.install.download import install
+    from videosdgx.install.plan import plan_install
+
+    manifest = load_manifest()
+    install(plan_install(manifest, [job.bundle.name], folders), manifest, folders)
+    return find_bundle_files(job.bundle.name, folders)
+
+
+def generate_in_process(job: GenerateJob, args: argparse.Namespace) -> Path:
+    from videosdgx.runtime.device import default_dtype
+    from videosdgx.runtime.model_files import LoadRequest
+
+    pipeline_hook = family(job.bundle.family).hook("pipeline")
     with tempfile.TemporaryDirectory(prefix="videosdgx-") as scratch:
-        files = _models(args, variant, Path(scratch))
+        files = _bundle_files(job, args, Path(scratch))
         progress = ProgressLine()
-        load = LoadRequest(dtype or default_dtype(device), device, args.weight_format,
+        load = LoadRequest(job.dtype or default_dtype(job.device), job.device, job.weight_format,
                            progress=lambda done, total: progress("loading", done, total))
-        pipeline = WanPipeline(variant, files, load, keep_text_encoder=not args.low_memory)
-        request = GenerateRequest(
-            args.prompt, args.negative, sizes["width"], sizes["height"], sizes["frames"], sizes["steps"], args.shift,
-            args.cfg, args.cfg_low, args.seed, args.solver, _load_image(args.image), _load_image(args.end_image),
-            args.fps,
-        )
-        video = pipeline.generate(request, progress)
-    out = write_video(args.out, video.frames, video.fps)
-    print(f"wrote {out} ({video.frames.shape[0]} frames, {video.frames.shape[2]}x{video.frames.shape[1]}, "
-          f"{video.fps} fps){' - demo: random weights, the picture is noise' if args.demo else ''}")
+        pipeline = pipeline_hook(job.variant, files, load, job.low_memory)
+        result = pipeline.generate(job.request, progress)
+    out = save_result(result, job.out)
+    frames = result.frames
+    print(f"wrote {out} ({frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]}, {result.fps:g} fps"
+          f"{', with audio' if result.audio is not None else ''})"
+          f"{' - demo: random weights, the picture is noise' if args.demo else ''}")
     return out
 
 
-def generate_on_server(args: argparse.Namespace) -> int:
-    import json
+def save_result(result, out: Path) -> Path:
+    """Write the MP4; if that fails, keep the finished frames (and audio) in a file and say where."""
+    from videosdgx.media import write_video
+    from videosdgx.runtime.errors import VideosDGXError
 
-    from videosdgx.client import Overrides, run_workflow
+    try:
+        return write_video(out, result.frames, result.fps, audio=result.audio)
+    except Exception as error:
+        import torch
 
-    from videosdgx.runtime.errors import ConfigurationError
+        for folder in (out.parent, Path(tempfile.gettempdir())):
+            rescue = folder / f"{out.stem}.frames.pt"
+            try:
+                torch.save({"frames": result.frames, "fps": result.fps, "audio": result.audio}, rescue)
+                break
+            except OSError:
+                continue
+        else:
+            raise
+        raise VideosDGXError(
+            f"The video was generated but writing {out} failed ({error}). The frames are saved in {rescue} "
+            "(torch.load it: frames [T, H, W, 3] in 0..1, fps, audio); free space or choose another --out and "
+            "write them with videosdgx.media.write_video."
+        ) from None
 
-    name = args.model + (("-i2v" if args.image else "-t2v") if args.model == "wan2.2-ti2v-5b" else "")
-    path = WORKFLOWS / f"{name}.json"
-    if not path.is_file():
-        raise ConfigurationError(f"No shipped workflow for {args.model} ({path.name}); run it in-process instead.")
-    workflow = json.loads(path.read_text())
-    overrides = Overrides(sets=[], prompt=args.prompt, negative=args.negative or None, seed=args.seed,
-                          steps=args.steps, width=args.width, height=args.height, frames=args.frames,
-                          image=Path(args.image) if args.image else None)
-    result = run_workflow(workflow, args.server, args.out, overrides)
+
+def generate_on_server(job: GenerateJob, args: argparse.Namespace) -> int:
+    from videosdgx.client import run_workflow
+    from videosdgx.request import server_overrides
+
+    name = job.variant.workflow_for(job.request.given_inputs())
+    if name is None or name not in shipped_workflows():
+        raise RequestError(f"No workflow is shipped for {job.bundle.name}; run it in-process (without --server).")
+    workflow = json.loads((shipped("workflows") / "api" / f"{name}.json").read_text())
+    result = run_workflow(workflow, args.server, args.out, server_overrides(job, args, workflow, name))
     for path in result.outputs:
         print(f"wrote {path}")
     return 0
@@ -147,10 +181,14 @@ def run_generate(args: argparse.Namespace) -> int:
     from videosdgx.runtime.errors import VideosDGXError
 
     try:
+        job = check_job(args)
         if args.server:
-            return generate_on_server(args)
-        generate_in_process(args)
+            return generate_on_server(job, args)
+        generate_in_process(job, args)
         return 0
+    except RequestError as exc:
+        log.error("%s", exc)
+        return 2
     except ClientError as exc:
         log.error("%s", exc)
         return int(exc.exit_code)

@@ -7,11 +7,16 @@ is loaded. Tensors follow ComfyUI's conventions: IMAGE frames `[T, H, W, 3]` flo
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
+from videosdgx.runtime.errors import ConfigurationError
+
 if TYPE_CHECKING:
     import torch
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total); stage "loading" counts bytes
 INPUT_KINDS = ("image", "end_image", "references", "video", "audio")
@@ -22,7 +27,7 @@ class Variant:
     """One released model of a family, with the official defaults of its reference pipeline.
 
     `inputs` names the media a variant accepts (of INPUT_KINDS), `required` those it cannot run without. Frame
-    counts are `frame_step * k + 1`; pixel sizes multiples of `size_multiple`. Families subclass this to add
+    counts are `frame_step * n + 1`; pixel sizes multiples of `size_multiple`. Families subclass this to add
     their own fields (Wan's expert boundary, LTX-2's stages, ...).
     """
 
@@ -41,6 +46,7 @@ class Variant:
     inputs: frozenset[str] = frozenset()
     required: frozenset[str] = frozenset()
     max_references: int = 0
+    per_chunk_prompts: bool = False  # takes a list of prompts, one per chunk (MAGI-1)
     negative_prompt: str = ""
     workflows: tuple[str, ...] = ()  # shipped API workflows, the text-only one first
 
@@ -93,3 +99,27 @@ class VideoResult:
     audio: dict | None = None
     latents: Any = field(default=None, repr=False)
     notes: tuple[str, ...] = ()  # what the pipeline changed (rounded sizes, clamped values), for the user
+
+
+def fit_size(width: int, height: int, frames: int, multiple: int, frame_step: int) -> tuple[int, int, int, tuple[str, ...]]:
+    """Round a size to the nearest valid one: sides multiples of `multiple`, `frame_step * n + 1` frames.
+
+    Returns the corrected width, height, frames and one note per correction (also logged); refuses sizes below
+    the smallest valid one instead of silently growing them.
+    """
+    if width < multiple or height < multiple or frames < 1:
+        raise ConfigurationError(
+            f"{width}x{height}, {frames} frames is too small: width and height must be at least {multiple} "
+            f"(multiples of it) and frames at least 1 ({frame_step}n+1: 1, {frame_step + 1}, {2 * frame_step + 1}, ...)."
+        )
+    fixed_w = round(width / multiple) * multiple
+    fixed_h = round(height / multiple) * multiple
+    fixed_f = (frames - 1 + frame_step // 2) // frame_step * frame_step + 1
+    notes = []
+    if (fixed_w, fixed_h) != (width, height):
+        notes.append(f"size {width}x{height} is not a multiple of {multiple}; using {fixed_w}x{fixed_h}")
+    if fixed_f != frames:
+        notes.append(f"{frames} frames is not {frame_step}n+1; using {fixed_f} frames")
+    for note in notes:
+        log.warning("%s", note)
+    return fixed_w, fixed_h, fixed_f, tuple(notes)

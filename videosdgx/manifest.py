@@ -14,9 +14,10 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
+from videosdgx.paths import shipped
 from videosdgx.runtime.errors import ConfigurationError
 
-DEFAULT_MANIFEST = Path(__file__).resolve().parent.parent / "model_manifest.yaml"
+DEFAULT_MANIFEST = shipped("model_manifest.yaml")
 MODEL_FOLDERS = (
     "checkpoints",
     "diffusion_models",

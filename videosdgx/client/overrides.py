@@ -1,8 +1,9 @@
 """Workflow parameters: `--set NODE.input=value` and friendly names found through node titles.
 
 Friendly names follow the title convention of the shipped workflows: `prompt` -> the node titled "Prompt",
-`negative` -> "Negative Prompt" (or the `negative_prompt` input of the "Prompt" node), `image`/`audio`/`video` -> "Input Image"/"Input Audio"/"Input Video" (the
-file is uploaded first), `seed` and `steps` -> every such input, `width`/`height`/`frames` -> the node titled
+`negative` -> "Negative Prompt" (or the `negative_prompt` input of the "Prompt" node), `image`/`end_image`/
+`audio`/`video` -> "Input Image"/"Input End Image"/"Input Audio"/"Input Video" (the file is uploaded first),
+`seed`, `steps`, `cfg`, `cfg_low`, `shift`, `solver`, `fps`, `weight_format`, `weight_dtype` -> every such input, `width`/`height`/`frames` -> the node titled
 "Video Size", failing that every such input.
 """
 
@@ -19,13 +20,18 @@ TITLED_INPUTS = {  # friendly name -> (node title, input names) candidates, the 
     "prompt": (("Prompt", ("text", "prompt")),),
     "negative": (("Negative Prompt", ("text", "prompt")), ("Prompt", ("negative_prompt", "negative"))),
     "image": (("Input Image", ("image",)),),
+    "end_image": (("Input End Image", ("image",)),),
     "audio": (("Input Audio", ("audio",)),),
     "video": (("Input Video", ("file", "video")),),
 }
-EVERY_INPUT = {"seed": ("seed", "noise_seed"), "steps": ("steps",)}
+EVERY_INPUT = {  # friendly name -> input names; every node input of that name is set
+    "seed": ("seed", "noise_seed"), "steps": ("steps",), "cfg": ("cfg",), "cfg_low": ("cfg_low_noise",),
+    "shift": ("shift",), "solver": ("sampler",), "fps": ("fps",), "weight_format": ("weight_format",),
+    "weight_dtype": ("weight_dtype",),
+}
 SIZE_INPUTS = {"width": ("width",), "height": ("height",), "frames": ("length", "num_frames", "frames")}
 SIZE_TITLE = "Video Size"
-UPLOADED = ("image", "audio", "video")
+UPLOADED = ("image", "end_image", "audio", "video")
 
 
 @dataclass
@@ -41,8 +47,16 @@ class Overrides:
     height: int | None = None
     frames: int | None = None
     image: Path | None = None
+    end_image: Path | None = None
     audio: Path | None = None
     video: Path | None = None
+    cfg: float | None = None
+    cfg_low: float | None = None
+    shift: float | None = None
+    solver: str | None = None
+    fps: int | None = None
+    weight_format: str | None = None
+    weight_dtype: str | None = None
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from videosdgx.manifest import DEFAULT_MANIFEST, Manifest, load_manifest
+from videosdgx.paths import default_models_dir
 from videosdgx.runtime.errors import CheckpointError, VideosDGXError
 from videosdgx.install.comfyui import ModelFolders, find_comfyui, model_folders
 from videosdgx.install.download import install
@@ -70,9 +71,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _folders(args: argparse.Namespace) -> ModelFolders:
+    """--models-dir, --comfyui, a ComfyUI found around us, else the default models folder (no ComfyUI needed)."""
     comfyui = args.comfyui
     if comfyui is None and args.models_dir is None:
         comfyui = find_comfyui(Path.cwd(), os.environ, Path.home())
+        if comfyui is None:
+            log.info("ComfyUI not found (current folder, $COMFYUI_PATH, ~/ComfyUI): using %s", default_models_dir())
+            return model_folders(None, default_models_dir(), args.extra_model_paths_config)
     return model_folders(comfyui, args.models_dir, args.extra_model_paths_config)
 
 

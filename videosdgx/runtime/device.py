@@ -39,17 +39,23 @@ def select_device(preference: str = "auto") -> torch.device:
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    device = torch.device(preference)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        from videosdgx.runtime.errors import ConfigurationError
+    from videosdgx.runtime.errors import ConfigurationError
 
+    try:
+        device = torch.device(preference)
+    except RuntimeError:
+        raise ConfigurationError(f"Unsupported device '{preference}'. Use auto, cuda, cuda:N, mps or cpu.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigurationError(
             f"Device '{preference}' was asked for but this torch has no CUDA ({torch.__version__}). Install a CUDA "
             "build of torch (on DGX Spark: the CUDA 13 aarch64 wheels) or use --device cpu."
         )
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigurationError(
+            f"Device '{preference}' does not exist: this machine has {torch.cuda.device_count()} CUDA device(s), "
+            "numbered from 0."
+        )
     if device.type not in ("cuda", "mps", "cpu"):
-        from videosdgx.runtime.errors import ConfigurationError
-
         raise ConfigurationError(f"Unsupported device '{preference}'. Use auto, cuda, cuda:N, mps or cpu.")
     return device
 

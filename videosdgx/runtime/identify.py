@@ -15,18 +15,14 @@ from typing import Callable
 
 import torch
 
+from videosdgx.families import detector_modules, family_ids, family_title
 from videosdgx.runtime.checkpoint import Checkpoint
 from videosdgx.runtime.errors import CheckpointError, WrongComponentError
 
-FAMILY_NAMES = {
-    "wan": "Wan",
-    "ltx2": "LTX-2",
-    "magi1": "MAGI-1",
-    "skyreels_v3": "SkyReels V3",
-    "text": "text encoder",
-}
 NON_WEIGHT_KEYS = {"spiece_model", "scaled_fp8"}  # an embedded tokenizer and ComfyUI's fp8 marker
-DETECTOR_MODULES = ("videosdgx.runtime.lora_detect", "videosdgx.wan.detect", "videosdgx.text.detect", "videosdgx.ltx2.detect", "videosdgx.magi1.detect")
+# Quantisation scales stored beside their weights (ComfyUI scaled fp8, LTX fp8 / NVFP4): not parameters.
+SCALE_SUFFIXES = (".scale_weight", ".scale_input", ".weight_scale", ".weight_scale_2", ".input_scale")
+LORA_DETECTOR = "videosdgx.runtime.lora_detect"  # LoRAs of every family: first, before the model detectors
 
 
 @dataclass(frozen=True)
@@ -51,7 +47,7 @@ class Identity:
     def summary(self) -> str:
         quant = "" if self.quantization == "none" else f", {self.quantization}"
         return (
-            f"{self.description} [{FAMILY_NAMES.get(self.family, self.family)}], layout {self.layout}, "
+            f"{self.description} [{family_title(self.family)}], layout {self.layout}, "
             f"{self.dtype}{quant}, {self.parameters / 1e9:.3g}B parameters, {self.nbytes / 1e9:.2f} GB"
         )
 
@@ -109,7 +105,7 @@ def register_detector(markers: dict[str, str]) -> Callable[[Detector], Detector]
 
 
 def _load_detectors() -> None:
-    for name in DETECTOR_MODULES:
+    for name in (LORA_DETECTOR, *detector_modules()):
         importlib.import_module(name)
 
 
@@ -146,7 +142,7 @@ def identify_keys(shapes: dict[str, tuple[int, ...]], dtypes: dict[str, torch.dt
         if found is not None:
             main, quant = describe_dtypes(dtypes, shapes)
             params = sum(_numel(s) * (2 if dtypes[k] == torch.uint8 else 1)  # uint8 weights pack two fp4 values
-                         for k, s in shapes.items() if k not in NON_WEIGHT_KEYS and "scale" not in k)
+                         for k, s in shapes.items() if k not in NON_WEIGHT_KEYS and not k.endswith(SCALE_SUFFIXES))
             nbytes = sum(_numel(shapes[k]) * dtypes[k].itemsize for k in shapes)
             return Identity(**{**found.__dict__, "dtype": main, "quantization": quant, "parameters": params,
                                "nbytes": nbytes})
@@ -184,9 +180,9 @@ def expect(identity: Identity, family: str, component: str, source: str, loader:
     """Refuse a file that is not the `family` `component` a loader expects, saying which loader to use."""
     if identity.family == family and identity.component == component:
         return
-    wanted = component if family == "text" else f"{FAMILY_NAMES.get(family, family)} {component}"
-    found = FAMILY_NAMES.get(identity.family, identity.family)
-    found = identity.description if identity.family == "text" else f"{identity.description} ({found})"
+    wanted = component if family not in family_ids() else f"{family_title(family)} {component}"
+    found = family_title(identity.family)
+    found = identity.description if identity.family not in family_ids() else f"{identity.description} ({found})"
     raise WrongComponentError(
         f"{source} is a {found}, not a {wanted}; load it with {identity.loader}. "
         f"{loader[0].upper() + loader[1:]} needs a {wanted} file."

@@ -27,7 +27,8 @@ from torch import nn
 
 from videosdgx.runtime.checkpoint import open_checkpoint
 from videosdgx.runtime.errors import CheckpointError, WrongComponentError
-from videosdgx.runtime.identify import FAMILY_NAMES, identify
+from videosdgx.families import family_ids, family_title
+from videosdgx.runtime.identify import identify
 from videosdgx.runtime.lora_formats import LoraFile, LoraLayer, read_lora
 from videosdgx.runtime.quantized_linear import QuantizedLinear, compute_dtype
 
@@ -42,15 +43,15 @@ def load_lora_file(path: str | os.PathLike, family: str, loader: str, dtype: tor
     file or a LoRA for another family."""
     with open_checkpoint(path) as checkpoint:
         identity = identify(checkpoint)
-        family_name = FAMILY_NAMES.get(family, family)
+        family_name = family_title(family)
         if identity.component != "LoRA":
             raise WrongComponentError(
-                f"{checkpoint.name} is a {identity.description} ({FAMILY_NAMES.get(identity.family, identity.family)})"
+                f"{checkpoint.name} is a {identity.description} ({family_title(identity.family)})"
                 f", not a LoRA; load it with {identity.loader}. {loader[0].upper() + loader[1:]} takes {family_name} "
                 "LoRA files from the loras folder."
             )
         if identity.family != family:
-            where = ("" if identity.family not in FAMILY_NAMES else f"Load it with {identity.loader}, or choose "
+            where = ("" if identity.family not in family_ids() else f"Load it with {identity.loader}, or choose "
                      f"a {family_name} LoRA.")
             raise WrongComponentError(
                 f"{checkpoint.name} is a {identity.variant}, not a {family_name} LoRA: it cannot be applied to a "

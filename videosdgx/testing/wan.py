@@ -13,12 +13,13 @@ from pathlib import Path
 import sentencepiece
 import torch
 
+from videosdgx.bundle_files import find_bundle_files
+from videosdgx.install.comfyui import model_folders
 from videosdgx.manifest import load_manifest
 from videosdgx.runtime.fp8 import quantize_fp8
 from videosdgx.testing.files import random_like_state_dict, save_safetensors
 from videosdgx.text.t5 import T5Config, T5Encoder
 from videosdgx.wan.clip_vision import ClipVisionConfig, ClipVisionEncoder
-from videosdgx.wan.files import bundle_roles, find_wan_files
 from videosdgx.wan.pipeline import WanFiles
 from videosdgx.wan.transformer import WanConfig, WanModel
 from videosdgx.wan.vae import WanVAE21, WanVAE21Config
@@ -111,22 +112,26 @@ def _clip_state(seed: int) -> dict[str, torch.Tensor]:
     return state
 
 
-def write_wan_models(variant_name: str, models_dir: str | Path, seed: int = 0) -> WanFiles:
-    """Write tiny random files for every file of the variant's bundle under `models_dir/<folder>/<filename>`."""
-    variant = wan_variant(variant_name)
-    models_dir = Path(models_dir)
-    roles = bundle_roles(variant, load_manifest())
+def write_wan_bundle(bundle: str, models_dir: str | Path, seed: int = 0) -> None:
+    """Write tiny random files for every file of a Wan manifest bundle under `models_dir/<folder>/<filename>`."""
+    manifest = load_manifest()
+    variant = wan_variant(manifest.bundle(bundle).variant)
     dit_cfg = tiny_dit_config(variant.task, variant.vae, variant.clip_vision)
     builders = {
-        "dit": lambda i: _dit_state(dit_cfg, seed + i),
-        "text_encoder": lambda i: _text_encoder_state(seed + 10),
-        "vae": lambda i: _vae_state(variant.vae, seed + 20),
-        "clip_vision": lambda i: _clip_state(seed + 30),
+        "dit": lambda: _dit_state(dit_cfg, seed),
+        "dit_high": lambda: _dit_state(dit_cfg, seed),
+        "dit_low": lambda: _dit_state(dit_cfg, seed + 1),
+        "text_encoder": lambda: _text_encoder_state(seed + 10),
+        "vae": lambda: _vae_state(variant.vae, seed + 20),
+        "clip_vision": lambda: _clip_state(seed + 30),
     }
-    for role, entries in roles.items():
-        for index, entry in enumerate(entries):
-            path = models_dir / entry.folder / entry.filename
-            if role not in builders:
-                raise NotImplementedError(f"no tiny fixture for {entry.filename} ({role})")
-            save_safetensors(path, _store(builders[role](index), entry.filename))
-    return find_wan_files(variant, models_dir)
+    for entry in manifest.bundle_entries(bundle):
+        if entry.role not in builders:
+            raise NotImplementedError(f"no tiny fixture for {entry.filename} ({entry.role})")
+        save_safetensors(Path(models_dir) / entry.folder / entry.filename, _store(builders[entry.role](), entry.filename))
+
+
+def write_wan_models(variant_name: str, models_dir: str | Path, seed: int = 0) -> WanFiles:
+    """Tiny files of the variant's own bundle, as the pipeline's `WanFiles`."""
+    write_wan_bundle(variant_name, models_dir, seed)
+    return WanFiles.from_bundle(find_bundle_files(variant_name, model_folders(models_dir=Path(models_dir))))

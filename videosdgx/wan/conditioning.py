@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from videosdgx.job import fit_size
 from videosdgx.runtime.errors import ConfigurationError
 from videosdgx.wan.text_prompt import WAN_NEGATIVE_PROMPT, encode_prompts
-
-log = logging.getLogger(__name__)
 
 TEMPORAL_FACTOR = 4
 DIT_PATCH = 2  # the DiT patchifies latents 2x2, so pixel sizes are multiples of VAE stride x 2
@@ -29,6 +27,7 @@ class VideoSize:
     width: int
     height: int
     frames: int
+    notes: tuple[str, ...] = ()  # the corrections made to the requested size
 
     def latent_shape(self, channels: int, spatial_factor: int) -> tuple[int, int, int, int]:
         return (channels, (self.frames - 1) // TEMPORAL_FACTOR + 1, self.height // spatial_factor,
@@ -36,20 +35,8 @@ class VideoSize:
 
 
 def valid_size(width: int, height: int, frames: int, multiple: int) -> VideoSize:
-    """Round a requested size to the nearest valid one, logging each correction; refuse sizes that cannot work."""
-    if width < multiple or height < multiple or frames < 1:
-        raise ConfigurationError(
-            f"{width}x{height}, {frames} frames is too small: width and height must be at least {multiple} "
-            "(multiples of it) and frames at least 1 (4n+1: 1, 5, 9, ... 81)."
-        )
-    fixed_w = max(multiple, round(width / multiple) * multiple)
-    fixed_h = max(multiple, round(height / multiple) * multiple)
-    fixed_f = (frames - 1 + TEMPORAL_FACTOR // 2) // TEMPORAL_FACTOR * TEMPORAL_FACTOR + 1
-    if (fixed_w, fixed_h) != (width, height):
-        log.warning("size %dx%d is not a multiple of %d; using %dx%d", width, height, multiple, fixed_w, fixed_h)
-    if fixed_f != frames:
-        log.warning("%d frames is not 4n+1; using %d frames", frames, fixed_f)
-    return VideoSize(fixed_w, fixed_h, fixed_f)
+    """Round a requested size to the nearest valid one, noting each correction; refuse sizes that cannot work."""
+    return VideoSize(*fit_size(width, height, frames, multiple, TEMPORAL_FACTOR))
 
 
 @dataclass

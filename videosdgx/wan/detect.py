@@ -9,12 +9,6 @@ VAE_LOADER = "the Wan VAE Loader (VideosDGXWanVAELoader)"
 CLIP_LOADER = "the Wan CLIP Vision Loader (VideosDGXWanCLIPVisionLoader)"
 UNSUPPORTED = "nothing in VideosDGX yet (this Wan variant is not supported)"
 COMFY_PREFIX = "model.diffusion_model."
-OTHER_VARIANTS = {
-    "vace_patch_embedding.weight": "Wan VACE",
-    "control_adapter.conv.weight": "Wan Fun camera-control",
-    "casual_audio_encoder.": "Wan S2V",
-    "face_adapter.": "Wan Animate",
-}
 
 
 def _dit_variant(view: KeyView) -> str:
@@ -38,11 +32,10 @@ def _preset_title(name: str) -> str:
 
 
 def _dit(view: KeyView, layout: str) -> Identity:
-    if view.has_prefix("audio_proj."):
-        return Identity("skyreels_v3", "transformer", "SkyReels V3 talking avatar (A2V)", layout,
-                        "the SkyReels V3 nodes (planned: not in this release yet)")
-    for marker, name in OTHER_VARIANTS.items():
-        if view.has_prefix(marker):
+    from videosdgx.wan.transformer import UNSUPPORTED_VARIANTS
+
+    for marker, name in UNSUPPORTED_VARIANTS.items():
+        if view.has_prefix(marker + "."):
             return Identity("wan", "transformer", name, layout, UNSUPPORTED)
     return Identity("wan", "transformer", _dit_variant(view), layout, DIT_LOADER)
 

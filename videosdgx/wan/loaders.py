@@ -16,7 +16,7 @@ from videosdgx.text.t5_keys import SPIECE_MODEL_KEY, t5_key_map
 from videosdgx.text.tokenizer import T5Tokenizer, load_tokenizer
 from videosdgx.wan.clip_vision import ClipVisionConfig, ClipVisionEncoder, convert_clip_vision_state_dict
 from videosdgx.wan.keys import detect_dit_layout, to_official_key
-from videosdgx.wan.transformer import WanModel, config_from_shapes
+from videosdgx.wan.transformer import WanModel, config_from_shapes, heads_from_metadata
 from videosdgx.wan.vae import build_vae, vae_config_from_shapes
 from videosdgx.wan.vae_keys import diffusers_to_official, is_diffusers_vae
 
@@ -38,7 +38,7 @@ def load_dit(path: PathLike | list, request: LoadRequest) -> LoadedModel:
 
     return load_model_file(
         path, family="wan", component="transformer", loader=DIT_LOADER, request=request, key_map=key_map,
-        build=lambda shapes, _: WanModel(config_from_shapes(shapes)),
+        build=lambda shapes, checkpoint: WanModel(config_from_shapes(shapes, heads_from_metadata(checkpoint.metadata))),
     )
 
 

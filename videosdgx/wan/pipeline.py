@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import gc
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
 
+from videosdgx.bundle_files import BundleFiles
+from videosdgx.job import Progress, VideoRequest, VideoResult
 from videosdgx.runtime.errors import ConfigurationError
 from videosdgx.runtime.model_files import LoadRequest
 from videosdgx.wan.conditioning import ImageConditioning, encode_i2v, encode_text, encode_ti2v, valid_size
@@ -18,8 +20,6 @@ from videosdgx.wan.sampler import SamplingSettings, sample_wan
 from videosdgx.wan.variants import WanVariant
 
 log = logging.getLogger(__name__)
-
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -32,32 +32,20 @@ class WanFiles:
     tokenizer: Path | None = None
     clip_vision: Path | None = None
 
-
-@dataclass
-class GenerateRequest:
-    """One video. Unset sizes and sampling values take the variant's official defaults."""
-
-    prompt: str
-    negative_prompt: str = ""
-    width: int | None = None
-    height: int | None = None
-    frames: int | None = None
-    steps: int | None = None
-    shift: float | None = None
-    guidance: float | None = None
-    guidance_low: float | None = None
-    seed: int = 0
-    solver: str = "unipc"
-    image: torch.Tensor | None = None  # ComfyUI IMAGE [B, H, W, 3] in 0..1
-    end_image: torch.Tensor | None = None
-    fps: int | None = None
+    @classmethod
+    def from_bundle(cls, files: BundleFiles) -> "WanFiles":
+        """Pick the files by manifest role; tokenizer files (official layout) are found in their folder."""
+        tokenizer = files.all("tokenizer")
+        return cls(
+            dit=files.all("dit") or (files.one("dit_high"), files.one("dit_low")), vae=files.one("vae"),
+            text_encoder=files.one("text_encoder"), tokenizer=tokenizer[0].parent if tokenizer else None,
+            clip_vision=files.optional("clip_vision"),
+        )
 
 
-@dataclass
-class GeneratedVideo:
-    frames: torch.Tensor  # [T, H, W, 3] float32 in 0..1
-    fps: int
-    latents: torch.Tensor = field(repr=False)
+def load_wan_pipeline(variant: WanVariant, files: BundleFiles, load: LoadRequest, low_memory: bool) -> "WanPipeline":
+    """The registry's pipeline hook: a Wan pipeline for a bundle's files."""
+    return WanPipeline(variant, WanFiles.from_bundle(files), load, keep_text_encoder=not low_memory)
 
 
 class WanPipeline:
@@ -91,26 +79,27 @@ class WanPipeline:
             self._text_encoder = None
             gc.collect()
 
-    def generate(self, request: GenerateRequest, progress: Progress | None = None) -> GeneratedVideo:
-        """Text (+ image) to video with the variant's defaults for everything `request` leaves unset."""
+    def generate(self, request: VideoRequest, progress: Progress | None = None) -> VideoResult:
+        """Text (+ image) to video with the variant's defaults for everything `request` leaves unset (None)."""
         variant = self.variant
-        size = valid_size(request.width or variant.width, request.height or variant.height,
-                          request.frames or variant.frames, variant.size_multiple)
+        size = valid_size(_given(request.width, variant.width), _given(request.height, variant.height),
+                          _given(request.frames, variant.frames), variant.size_multiple)
         text = encode_text(self.text_encoder, request.prompt, request.negative_prompt, variant.negative_prompt)
         self._release_text_encoder()
         image = self._image_conditioning(request, size)
+        guidance = _given(request.guidance, variant.guidance)
         settings = SamplingSettings(
-            steps=request.steps or variant.steps, shift=request.shift or variant.shift,
-            guidance=request.guidance or variant.guidance, seed=request.seed, solver=request.solver,
-            guidance_low=request.guidance_low or variant.guidance_low, boundary=variant.boundary,
+            steps=_given(request.steps, variant.steps), shift=_given(request.shift, variant.shift),
+            guidance=guidance, seed=request.seed, solver=request.solver or "unipc",
+            guidance_low=_given(request.guidance_low, variant.guidance_low or guidance), boundary=variant.boundary,
         )
         latent_shape = size.latent_shape(self.experts[0].cfg.out_dim, self.vae.config.spatial_factor)
         step_progress = None if progress is None else (lambda step, total, _: progress("sampling", step + 1, total))
         latents = sample_wan(self.experts, text, latent_shape, settings, image, callback=step_progress)
         frames = self.decode(latents, progress)
-        return GeneratedVideo(frames, request.fps or variant.fps, latents)
+        return VideoResult(frames, _given(request.fps, variant.fps), latents=latents, notes=size.notes)
 
-    def _image_conditioning(self, request: GenerateRequest, size) -> ImageConditioning | None:
+    def _image_conditioning(self, request: VideoRequest, size) -> ImageConditioning | None:
         task = self.variant.task
         if task in ("i2v", "flf2v"):
             if request.image is None:
@@ -128,6 +117,11 @@ class WanPipeline:
         """Normalised latents -> frames `[T, H, W, 3]` in 0..1, decoded chunk by chunk."""
         on_chunk = None if progress is None else (lambda done, total: progress("decoding", done, total))
         return decode_frames(self.vae, latents, on_chunk)
+
+
+def _given(value, default):
+    """The user's value when set (0 included), else the variant's default."""
+    return default if value is None else value
 
 
 def decode_frames(vae, latents: torch.Tensor, on_chunk: Callable[[int, int], None] | None = None) -> torch.Tensor:

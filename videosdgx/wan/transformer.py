@@ -1,5 +1,6 @@
 """The Wan 2.1 / 2.2 diffusion transformer (DiT); parameter names equal the official checkpoint keys."""
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -26,8 +27,9 @@ UNSUPPORTED_VARIANTS = {
     "face_adapter": "Wan Animate",
     "motion_encoder": "Wan Animate",
     "pose_patch_embedding": "Wan Animate",
-    "audio_proj": "Wan HuMo / audio-driven",
+    "audio_proj": "audio-driven Wan (SkyReels V3 talking avatar or HuMo)",
 }
+RELEASED_HEAD_DIM = 128  # every released Wan DiT; a file may state otherwise in its metadata
 
 
 @dataclass(frozen=True)
@@ -92,8 +94,22 @@ def matching_presets(cfg: WanConfig) -> list[str]:
     return [name for name, preset in WAN_PRESETS.items() if preset == cfg]
 
 
-def config_from_shapes(shapes: Mapping[str, Sequence[int]], head_dim: int = 128) -> WanConfig:
-    """Infer the architecture from official key names and tensor shapes (`head_dim` is 128 in every release).
+def heads_from_metadata(metadata: Mapping[str, str] | None) -> int | None:
+    """The head count a file states in its `config` metadata (official `num_heads`, diffusers
+    `num_attention_heads`), or None."""
+    try:
+        config = json.loads((metadata or {}).get("config", "{}"))
+    except ValueError:
+        return None
+    heads = config.get("num_heads", config.get("num_attention_heads")) if isinstance(config, dict) else None
+    return heads if isinstance(heads, int) and heads > 0 else None
+
+
+def config_from_shapes(shapes: Mapping[str, Sequence[int]], num_heads: int | None = None) -> WanConfig:
+    """Infer the architecture from official key names and tensor shapes.
+
+    The weights do not show the head count: `num_heads` comes from the file's metadata when it states it, else
+    heads are 128 wide as in every release; only a width that no head count can split is refused.
 
     Raises WrongComponentError for Wan variants VideosDGX does not run (VACE, Fun camera, S2V, Animate, HuMo) and
     for files that are not a Wan DiT.
@@ -114,8 +130,16 @@ def config_from_shapes(shapes: Mapping[str, Sequence[int]], head_dim: int = 128)
             "Choose a Wan 2.1/2.2 file from the diffusion_models folder."
         )
     dim = shapes["head.modulation"][-1]
-    if dim % head_dim:
-        raise CheckpointError(f"Wan DiT width {dim} is not a multiple of the head size {head_dim}; damaged file?")
+    if num_heads is None:
+        if dim % RELEASED_HEAD_DIM:
+            raise CheckpointError(
+                f"This Wan DiT is {dim} wide, which is not a whole number of the released 128-wide heads, and the "
+                "file does not state its head count (no num_heads in its `config` metadata). Add the metadata or "
+                "use a released model file."
+            )
+        num_heads = dim // RELEASED_HEAD_DIM
+    if dim % num_heads or (dim // num_heads) % 2:
+        raise CheckpointError(f"Wan DiT width {dim} cannot split into {num_heads} heads of even size; damaged file?")
     in_dim = shapes["patch_embedding.weight"][1]
     patch_size = tuple(shapes["patch_embedding.weight"][2:])
     out_dim = shapes["head.head.weight"][0] // math.prod(patch_size)
@@ -131,7 +155,7 @@ def config_from_shapes(shapes: Mapping[str, Sequence[int]], head_dim: int = 128)
     return WanConfig(
         dim=dim,
         ffn_dim=shapes["blocks.0.ffn.0.weight"][0],
-        num_heads=dim // head_dim,
+        num_heads=num_heads,
         num_layers=1 + max(int(key.split(".")[1]) for key in shapes if key.startswith("blocks.")),
         in_dim=in_dim,
         out_dim=out_dim,

@@ -4,24 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from videosdgx.job import Variant
 from videosdgx.runtime.errors import ConfigurationError
 from videosdgx.wan.text_prompt import WAN_FLF2V_NEGATIVE_PROMPT, WAN_I2V_NEGATIVE_PROMPT, WAN_NEGATIVE_PROMPT
 
 
-@dataclass(frozen=True)
-class WanVariant:
-    """One released model: what it does, what files it needs, and how the reference samples it."""
+I2V = frozenset({"image"})
+FLF2V = frozenset({"image", "end_image"})
 
-    name: str
-    title: str
-    task: str  # "t2v" | "i2v" | "flf2v" | "ti2v"
-    width: int
-    height: int
-    frames: int
-    fps: int
-    steps: int
+
+@dataclass(frozen=True, kw_only=True)
+class WanVariant(Variant):
+    """A released Wan model: the shared defaults plus its shift, experts, image encoder and VAE."""
+
+    family: str = "wan"
     shift: float
-    guidance: float  # the only scale, or the high-noise expert's
     guidance_low: float | None = None  # low-noise expert of a two-expert (A14B) model
     boundary: float | None = None  # expert switch: high while t >= boundary * 1000
     clip_vision: bool = False
@@ -32,24 +29,33 @@ class WanVariant:
     def experts(self) -> int:
         return 2 if self.boundary is not None else 1
 
-    @property
-    def size_multiple(self) -> int:
-        """Pixel sizes must be multiples of this: VAE stride x DiT patch (8x2, or 16x2 for the Wan 2.2 VAE)."""
-        return 32 if self.vae == "2.2" else 16
+
+def _wan(name: str, title: str, task: str, size: tuple[int, int], fps: int, steps: int, shift: float,
+         guidance: float, **options) -> WanVariant:
+    inputs = {"t2v": frozenset(), "i2v": I2V, "flf2v": FLF2V, "ti2v": I2V}[task]
+    return WanVariant(
+        name=name, title=title, task=task, width=size[0], height=size[1], frames=options.pop("frames", 81), fps=fps,
+        steps=steps, shift=shift, guidance=guidance, inputs=inputs, required=inputs if task != "ti2v" else frozenset(),
+        size_multiple=32 if options.get("vae") == "2.2" else 16, workflows=options.pop("workflows", (name,)),
+        **options,
+    )
 
 
 WAN_VARIANTS: dict[str, WanVariant] = {v.name: v for v in (
-    WanVariant("wan2.1-t2v-1.3b", "Wan2.1 T2V-1.3B", "t2v", 832, 480, 81, 16, 50, 5.0, 5.0),
-    WanVariant("wan2.1-t2v-14b", "Wan2.1 T2V-14B", "t2v", 1280, 720, 81, 16, 50, 5.0, 5.0),
-    WanVariant("wan2.1-i2v-14b-480p", "Wan2.1 I2V-14B 480P", "i2v", 832, 480, 81, 16, 40, 3.0, 5.0,
-               clip_vision=True, negative_prompt=WAN_I2V_NEGATIVE_PROMPT),
-    WanVariant("wan2.1-flf2v-14b-720p", "Wan2.1 FLF2V-14B 720P", "flf2v", 1280, 720, 81, 16, 50, 16.0, 5.0,
-               clip_vision=True, negative_prompt=WAN_FLF2V_NEGATIVE_PROMPT),
-    WanVariant("wan2.2-t2v-a14b", "Wan2.2 T2V-A14B", "t2v", 1280, 720, 81, 16, 40, 12.0, 4.0, guidance_low=3.0,
-               boundary=0.875),
-    WanVariant("wan2.2-i2v-a14b", "Wan2.2 I2V-A14B", "i2v", 1280, 720, 81, 16, 40, 5.0, 3.5, guidance_low=3.5,
-               boundary=0.900),
-    WanVariant("wan2.2-ti2v-5b", "Wan2.2 TI2V-5B", "ti2v", 1280, 704, 121, 24, 50, 5.0, 5.0, vae="2.2"),
+    _wan("wan2.1-t2v-1.3b", "Wan2.1 T2V-1.3B", "t2v", (832, 480), 16, 50, 5.0, 5.0),
+    _wan("wan2.1-t2v-14b", "Wan2.1 T2V-14B", "t2v", (1280, 720), 16, 50, 5.0, 5.0),
+    _wan("wan2.1-i2v-14b-480p", "Wan2.1 I2V-14B 480P", "i2v", (832, 480), 16, 40, 3.0, 5.0, clip_vision=True,
+         negative_prompt=WAN_I2V_NEGATIVE_PROMPT),
+    _wan("wan2.1-i2v-14b-720p", "Wan2.1 I2V-14B 720P", "i2v", (1280, 720), 16, 40, 5.0, 5.0, clip_vision=True,
+         negative_prompt=WAN_I2V_NEGATIVE_PROMPT, workflows=()),
+    _wan("wan2.1-flf2v-14b-720p", "Wan2.1 FLF2V-14B 720P", "flf2v", (1280, 720), 16, 50, 16.0, 5.0, clip_vision=True,
+         negative_prompt=WAN_FLF2V_NEGATIVE_PROMPT, workflows=()),
+    _wan("wan2.2-t2v-a14b", "Wan2.2 T2V-A14B", "t2v", (1280, 720), 16, 40, 12.0, 4.0, guidance_low=3.0,
+         boundary=0.875),
+    _wan("wan2.2-i2v-a14b", "Wan2.2 I2V-A14B", "i2v", (1280, 720), 16, 40, 5.0, 3.5, guidance_low=3.5,
+         boundary=0.900),
+    _wan("wan2.2-ti2v-5b", "Wan2.2 TI2V-5B", "ti2v", (1280, 704), 24, 50, 5.0, 5.0, frames=121, vae="2.2",
+         workflows=("wan2.2-ti2v-5b-t2v", "wan2.2-ti2v-5b-i2v")),
 )}
 
 

@@ -1,0 +1,53 @@
+"""What every family's loader nodes share: the file combo of a model folder, its validation before the run, and
+how a node asks the engine to load (device, dtype and weight format from ComfyUI, byte progress on the node)."""
+
+from __future__ import annotations
+
+import torch
+
+from videosdgx.request import WEIGHT_FORMATS
+from videosdgx.runtime.device import default_dtype
+from videosdgx.runtime.model_files import LoadRequest
+
+from ._comfy import byte_progress, io, missing_model, model_names, torch_device
+
+NONE = "none"
+WEIGHT_DTYPES = {"default": None, "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+def load_request(weight_dtype: str = "default", weight_format: str = "default") -> LoadRequest:
+    """Load onto ComfyUI's device, in the chosen dtype (default: bf16 on GPUs, fp32 on CPU), showing byte progress."""
+    device = torch_device()
+    dtype = WEIGHT_DTYPES[weight_dtype] or default_dtype(device)
+    return LoadRequest(dtype=dtype, device=device, weight_format=weight_format, progress=byte_progress())
+
+
+def model_file(name: str, folder: str, tooltip: str, optional: bool = False) -> io.Combo.Input:
+    """A combo listing the files of a ComfyUI model folder; `optional` adds a leading 'none'."""
+    options = model_names(folder)
+    return io.Combo.Input(name, options=[NONE, *options] if optional else options, default=NONE if optional else None,
+                          tooltip=tooltip)
+
+
+def weight_options() -> list[io.Combo.Input]:
+    """The compute dtype and storage format choices of a diffusion-model loader."""
+    return [
+        io.Combo.Input("weight_dtype", options=list(WEIGHT_DTYPES), default="default",
+                       tooltip="Compute dtype; default is bf16 on GPUs and fp32 on CPU."),
+        io.Combo.Input("weight_format", options=list(WEIGHT_FORMATS), default="default",
+                       tooltip="fp8_e4m3fn stores the Linear weights in fp8 (half the memory of bf16)."),
+    ]
+
+
+def check_files(**files: tuple[str, str]) -> bool | str:
+    """`validate_inputs` for loader nodes: each `input=(folder, name)` must be installed; the first problem wins."""
+    for folder, name in files.values():
+        found = missing_model(folder, name)
+        if found is not True:
+            return found
+    return True
+
+
+def check_choice(name: str, value: str, options) -> bool | str:
+    """A combo value ComfyUI does not check itself (V3 combos) must be one of its options."""
+    return True if value in options else f"{name} '{value}' is not one of: {', '.join(map(str, options))}."
