@@ -25,10 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from videosdgx.runtime.checkpoint import open_checkpoint
+from videosdgx.runtime.checkpoint import Checkpoint, open_checkpoint
 from videosdgx.runtime.errors import CheckpointError, WrongComponentError
 from videosdgx.families import family_ids, family_title
-from videosdgx.runtime.identify import identify
+from videosdgx.runtime.identify import Identity, identify
 from videosdgx.runtime.lora_formats import LoraFile, LoraLayer, read_lora
 from videosdgx.runtime.quantized_linear import QuantizedLinear, compute_dtype
 
@@ -38,25 +38,30 @@ KeyMap = Callable[[str, str], "str | None"]
 PATCH_ATTR = "lora_patch"
 
 
+def check_lora_file(checkpoint: Checkpoint, family: str, loader: str) -> Identity:
+    """The identity of an opened LoRA file; WrongComponentError for a model file or a LoRA for another family."""
+    identity = identify(checkpoint)
+    family_name = family_title(family)
+    if identity.component != "LoRA":
+        raise WrongComponentError(
+            f"{checkpoint.name} is a {identity.description} ({family_title(identity.family)}), not a LoRA; load it "
+            f"with {identity.loader}. {loader[0].upper() + loader[1:]} takes {family_name} LoRA files from the "
+            "loras folder."
+        )
+    if identity.family != family:
+        where = ("" if identity.family not in family_ids() else f"Load it with {identity.loader}, or choose "
+                 f"a {family_name} LoRA.")
+        raise WrongComponentError(
+            f"{checkpoint.name} is a {identity.variant}, not a {family_name} LoRA: it cannot be applied to a "
+            f"{family_name} model. {where or f'Choose a {family_name} LoRA.'}"
+        )
+    return identity
+
+
 def load_lora_file(path: str | os.PathLike, family: str, loader: str, dtype: torch.dtype | None = None) -> LoraFile:
-    """Read a LoRA file (in `dtype`, default the stored one) after identifying it; WrongComponentError for a model
-    file or a LoRA for another family."""
+    """Read a LoRA file (in `dtype`, default the stored one) after `check_lora_file`."""
     with open_checkpoint(path) as checkpoint:
-        identity = identify(checkpoint)
-        family_name = family_title(family)
-        if identity.component != "LoRA":
-            raise WrongComponentError(
-                f"{checkpoint.name} is a {identity.description} ({family_title(identity.family)})"
-                f", not a LoRA; load it with {identity.loader}. {loader[0].upper() + loader[1:]} takes {family_name} "
-                "LoRA files from the loras folder."
-            )
-        if identity.family != family:
-            where = ("" if identity.family not in family_ids() else f"Load it with {identity.loader}, or choose "
-                     f"a {family_name} LoRA.")
-            raise WrongComponentError(
-                f"{checkpoint.name} is a {identity.variant}, not a {family_name} LoRA: it cannot be applied to a "
-                f"{family_name} model. {where or f'Choose a {family_name} LoRA.'}"
-            )
+        check_lora_file(checkpoint, family, loader)
         return read_lora(checkpoint, dtype)
 
 
