@@ -4,11 +4,12 @@ from ._comfy import ComfyExtension, io
 from .wan_conditioning import WanImageToVideo, WanTextEncode
 from .wan_latents import WanEmptyLatent, WanVAEDecode, WanVAEEncode
 from .wan_loaders import WanCLIPVisionLoader, WanModelLoader, WanTextEncoderLoader, WanVAELoader
+from .wan_lora import WanLoraLoader
 from .wan_sampler import WanSampler
 
 NODES = [
-    WanModelLoader, WanTextEncoderLoader, WanVAELoader, WanCLIPVisionLoader, WanTextEncode, WanEmptyLatent,
-    WanImageToVideo, WanSampler, WanVAEEncode, WanVAEDecode,
+    WanModelLoader, WanLoraLoader, WanTextEncoderLoader, WanVAELoader, WanCLIPVisionLoader, WanTextEncode,
+    WanEmptyLatent, WanImageToVideo, WanSampler, WanVAEEncode, WanVAEDecode,
 ]
 
 

@@ -58,11 +58,12 @@ def check_lora_file(checkpoint: Checkpoint, family: str, loader: str) -> Identit
     return identity
 
 
-def load_lora_file(path: str | os.PathLike, family: str, loader: str, dtype: torch.dtype | None = None) -> LoraFile:
-    """Read a LoRA file (in `dtype`, default the stored one) after `check_lora_file`."""
+def load_lora_file(path: str | os.PathLike, family: str, loader: str, dtype: torch.dtype | None = None,
+                   device: torch.device | str = "cpu") -> LoraFile:
+    """Read a LoRA file (onto `device`, in `dtype`: default the stored one) after `check_lora_file`."""
     with open_checkpoint(path) as checkpoint:
         check_lora_file(checkpoint, family, loader)
-        return read_lora(checkpoint, dtype)
+        return read_lora(checkpoint, dtype, device)
 
 
 def identity_key_map(name: str, layout: str) -> str | None:

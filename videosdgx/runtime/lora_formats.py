@@ -144,9 +144,10 @@ def _peft_alpha(metadata: dict[str, str]) -> float | None:
     return None if alpha is None else float(alpha)
 
 
-def read_lora(checkpoint: Checkpoint, dtype: torch.dtype | None = None) -> LoraFile:
-    """Every LoRA tensor of `checkpoint` (in `dtype`, default the stored one), grouped by target; CheckpointError
-    for damaged or foreign files."""
+def read_lora(checkpoint: Checkpoint, dtype: torch.dtype | None = None, device: torch.device | str = "cpu"
+              ) -> LoraFile:
+    """Every LoRA tensor of `checkpoint` (on `device`, in `dtype`: default the stored one), grouped by target;
+    CheckpointError for damaged or foreign files."""
     keys = checkpoint.keys()
     for key in keys:
         for suffix, kind in UNSUPPORTED.items():
@@ -166,7 +167,7 @@ def read_lora(checkpoint: Checkpoint, dtype: torch.dtype | None = None) -> LoraF
     for key, p in parsed.items():
         layer = layers.setdefault(p.target, LoraLayer())
         stored = checkpoint.get(key)
-        tensor = stored.clone() if dtype is None or stored.dtype == dtype else stored.to(dtype)
+        tensor = stored.to(device, dtype or stored.dtype, copy=True)
         if p.kind == "alpha":
             layer.alpha = float(tensor.float().reshape(-1)[0])
         elif p.kind == "diff":

@@ -117,10 +117,11 @@ def _touched(official: dict[str, dict[str, tuple[int, ...]]]) -> tuple[str, ...]
     return tuple(notes)
 
 
-def read_wan_lora(path: str | os.PathLike, dtype: torch.dtype | None = None) -> LoraFile:
-    """Read a LoRA file (in `dtype`: the model's compute dtype keeps one copy in memory) after checking that it is
-    a Wan LoRA."""
-    return load_lora_file(path, "wan", LORA_LOADER, dtype)
+def read_wan_lora(path: str | os.PathLike, dtype: torch.dtype | None = None, device: torch.device | str = "cpu"
+                  ) -> LoraFile:
+    """Read a LoRA file after checking that it is a Wan LoRA. On the model's device and in its compute dtype, the
+    LoRA is held once: applying it uses these very tensors."""
+    return load_lora_file(path, "wan", LORA_LOADER, dtype, device)
 
 
 def apply_wan_lora(model: WanModel, lora: LoraFile | str | os.PathLike, strength: float = 1.0) -> AppliedLora:

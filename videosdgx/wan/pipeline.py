@@ -73,7 +73,11 @@ class WanPipeline:
         self.vae = load_vae(files.vae, load).module
         self.experts = [load_dit(path, load).module for path in files.dit]
         self.clip_vision = load_clip_vision(files.clip_vision, load).module if variant.clip_vision else None
-        self.loras = [ExpertLora(read_wan_lora(path, load.dtype), 1.0, which) for path, which in files.loras]
+        self.loras = [ExpertLora(self._read_lora(path), 1.0, which) for path, which in files.loras]
+
+    def _read_lora(self, path: Path):
+        """A Wan LoRA file, held on the DiTs' device in their compute dtype."""
+        return read_wan_lora(path, self.load.dtype, self.load.device)
 
     @property
     def text_encoder(self) -> WanTextEncoder:
@@ -89,8 +93,7 @@ class WanPipeline:
     def generate(self, request: VideoRequest, progress: Progress | None = None) -> VideoResult:
         """Text (+ image) to video with the variant's defaults for everything `request` leaves unset (None)."""
         variant = self.variant
-        loras = self.loras + [ExpertLora(read_wan_lora(choice.path, self.load.dtype), choice.strength, choice.target)
-                              for choice in request.loras]
+        loras = self.loras + [ExpertLora(self._read_lora(c.path), c.strength, c.target) for c in request.loras]
         size = valid_size(_given(request.width, variant.width), _given(request.height, variant.height),
                           _given(request.frames, variant.frames), variant.size_multiple)
         text = encode_text(self.text_encoder, request.prompt, request.negative_prompt, variant.negative_prompt)
