@@ -32,10 +32,11 @@ def test_inspect_names_model_rank_and_layers(tmp_path, capsys, model, fmt):
     layout = {"kohya": "kohya", "official": "diffusion_model.", "lightx2v": "lightx2v",
               "diffusers": "diffusers / PEFT"}[fmt]
     assert "Wan (width 64) LoRA (rank 6) LoRA (wan)" in report and layout in report
-    assert f"touches 3 blocks (0-2), {15 if fmt == 'lightx2v' else 10} layers in each" in report
+    assert f"touches 3 blocks (0-2), {16 if fmt == 'lightx2v' else 10} layers in each" in report
     assert "self_attn.q" in report and "ffn.2" in report and "Wan LoRA Loader" in report
     if fmt == "lightx2v":
         assert "full differences: cross_attn.k.bias" in report and "outside the blocks: head.head" in report
+        assert ", modulation, norm3.bias, norm3.weight, " in report
 
 
 def test_real_widths_are_named():

@@ -16,6 +16,7 @@ file's naming ("official" or "diffusers"; kohya names are matched against the mo
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from collections.abc import Callable, Iterable
@@ -108,7 +109,7 @@ class LinearPatch:
     def dense_delta(self, dtype: torch.dtype) -> torch.Tensor | None:
         """Sum of the terms as a dense [out, in] `dtype` tensor (a temporary), or None without active terms."""
         deltas = [term.dense(dtype) for term in self.terms if term.strength != 0]
-        return None if not deltas else torch.stack(deltas).sum(0) if len(deltas) > 1 else deltas[0]
+        return sum(deltas[1:], deltas[0]) if deltas else None
 
 
 @dataclass
@@ -172,7 +173,7 @@ def _param_patches(model: nn.Module) -> dict[str, _ParamPatch]:
     return model._lora_param_patches
 
 
-_owners = iter(range(1, 1 << 62))
+_owners = itertools.count(1)
 
 
 def _kohya_names(model: nn.Module) -> dict[str, str]:

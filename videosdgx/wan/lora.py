@@ -26,7 +26,7 @@ LORA_LOADER = "the Wan LoRA Loader (VideosDGXWanLoraLoader)"
 IMAGE_BRANCH_PARTS = ("k_img", "v_img", "img_emb", "add_k_proj", "add_v_proj", "norm_added_k", "image_embedder")
 WIDTHS = {1536: "Wan2.1 T2V-1.3B", 3072: "Wan2.2 TI2V-5B",
           5120: "Wan 14B (Wan2.1 T2V / I2V-14B or a Wan2.2 A14B expert)"}
-_BLOCK = re.compile(r"blocks[._](\d+)[._](.+)")
+_BLOCK = re.compile(r"blocks[._](\d+)(?:[._](.+))?")  # a block's layer, or the block (its `modulation`)
 
 
 def lora_key_map(name: str, layout: str) -> str | None:
@@ -63,6 +63,8 @@ def _official_target(target: str, layout: str) -> str | None:
     """A LoRA target in its file's naming -> our module path (None if it is not a Wan module)."""
     if layout == "kohya":
         match = _BLOCK.fullmatch(target)
+        if match and match[2] is None:
+            return target.replace("_", ".")
         rest = _kohya_names().get(match[2] if match else target)
         return None if rest is None else (f"blocks.{match[1]}.{rest}" if match else rest)
     name = lora_key_map(target + ".weight", layout)
@@ -76,7 +78,7 @@ def recognize_lora(targets: LoraTargets) -> LoraMatch | None:
         name = _official_target(target, targets.layout)
         if name is not None and (_BLOCK.fullmatch(name) or name.split(".")[0] in _top_level_modules()):
             official[name] = shapes
-    in_blocks = {name: s for name, s in official.items() if _BLOCK.fullmatch(name)}
+    in_blocks = {name: s for name, s in official.items() if (m := _BLOCK.fullmatch(name)) and m[2]}
     if not any(".self_attn." in n or ".cross_attn." in n or ".ffn." in n for n in in_blocks):
         return None
     width = _width(in_blocks)
@@ -102,10 +104,10 @@ def _width(in_blocks: dict[str, dict[str, tuple[int, ...]]]) -> int:
 def _touched(official: dict[str, dict[str, tuple[int, ...]]]) -> tuple[str, ...]:
     """Notes for `videosdgx inspect`: blocks and per-block layers touched, full differences, other layers."""
     blocks = sorted({int(m[1]) for n in official if (m := _BLOCK.fullmatch(n))})
-    per_block = sorted({m[2] for n in official if (m := _BLOCK.fullmatch(n))})
+    per_block = sorted({m[2] or "" for n in official if (m := _BLOCK.fullmatch(n))})
     low_rank = sorted({m[2] for n, s in official.items() if (m := _BLOCK.fullmatch(n)) and "down" in s})
-    full = sorted({f"{m[2]}.{kind[5:]}" for n, s in official.items() if (m := _BLOCK.fullmatch(n))
-                   for kind in s if kind.startswith("diff.")})
+    full = sorted({".".join(filter(None, (m[2], kind[5:]))) for n, s in official.items()
+                   if (m := _BLOCK.fullmatch(n)) for kind in s if kind.startswith("diff.")})
     outside = sorted(n for n in official if not _BLOCK.fullmatch(n))
     span = f"{blocks[0]}-{blocks[-1]}" if blocks else "none"
     notes = [f"touches {len(blocks)} blocks ({span}), {len(per_block)} layers in each",
