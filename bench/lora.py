@@ -1,20 +1,21 @@
 """LoRAs on the Wan DiT, on the CPU in float32: the cost of a rank-64 LoRA, ours vs diffusers, and what a 4-step
 Lightning run saves against the official 40-step CFG run.
 
-Measured, each in its own fresh process (so that peaks never mix):
+Measured, each side in its own fresh process (so that peaks never mix):
 
 * Wan2.1 T2V-1.3B config (dim 1536, ffn 8960, 12 heads) cut to `--layers` blocks (default 6 of 30: the cost per
-  block is what matters, and 6 keep a run short), random weights, one forward on a 17-frame 192x320 latent:
-  without a LoRA and with a rank-64 LoRA on every block Linear (official `diffusion_model.` layout, alpha 64), ours
-  (`apply_wan_lora`: runtime low-rank add) vs diffusers (`WanPipeline.load_lora_weights`: PEFT LoRA layers, not
-  fused). Wall time (best of `--repeat`) and peak RSS increase of the forward; the RSS the LoRA adds once applied.
-  diffusers needs `peft`; without it its side is skipped and the report says so.
+  block is what matters, and 6 keep a run short), random weights, one forward on a 17-frame 192x320 latent with a
+  rank-64 LoRA on every block Linear (official `diffusion_model.` layout, alpha 64) and without it, alternating in
+  the same process: ours (`apply_wan_lora`: runtime low-rank add; removed and re-applied between forwards) vs
+  diffusers (`WanPipeline.load_lora_weights`: PEFT LoRA layers, not fused; adapters disabled / enabled). Wall time
+  (best of `--repeat`) and peak RSS increase of the forward; the RSS the LoRA adds once applied. diffusers needs
+  `peft`; without it its side is skipped and the report says so.
 * Wan2.2 T2V-A14B pipeline (two experts, boundary 0.875) with a small DiT config (`--a14b-dim`, 4 blocks; the
   real 5120-wide experts do not fit this CPU's time budget): `sample_wan` with the official defaults (40 UniPC
   steps, shift 12, CFG 4 / 3, cond + uncond batched) vs the Lightning settings (4 Euler steps, CFG 1): DiT calls,
   model evaluations (batch rows) and sampling time.
 
-    python bench/lora.py                 # ~2 min on 2 cores
+    python bench/lora.py                 # a few minutes on 2 quiet cores
     python bench/lora.py --layers 30 --repeat 3
 """
 
@@ -36,7 +37,7 @@ from wan import Setup, load_diffusers_dit, load_ours_dit, random_weights, relati
 from videosdgx.testing.lora import write_wan_lora
 from videosdgx.wan.conditioning import TextConditioning
 from videosdgx.wan.lightning import lightning_settings
-from videosdgx.wan.lora import apply_wan_lora
+from videosdgx.wan.lora import apply_wan_lora, read_wan_lora
 from videosdgx.wan.sampler import SamplingSettings, sample_wan
 from videosdgx.wan.transformer import WAN_PRESETS, WanConfig, WanModel
 from videosdgx.wan.variants import wan_variant
@@ -48,7 +49,7 @@ LATENT = (1, 16, 5, 24, 40)  # 17 frames of 192x320
 TINY_LATENT = (1, 16, 2, 4, 6)
 RANK = 64
 TIMESTEP = 750.0
-FORWARD_CHILDREN = ("base-ours", "lora-ours", "base-diffusers", "lora-diffusers")
+FORWARD_CHILDREN = ("ours", "diffusers")
 SAMPLE_CHILDREN = ("sample-default", "sample-lightning")
 PARTS = ("forward", "lightning")
 
@@ -84,24 +85,41 @@ def forward(model: nn.Module, x: torch.Tensor, context: torch.Tensor, diffusers:
     return model(x, t, context)
 
 
-def forward_child(name: str, setup: Setup, repeat: int) -> dict:
-    side = name.split("-")[1]
+def forward_child(side: str, setup: Setup, repeat: int) -> dict:
+    """Forwards with and without the LoRA, alternating (so that a change in machine load hits both alike): ours
+    removes and re-applies the LoRA (exact, cheap), diffusers disables and enables its PEFT adapter."""
     generator = torch.Generator().manual_seed(42)
     x = torch.randn(setup.latent, generator=generator)
     context = torch.randn(1, setup.dit.text_len, setup.dit.text_dim, generator=generator)
-    model = load_diffusers_dit(setup) if side == "diffusers" else load_ours_dit(setup)
+    diffusers = side == "diffusers"
+    model = load_diffusers_dit(setup) if diffusers else load_ours_dit(setup)
     before = proc_status()["VmRSS"]
-    if name == "lora-ours":
-        apply_wan_lora(model, lora_file(setup))
-    elif name == "lora-diffusers":
+    if diffusers:
         from diffusers import WanPipeline
 
-        pipe = WanPipeline(tokenizer=None, text_encoder=None, vae=None, scheduler=None, transformer=model)
-        pipe.load_lora_weights(str(lora_file(setup)))
+        WanPipeline(tokenizer=None, text_encoder=None, vae=None, scheduler=None, transformer=model
+                    ).load_lora_weights(str(lora_file(setup)))
+        switch = {True: model.enable_adapters, False: model.disable_adapters}
+    else:
+        lora = read_wan_lora(lora_file(setup))
+        applied = [apply_wan_lora(model, lora)]
+
+        def set_lora(on: bool) -> None:
+            applied[0].remove()
+            if on:
+                applied[0] = apply_wan_lora(model, lora)
+
+        switch = {on: (lambda on=on: set_lora(on)) for on in (True, False)}
     lora_bytes = proc_status()["VmRSS"] - before
-    out, spans = timed(lambda: forward(model, x, context, side == "diffusers"), repeat)
-    torch.save(out.float().clone(), setup.folder / f"{name}.pt")
-    return {"spans": spans, "lora_bytes": lora_bytes}
+    spans: dict[str, list] = {"lora": [], "base": []}
+    for _ in range(repeat):
+        for on in (True, False):
+            switch[on]()
+            out, [span] = timed(lambda: forward(model, x, context, diffusers), 1)
+            spans["lora" if on else "base"].append(span)
+            if on:
+                torch.save(out.float().clone(), setup.folder / f"lora-{side}.pt")
+    return {"spans": spans["lora"], "base_spans": spans["base"], "lora_bytes": lora_bytes}
 
 
 class Counter:
@@ -155,24 +173,27 @@ def child(args: argparse.Namespace, setup: Setup) -> None:
 def forward_lines(runs: dict[str, dict], errors: dict[str, float], setup: Setup, args: argparse.Namespace
                   ) -> list[str]:
     rows, stats = [], {}
-    for name in FORWARD_CHILDREN:
-        if name in runs:
-            stats[name] = s = summary(runs[name])
-            rows.append([name, f"{s['seconds']:.2f}", gb(s["increase"]), gb(runs[name]["lora_bytes"])])
+    for side in FORWARD_CHILDREN:
+        if side not in runs:
+            continue
+        stats[side] = lora, base = summary(runs[side]), summary({"spans": runs[side]["base_spans"]})
+        rows += [[f"{side}, no LoRA", f"{base['seconds']:.2f}", gb(base["increase"]), ""],
+                 [f"{side}, LoRA", f"{lora['seconds']:.2f}", gb(lora["increase"]), gb(runs[side]["lora_bytes"])],
+                 [f"{side}: LoRA / no LoRA", ratio(lora["seconds"], base["seconds"]), "", ""]]
     lines = [
         f"Wan2.1 T2V-1.3B config cut to {setup.dit.num_layers} of 30 blocks (dim {setup.dit.dim}), random weights, "
         f"float32, CPU, {torch.get_num_threads()} threads; latent {'x'.join(map(str, setup.latent))}; rank-{RANK} "
-        f"LoRA on the {10 * setup.dit.num_layers} block Linears; best of {args.repeat} forwards.",
+        f"LoRA on the {10 * setup.dit.num_layers} block Linears; forwards with and without it alternate, best of "
+        f"{args.repeat} each.",
         table(["run", "forward s", "forward peak increase GB", "RSS added by the LoRA GB"], rows),
-        f"LoRA time overhead: ours {ratio(stats['lora-ours']['seconds'], stats['base-ours']['seconds'])}x of "
-        "our forward without LoRA (a LoRA merged into the weights would cost 1.000x)",
+        "(A LoRA merged into the weights would cost what 'no LoRA' costs; ours adds it at run time.)",
     ]
-    if "lora-diffusers" in stats:
-        ours, ref = stats["lora-ours"], stats["lora-diffusers"]
+    if "diffusers" in stats:
+        (ours, _), (ref, _) = stats["ours"], stats["diffusers"]
         lines += [
             f"ours/diffusers with the LoRA: time {ratio(ours['seconds'], ref['seconds'])}, forward peak increase "
             f"{ratio(ours['increase'], ref['increase'])}, RSS added by the LoRA "
-            f"{ratio(runs['lora-ours']['lora_bytes'], runs['lora-diffusers']['lora_bytes'])}",
+            f"{ratio(runs['ours']['lora_bytes'], runs['diffusers']['lora_bytes'])}",
             f"output with the LoRA, max |ours - diffusers| / max |diffusers| = {errors['lora']:.2e}",
         ]
     else:
@@ -233,7 +254,7 @@ def main(argv: list[str] | None = None) -> dict:
             log.info("running: %s", name)
             runs[name] = run_child(SCRIPT, [*passed, "--child", name, "--folder", tmp], setup.folder / "r.json")
         errors = {}
-        if "lora-diffusers" in runs:
+        if "diffusers" in runs:
             errors["lora"] = relative_errors(torch.load(setup.folder / "lora-ours.pt"),
                                              torch.load(setup.folder / "lora-diffusers.pt"))["max"]
     runs.pop("generate", None)

@@ -17,7 +17,8 @@ def test_lora_bench_tiny(tmp_path):
     finally:
         sys.path.remove(str(BENCH))
     runs = result["runs"]
-    assert runs["lora-ours"]["lora_bytes"] >= 0 and "LoRA time overhead" in result["report"]
+    assert runs["ours"]["lora_bytes"] >= 0 and "ours: LoRA / no LoRA" in result["report"]
+    assert len(runs["ours"]["spans"]) == len(runs["ours"]["base_spans"]) == 1
     assert (runs["sample-default"]["rows"], runs["sample-default"]["calls"]) == (80, 40)
     assert (runs["sample-lightning"]["rows"], runs["sample-lightning"]["calls"]) == (4, 4)
     if "lora" in result["errors"]:

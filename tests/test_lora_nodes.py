@@ -44,7 +44,8 @@ def test_lightning_chain_equals_the_engine_and_keeps_weights(comfy):
     with_high, = run(comfy, "VideosDGXWanLoraLoader", model=model, lora_name=HIGH, strength=1.0, expert="high_noise")
     with_pair, = run(comfy, "VideosDGXWanLoraLoader", model=with_high, lora_name=LOW, strength=1.0, expert="low_noise")
     assert model.loras == () and len(with_pair.loras) == 2
-    text_encoder, = run(comfy, "VideosDGXWanTextEncoderLoader", text_encoder_name="umt5_xxl_fp8_e4m3fn_scaled.safetensors")
+    text_encoder, = run(comfy, "VideosDGXWanTextEncoderLoader",
+                        text_encoder_name="umt5_xxl_fp8_e4m3fn_scaled.safetensors")
     conditioning, = run(comfy, "VideosDGXWanTextEncode", text_encoder=text_encoder, prompt="a fox", negative_prompt="")
     latent = {"samples": torch.zeros(1, 16, 2, 4, 6)}
     before = {n: p.clone() for n, p in model.models[1].named_parameters()}
