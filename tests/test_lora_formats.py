@@ -106,7 +106,8 @@ def test_lora_with_no_layer_of_this_model(tmp_path, model):
 def test_lora_for_another_width(tmp_path, model):
     other = ours_from(diffusers_twin(tiny_config("t2v", 2, 16)), tiny_config("t2v", 2, 16))
     path = write_wan_lora(tmp_path / "narrow.safetensors", other, "official")
-    with pytest.raises(WrongComponentError, match=r"does not fit this model at blocks.0.*: low-rank pair "
+    with pytest.raises(WrongComponentError, match=r"narrow.safetensors is a Wan \(width 32\) LoRA \(rank 4\) and "
+                                                  r"does not fit this model at blocks.0.*: low-rank pair "
                                                   r"of shape \[32, 32\] for a layer of shape \[64, 64\]"):
         apply_wan_lora(model, path)
 

@@ -20,7 +20,7 @@ import itertools
 import logging
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -63,8 +63,8 @@ def load_lora_file(path: str | os.PathLike, family: str, loader: str, dtype: tor
                    device: torch.device | str = "cpu") -> LoraFile:
     """Read a LoRA file (onto `device`, in `dtype`: default the stored one) after `check_lora_file`."""
     with open_checkpoint(path) as checkpoint:
-        check_lora_file(checkpoint, family, loader)
-        return read_lora(checkpoint, dtype, device)
+        identity = check_lora_file(checkpoint, family, loader)
+        return replace(read_lora(checkpoint, dtype, device), made_for=identity.variant)
 
 
 def identity_key_map(name: str, layout: str) -> str | None:
@@ -230,7 +230,7 @@ def apply_lora(
     applied = AppliedLora(model, lora.source, strength, owner, [], [])
     for target, (module_name, layer) in found.items():
         module = model.get_submodule(module_name)
-        _check_shapes(lora.source, target, module, layer)
+        _check_shapes(lora, target, module, layer)
         if layer.down is not None and "weight" in layer.diffs:
             raise CheckpointError(f"{lora.source}: {target} has both a low-rank pair and a full weight difference; "
                                   "the file is damaged.")
@@ -292,7 +292,7 @@ def _module_shape(module: nn.Module) -> tuple[int, ...]:
     return tuple(module.weight.shape)
 
 
-def _check_shapes(source: str, target: str, module: nn.Module, layer: LoraLayer) -> None:
+def _check_shapes(lora: LoraFile, target: str, module: nn.Module, layer: LoraLayer) -> None:
     """WrongComponentError when a LoRA layer does not fit the model's (a LoRA for another model size)."""
     problems = []
     if layer.down is not None:
@@ -310,9 +310,10 @@ def _check_shapes(source: str, target: str, module: nn.Module, layer: LoraLayer)
             problems.append(f"{attr} difference of shape {list(diff.shape)} for a {attr} of shape "
                             f"{list(expected) if expected else 'none'}")
     if problems:
+        what = f" is a {lora.made_for} and" if lora.made_for else ""
         raise WrongComponentError(
-            f"{source} does not fit this model at {target}: {problems[0]}. It is a LoRA for another model size; "
-            "choose a LoRA made for this model."
+            f"{lora.source}{what} does not fit this model at {target}: {problems[0]}. It is a LoRA for another "
+            "model size; choose a LoRA made for this model."
         )
 
 

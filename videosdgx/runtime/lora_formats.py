@@ -110,6 +110,7 @@ class LoraFile:
     layout: str
     layers: dict[str, LoraLayer]
     description: str
+    made_for: str = ""  # what identification says it is, e.g. "Wan2.1 T2V-1.3B LoRA (rank 32)"
 
 
 def describe_layout(keys: list[str]) -> str:
