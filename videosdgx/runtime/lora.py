@@ -83,10 +83,11 @@ class _Term:
     up: torch.Tensor | None = None
     full: torch.Tensor | None = None
 
-    def output(self, x: torch.Tensor) -> torch.Tensor:
+    def add_to(self, output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """`output + strength * scale * (x @ down.T @ up.T)` (or `x @ full.T`), accumulated into `output`."""
         x = x.to(self.up.dtype if self.full is None else self.full.dtype)
         y = F.linear(x, self.full) if self.full is not None else F.linear(F.linear(x, self.down), self.up)
-        return y * (self.strength * self.scale)
+        return output.add_(y.to(output.dtype), alpha=self.strength * self.scale)
 
     def dense(self, dtype: torch.dtype) -> torch.Tensor:
         delta = self.full.to(dtype) if self.full is not None else self.up.to(dtype) @ self.down.to(dtype)
@@ -103,7 +104,7 @@ class LinearPatch:
     def _hook(self, layer: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
         for term in self.terms:
             if term.strength != 0:
-                output = output + term.output(inputs[0]).to(output.dtype)
+                output = term.add_to(output, inputs[0])
         return output
 
     def dense_delta(self, dtype: torch.dtype) -> torch.Tensor | None:
