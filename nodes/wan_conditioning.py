@@ -8,7 +8,7 @@ from videosdgx.runtime.errors import ConfigurationError
 from videosdgx.wan.conditioning import encode_i2v, encode_text, encode_ti2v, size_multiple, valid_size
 
 from ._comfy import io
-from .wan_latents import empty_latent, size_inputs
+from .wan_latents import empty_latent, size_inputs, size_output
 from .wan_types import CATEGORY, WanClipVisionType, WanConditioning, WanConditioningType, WanTextEncoderType, WanVAEType
 
 WAN22_LATENT_CHANNELS = 48
@@ -69,5 +69,4 @@ class WanImageToVideo(io.ComfyNode):
             image = encode_ti2v(vae, size, start_image)
         else:
             image = encode_i2v(vae, size, start_image, end_image, clip_vision)
-        latent = empty_latent(config, size.width, size.height, size.frames)
-        return io.NodeOutput(WanConditioning(conditioning.text, image), latent)
+        return size_output(size, WanConditioning(conditioning.text, image), empty_latent(config, size))

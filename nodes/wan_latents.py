@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from videosdgx.wan.conditioning import frames_to_video, size_multiple, valid_size
+from videosdgx.wan.conditioning import VideoSize, frames_to_video, size_multiple, valid_size
 from videosdgx.wan.pipeline import decode_frames
 from videosdgx.wan.vae import WAN21_VAE
 from videosdgx.wan.vae22 import WAN22_VAE
 
-from ._comfy import check_interrupt, io, progress
+from ._comfy import check_interrupt, io, progress, ui
 from .wan_types import CATEGORY, WanVAEType
 
 MAX_SIZE = 4096
@@ -31,10 +31,14 @@ def size_inputs(width: int, height: int, length: int) -> list[io.Int.Input]:
     ]
 
 
-def empty_latent(vae_config, width: int, height: int, length: int) -> dict:
-    """A zero LATENT `{"samples": [1, C, T, h, w]}` for a video of (rounded) size, on the CPU like ComfyUI's."""
-    size = valid_size(width, height, length, size_multiple(vae_config))
+def empty_latent(vae_config, size: VideoSize) -> dict:
+    """A zero LATENT `{"samples": [1, C, T, h, w]}` for a video of a valid size, on the CPU like ComfyUI's."""
     return {"samples": torch.zeros(1, *size.latent_shape(vae_config.z_dim, vae_config.spatial_factor))}
+
+
+def size_output(size: VideoSize, *outputs) -> io.NodeOutput:
+    """The node's outputs, with the size corrections shown on the node (and sent to headless clients)."""
+    return io.NodeOutput(*outputs, ui=ui.PreviewText("\n".join(size.notes)) if size.notes else None)
 
 
 class WanEmptyLatent(io.ComfyNode):
@@ -58,7 +62,8 @@ class WanEmptyLatent(io.ComfyNode):
     @classmethod
     def execute(cls, width: int, height: int, length: int, latent_channels: str, vae=None) -> io.NodeOutput:
         config = vae.config if vae is not None else LATENT_FORMATS[latent_channels]
-        return io.NodeOutput(empty_latent(config, width, height, length))
+        size = valid_size(width, height, length, size_multiple(config))
+        return size_output(size, empty_latent(config, size))
 
 
 class WanVAEEncode(io.ComfyNode):

@@ -285,3 +285,37 @@ def test_server_rejection_exits_with_the_client_code(tmp_path, caplog):
     assert message.startswith("The server rejected the prompt: Prompt outputs failed validation")
     assert "value_not_in_list: Value not in list [model_name]" in message
     assert not (tmp_path / "out").exists()
+
+
+def test_download_installs_the_bundle_then_generates(tmp_path, monkeypatch, capsys):
+    import yaml
+    from fake_hub import FakeHub
+
+    from videosdgx.manifest import load_manifest
+    from videosdgx.testing.wan import write_wan_bundle
+
+    source = tmp_path / "source"
+    write_wan_bundle("wan2.1-t2v-1.3b", source)
+    real = load_manifest()
+    entries, files = [], {}
+    for entry in real.bundle_entries("wan2.1-t2v-1.3b"):
+        content = (source / entry.folder / entry.filename).read_bytes()
+        files[f"acme/tiny/{entry.filename}"] = content
+        entries.append({**{k: getattr(entry, k) for k in ("id", "family", "role", "folder", "filename", "license")},
+                        "repo": "acme/tiny", "path": entry.filename, "revision": "main", "size": len(content),
+                        "size_verified": True, "gated": False})
+    bundle = {"name": "tiny-wan", "family": "wan", "variant": "wan2.1-t2v-1.3b", "description": "tiny",
+              "status": "available", "entries": [e["id"] for e in entries]}
+    manifest = tmp_path / "manifest.yaml"
+    manifest.write_text(yaml.safe_dump({"version": 1, "entries": entries, "bundles": [bundle]}))
+    monkeypatch.setenv("VIDEOSDGX_MANIFEST", str(manifest))
+    models, out = tmp_path / "models", tmp_path / "tiny.mp4"
+    command = ["generate", "--model", "tiny-wan", "--models-dir", str(models), "--prompt", "a cat", *TINY,
+               "--out", str(out)]
+    with FakeHub(files) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        assert main(command) == 1  # without --download: names the files
+        assert main([*command, "--download"]) == 0
+        assert hub.count("GET") == 3
+    assert read_video(out).frames.shape == (5, 64, 96, 3)
+    assert (models / "vae" / "wan_2.1_vae.safetensors").read_bytes() == files["acme/tiny/wan_2.1_vae.safetensors"]

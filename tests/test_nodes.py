@@ -182,6 +182,37 @@ def test_empty_latent_shapes_follow_the_vae(comfy):
         run(comfy, "VideosDGXWanEmptyLatent", width=8, height=480, length=81, latent_channels="16")
 
 
+def test_rounded_sizes_are_shown_on_the_node(comfy):
+    node = comfy.nodes["VideosDGXWanEmptyLatent"]
+    exact = node.execute(width=832, height=480, length=81, latent_channels="16")
+    assert exact.ui is None
+    rounded = node.execute(width=840, height=480, length=80, latent_channels="48")
+    assert rounded.args[0]["samples"].shape == (1, 48, 21, 30, 52)
+    assert rounded.ui.as_dict() == {"text": ("size 840x480 is not a multiple of 32; using 832x480\n"
+                                             "80 frames is not 4n+1; using 81 frames",)}
+
+
+@pytest.mark.parametrize("node_id, inputs, message", [
+    ("VideosDGXWanSampler", {"sampler": "dpm++"}, "sampler 'dpm++' is not one of: unipc, euler"),
+    ("VideosDGXWanModelLoader", {"model_name": "wan2.1_t2v_1.3B_fp16.safetensors", "low_noise_model": "none",
+                                 "weight_dtype": "int8"}, "weight_dtype 'int8' is not one of"),
+    ("VideosDGXWanModelLoader", {"model_name": "wan2.1_t2v_1.3B_fp16.safetensors", "low_noise_model": "none",
+                                 "weight_format": "fp4"}, "weight_format 'fp4' is not one of: default, fp8_e4m3fn"),
+    ("VideosDGXWanModelLoader", {"model_name": "wan2.2_t2v_high_noise_14B_fp16.safetensors",
+                                 "low_noise_model": "wan2.2_t2v_high_noise_14B_fp16.safetensors"},
+     "low_noise_model is the same file as model_name"),
+])
+def test_combo_values_are_validated_before_the_run(comfy, node_id, inputs, message):
+    answer = comfy.nodes[node_id].validate_inputs(**inputs)
+    assert isinstance(answer, str) and message in answer
+
+
+def test_experts_of_different_models_are_refused_at_load(comfy):
+    with pytest.raises(ConfigurationError, match="are not the two experts of one Wan2.2 A14B model"):
+        run(comfy, "VideosDGXWanModelLoader", model_name="wan2.2_t2v_high_noise_14B_fp16.safetensors",
+            low_noise_model="wan2.2_ti2v_5B_fp16.safetensors", weight_dtype="default", weight_format="default")
+
+
 def test_ti2v_image_to_video_and_wrong_latent(comfy):
     model, = run(comfy, "VideosDGXWanModelLoader", model_name="wan2.2_ti2v_5B_fp16.safetensors",
                  low_noise_model="none", weight_dtype="default", weight_format="default")

@@ -15,8 +15,8 @@ from videosdgx.manifest import load_manifest
 from videosdgx.media import read_video
 from videosdgx.wan.lightning import lightning_sigmas
 from videosdgx.wan.text_prompt import WAN_I2V_NEGATIVE_PROMPT
-from workflow_harness import (CORE_OBJECT_INFO, api_workflow, editor_workflow, execute, object_info, prepare_comfy,
-                              workflow_variant)
+from workflow_harness import (CORE_OBJECT_INFO, WORKFLOWS, api_workflow, editor_workflow, execute, object_info,
+                              prepare_comfy, workflow_variant)
 
 NAMES = sorted(shipped_workflows())
 WAN_NAMES = sorted(name for name, row in shipped_workflows().items() if row.id == "wan")
@@ -118,3 +118,17 @@ def test_client_parameters_find_their_nodes(name):
                 (size_node, "width"), (size_node, "height"), (size_node, "length")}
     assert targets == expected | ({("LoadImage", "image")} if image else set())
     assert len(plan) == len(expected) + image
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_template_has_a_thumbnail_and_a_description(name):
+    """ComfyUI's template browser shows NAME.jpg (scripts/thumbnails.py draws it from the workflow's Note)."""
+    from PIL import Image
+
+    thumbnail = WORKFLOWS / f"{name}.jpg"
+    assert 2_000 < thumbnail.stat().st_size < 100_000
+    with Image.open(thumbnail) as image:
+        assert image.format == "JPEG" and image.size == (384, 384)
+    [note] = [node for node in editor_workflow(name)["nodes"] if node["type"] == "Note"]
+    head = note["widgets_values"][0].splitlines()[0]
+    assert head.startswith(workflow_variant(name).title + " — ") and "Model files" in note["widgets_values"][0]

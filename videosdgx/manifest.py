@@ -8,6 +8,7 @@ before torch is guaranteed to exist.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -18,6 +19,7 @@ from videosdgx.paths import shipped
 from videosdgx.runtime.errors import ConfigurationError
 
 DEFAULT_MANIFEST = shipped("model_manifest.yaml")
+MANIFEST_VARIABLE = "VIDEOSDGX_MANIFEST"  # a manifest of your own (a private mirror, extra bundles)
 MODEL_FOLDERS = (
     "checkpoints",
     "diffusion_models",
@@ -305,9 +307,9 @@ def parse_manifest(data: object, source: Path | None = None) -> Manifest:
     return Manifest(entries, bundles, source)
 
 
-def load_manifest(path: str | Path = DEFAULT_MANIFEST) -> Manifest:
-    """Read and validate a manifest YAML file (default: model_manifest.yaml at the repository root)."""
-    path = Path(path)
+def load_manifest(path: str | Path | None = None) -> Manifest:
+    """Read and validate a manifest YAML file (default: $VIDEOSDGX_MANIFEST, else the shipped model_manifest.yaml)."""
+    path = Path(path or os.environ.get(MANIFEST_VARIABLE) or DEFAULT_MANIFEST)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from videosdgx.manifest import DEFAULT_MANIFEST, Manifest, load_manifest
+from videosdgx.manifest import Manifest, load_manifest
 from videosdgx.paths import default_models_dir
 from videosdgx.runtime.errors import CheckpointError, VideosDGXError
 from videosdgx.install.comfyui import ModelFolders, find_comfyui, model_folders
@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--models-dir", type=Path, help="a plain models folder to use instead of ComfyUI's")
     parser.add_argument("--extra-model-paths-config", type=Path, action="append", default=[], metavar="YAML",
                         help="an extra_model_paths.yaml that ComfyUI is started with (besides its own)")
-    parser.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST, help=argparse.SUPPRESS)
+    parser.add_argument("--manifest", type=Path, help=argparse.SUPPRESS)
     return parser
 
 

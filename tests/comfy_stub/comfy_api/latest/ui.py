@@ -14,3 +14,11 @@ class PreviewVideo:
 
     def as_dict(self):
         return {"images": self.values, "animated": (True,)}
+
+
+class PreviewText:
+    def __init__(self, value: str, **kwargs):
+        self.value = value
+
+    def as_dict(self):
+        return {"text": (self.value,)}
