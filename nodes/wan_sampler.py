@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import torch
 
+from videosdgx.runtime.errors import ConfigurationError
 from videosdgx.runtime.memory import check_memory
 from videosdgx.runtime.quantized_linear import compute_dtype
 from videosdgx.sampling import SOLVERS
+from videosdgx.wan.lora import expert_loras_applied
 from videosdgx.wan.memory import latent_tokens, sampling_activations
-from videosdgx.wan.sampler import SamplingSettings, sample_wan
+from videosdgx.wan.sampler import SamplingSettings, custom_sigmas, sample_wan
 
 from ._comfy import check_interrupt, io, latent_previewer, progress, torch_device
 from ._loaders import check_choice
@@ -16,6 +18,7 @@ from ._model_manager import use
 from .wan_types import CATEGORY, WanConditioning, WanConditioningType, WanExperts, WanModelType
 
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
+LIGHTNING = "1.0, 0.9375, 0.833333, 0.625, 0.0"
 
 
 class WanSampler(io.ComfyNode):
@@ -41,17 +44,25 @@ class WanSampler(io.ComfyNode):
                 io.Combo.Input("sampler", options=list(SOLVERS), default="unipc"),
                 io.Float.Input("denoise", default=1.0, min=0.01, max=1.0, step=0.01,
                                tooltip="Below 1 the latent is partly noised and refined (video-to-video)."),
+                io.String.Input("sigmas", default="", optional=True,
+                                tooltip="Custom sigma list falling to 0, replacing steps and shift, e.g. Wan2.2 "
+                                        f"Lightning: {LIGHTNING}. Empty: the usual schedule."),
             ],
             outputs=[io.Latent.Output(display_name="latent")],
         )
 
     @classmethod
-    def validate_inputs(cls, sampler: str = "unipc") -> bool | str:
+    def validate_inputs(cls, sampler: str = "unipc", sigmas: str = "") -> bool | str:
+        try:
+            parse_sigmas(sigmas)
+        except ConfigurationError as error:
+            return str(error)
         return check_choice("sampler", sampler, SOLVERS)
 
     @classmethod
     def execute(cls, model: WanExperts, conditioning: WanConditioning, latent: dict, seed: int, steps: int,
-                cfg: float, cfg_low_noise: float, shift: float, sampler: str, denoise: float) -> io.NodeOutput:
+                cfg: float, cfg_low_noise: float, shift: float, sampler: str, denoise: float,
+                sigmas: str = "") -> io.NodeOutput:
         samples = latent["samples"]
         first = model.models[0]
         guided = cfg != 1.0 or (model.boundary is not None and cfg_low_noise != 1.0)
@@ -59,8 +70,10 @@ class WanSampler(io.ComfyNode):
                                            compute_dtype(first.head.head).itemsize, batch=2 if guided else 1)
         use(model, memory_required=activations)
         check_memory(activations, torch_device(), f"Wan sampling of a {list(samples.shape[2:])} latent")
+        grid = parse_sigmas(sigmas)
+        steps = steps if grid is None else len(grid) - 1
         settings = SamplingSettings(steps=steps, shift=shift, guidance=cfg, seed=seed, solver=sampler,
-                                    guidance_low=cfg_low_noise, boundary=model.boundary, denoise=denoise)
+                                    guidance_low=cfg_low_noise, boundary=model.boundary, denoise=denoise, sigmas=grid)
         bar = progress(steps)
         previewer = latent_previewer(model.latent_format)
 
@@ -70,6 +83,19 @@ class WanSampler(io.ComfyNode):
             bar.update_absolute(step + 1, total, preview)
 
         check_interrupt()
-        result = sample_wan(list(model.models), conditioning.text, tuple(samples.shape[1:]), settings,
-                            conditioning.image, init_latents=samples, callback=on_step)
+        with expert_loras_applied(model.models, model.loras):
+            result = sample_wan(list(model.models), conditioning.text, tuple(samples.shape[1:]), settings,
+                                conditioning.image, init_latents=samples, callback=on_step)
         return io.NodeOutput({"samples": result})
+
+
+def parse_sigmas(text: str) -> tuple[float, ...] | None:
+    """A comma- or space-separated sigma list (None when empty), checked as the sampler will use it."""
+    if not text.strip():
+        return None
+    try:
+        values = tuple(float(v) for v in text.replace(",", " ").split())
+    except ValueError:
+        raise ConfigurationError(f"sigmas '{text}' is not a list of numbers; e.g. {LIGHTNING}.") from None
+    custom_sigmas(values)
+    return values

@@ -15,7 +15,7 @@ CORE_NODES = json.loads((Path(__file__).parent / "core_object_info.json").read_t
 WAN_NODE_IDS = {
     "VideosDGXWanModelLoader", "VideosDGXWanTextEncoderLoader", "VideosDGXWanTextEncode", "VideosDGXWanVAELoader",
     "VideosDGXWanVAEEncode", "VideosDGXWanVAEDecode", "VideosDGXWanCLIPVisionLoader", "VideosDGXWanEmptyLatent",
-    "VideosDGXWanImageToVideo", "VideosDGXWanSampler",
+    "VideosDGXWanImageToVideo", "VideosDGXWanSampler", "VideosDGXWanLoraLoader",
 }
 LTX2_NODE_IDS = {"VideosDGXLTX2Loader", "VideosDGXLTX2Generate"}
 MAGI1_NODE_IDS = {
