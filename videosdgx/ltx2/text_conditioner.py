@@ -163,7 +163,7 @@ def load_text_conditioner(path: str | os.PathLike | list, request: LoadRequest, 
     """
     with open_checkpoint(path) as checkpoint:
         component = identify(checkpoint).component
-    if component not in ("checkpoint", "text projection"):
+    if component not in ("checkpoint", "text projection", "text encoder"):  # text encoder: LTX-2.5's Gemma 4 file
         component = "text projection"  # load_model_file refuses the file with the right message
 
     def build(shapes: dict[str, tuple[int, ...]], checkpoint: Checkpoint) -> LTX2TextConditioner:

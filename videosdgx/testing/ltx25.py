@@ -1,0 +1,70 @@
+"""Tiny LTX-2.5 files in the published layouts: the Gemma 4 text encoder with its bundled projections and
+connectors (`gemma4-12b-with-proj-ltx-2.5-*`; Hugging Face or ComfyUI-flat language-model names). Weights are random.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from videosdgx.ltx2.text_conditioner import TextConditionerConfig
+from videosdgx.testing.files import random_like_state_dict, save_safetensors
+from videosdgx.testing.ltx2_text import conditioner_config, conditioner_metadata, text_side_state
+from videosdgx.text.gemma4 import Gemma4Config, Gemma4TextModel
+
+# Two kinds of layers with distinct head sizes / KV heads, values = keys on global layers, a window (4) shorter
+# than the test prompts.
+TINY_GEMMA4 = Gemma4Config(vocab=400, hidden=32, intermediate=48, global_layers=(False, False, True) * 2, heads=4,
+                           kv_heads=2, head_dim=16, global_kv_heads=1, global_head_dim=24, k_eq_v=True,
+                           sliding_window=4)
+GEMMA4_PREFIX = {"hf": "model.language_model.", "comfy": "model."}
+
+
+def gemma4_state(cfg: Gemma4Config = TINY_GEMMA4, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random fp32 weights under `Gemma4TextModel` (= Hugging Face `Gemma4UnifiedTextModel`) names."""
+    with torch.device("meta"):
+        model = Gemma4TextModel(cfg)
+    state = random_like_state_dict(model, seed)
+    return {k: (v.abs() + 0.5 if k.endswith("layer_scalar") else v) for k, v in state.items()}
+
+
+def hf_gemma4_text_config(cfg: Gemma4Config) -> dict:
+    """Keyword arguments of transformers' `Gemma4UnifiedTextConfig` (and the `text_config` of a config.json)."""
+    return {
+        "model_type": "gemma4_unified_text", "vocab_size": cfg.vocab, "hidden_size": cfg.hidden,
+        "intermediate_size": cfg.intermediate, "num_hidden_layers": cfg.layers, "num_attention_heads": cfg.heads,
+        "num_key_value_heads": cfg.kv_heads, "head_dim": cfg.head_dim, "global_head_dim": cfg.global_head_dim,
+        "num_global_key_value_heads": cfg.global_kv_heads, "attention_k_eq_v": cfg.k_eq_v,
+        "sliding_window": cfg.sliding_window, "rms_norm_eps": cfg.eps,
+        "layer_types": ["full_attention" if g else "sliding_attention" for g in cfg.global_layers],
+        "rope_parameters": {
+            "sliding_attention": {"rope_type": "default", "rope_theta": cfg.rope_local_theta},
+            "full_attention": {"rope_type": "proportional", "rope_theta": cfg.rope_global_theta,
+                               "partial_rotary_factor": cfg.global_partial_rotary},
+        },
+    }
+
+
+def ltx25_conditioner_config(cfg: Gemma4Config = TINY_GEMMA4) -> TextConditionerConfig:
+    """LTX-2.3-style text side (per-modality projections, gated connectors) fed by `cfg`'s hidden states."""
+    return conditioner_config("2.3", hidden=cfg.hidden, layers=cfg.layers + 1)
+
+
+def write_ltx25_text_encoder(path: Path, layout: str = "hf", cfg: Gemma4Config = TINY_GEMMA4, seed: int = 0,
+                             storage: torch.dtype = torch.float32, text_side: bool = True,
+                             config_json: bool = False) -> Path:
+    """`gemma4-12b-with-proj-ltx-2.5-*.safetensors`: Gemma 4 + projections + connectors (+ embedded connector
+    config). `config_json` also writes the Hugging Face config.json beside it."""
+    tensors = {GEMMA4_PREFIX[layout] + k: v for k, v in gemma4_state(cfg, seed).items()}
+    side = ltx25_conditioner_config(cfg)
+    metadata = None
+    if text_side:
+        tensors.update(text_side_state(side, seed + 1))
+        metadata = conditioner_metadata(side)
+    tensors = {k: v.to(storage) if v.is_floating_point() else v for k, v in tensors.items()}
+    if config_json:
+        config = {"model_type": "gemma4_unified", "text_config": hf_gemma4_text_config(cfg)}
+        (Path(path).parent / "config.json").write_text(json.dumps(config))
+    return save_safetensors(path, tensors, metadata=metadata)
