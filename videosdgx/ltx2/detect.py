@@ -12,6 +12,8 @@ AV_MARKER = "av_ca_a2v_gate_adaln_single.emb.timestep_embedder.linear_1.weight"
 
 def _dit_version(view: KeyView) -> str:
     blocks = len(view.indices("transformer_blocks."))
+    if "transformer_blocks.0.ff.net.0.proj.weight" in view and "transformer_blocks.0.ff.net.0.proj.bias" not in view:
+        return f"LTX-2.5 ({blocks} blocks)"
     if view.has_prefix("transformer_blocks.0.attn1.to_gate_logits."):
         return f"LTX-2.3 ({blocks} blocks)"
     return f"LTX-2 19B ({blocks} blocks)" if blocks == 48 else f"LTX-2 ({blocks} blocks)"

@@ -4,12 +4,15 @@ connectors (`gemma4-12b-with-proj-ltx-2.5-*`; Hugging Face or ComfyUI-flat langu
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import torch
 
+from videosdgx.ltx2.config import LTX2Config
 from videosdgx.ltx2.text_conditioner import TextConditionerConfig
+from videosdgx.testing.ltx2 import tiny_dit_config
 from videosdgx.testing.files import random_like_state_dict, save_safetensors
 from videosdgx.testing.ltx2_text import conditioner_config, conditioner_metadata, text_side_state
 from videosdgx.text.gemma4 import Gemma4Config, Gemma4TextModel
@@ -68,3 +71,9 @@ def write_ltx25_text_encoder(path: Path, layout: str = "hf", cfg: Gemma4Config =
         config = {"model_type": "gemma4_unified", "text_config": hf_gemma4_text_config(cfg)}
         (Path(path).parent / "config.json").write_text(json.dumps(config))
     return save_safetensors(path, tensors, metadata=metadata)
+
+
+def tiny_dit25_config() -> LTX2Config:
+    """The tiny LTX-2.3 DiT with the 2.5 options: no video feed-forward bias, no prompt AdaLN MLP (static
+    cross-attention K/V modulation), the keyframe marker embedding."""
+    return dataclasses.replace(tiny_dit_config("2.3"), ff_bias=False, prompt_adaln=False, keyframes_embedding=True)
