@@ -53,7 +53,8 @@ def test_config_and_identity_from_the_file(models):
     ours, _, cfg, identity = models
     assert ours.cfg == cfg and cfg.version == "2.5"
     assert identity.variant.startswith("LTX-2.5") and not hasattr(ours, "prompt_adaln_single")
-    assert ours.transformer_blocks[0].ff.net[2].bias is None and ours.transformer_blocks[0].audio_ff.net[2].bias is not None
+    block = ours.transformer_blocks[0]
+    assert block.ff.net[2].bias is None and block.audio_ff.net[2].bias is not None
 
 
 @pytest.mark.parametrize("i2v", [False, True], ids=["t2v", "i2v"])
@@ -65,7 +66,8 @@ def test_parity_with_diffusers_and_keyframe_marker(models, i2v):
     keyframes[:, : HEIGHT * WIDTH] = 1.0  # the first latent frame marked
     for marker in (None, keyframes):
         video, audio = run(ours, x, marker)
-        ref_video, ref_audio = run_reference(reference, x, use_cross_timestep=True, video_keyframes_mask=None if marker is None else marker[..., None])
+        mask = None if marker is None else marker[..., None]
+        ref_video, ref_audio = run_reference(reference, x, use_cross_timestep=True, video_keyframes_mask=mask)
         assert rel(video, ref_video) < 1e-4 and rel(audio, ref_audio) < 1e-4
     assert rel(run(ours, x)[0], video) > 1e-3  # the marker changes the output
 

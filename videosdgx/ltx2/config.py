@@ -134,7 +134,8 @@ def config_from_metadata(metadata: Mapping[str, str], source: str) -> LTX2Config
         if key in transformer and transformer[key] != expected:
             raise CheckpointError(
                 f"{source}: transformer {key} = {transformer[key]!r}, but VideosDGX implements LTX-2 with "
-                f"{expected!r}. This is a model variant VideosDGX does not run (LTX-2 19B, LTX-2.3 and LTX-2.5 are supported)."
+                f"{expected!r}. This is a model variant VideosDGX does not run (LTX-2 19B, LTX-2.3 and LTX-2.5 are "
+                "supported)."
             )
     absent = sorted(key for key in _DEFAULTS if key not in transformer)
     if absent:
@@ -155,7 +156,8 @@ def config_from_metadata(metadata: Mapping[str, str], source: str) -> LTX2Config
         av_ca_timestep_scale_multiplier=c["av_ca_timestep_scale_multiplier"], rope_type=c["rope_type"],
         rope_float64=c["frequencies_precision"] == "float64", gated_attention=c["apply_gated_attention"],
         cross_attention_adaln=c["cross_attention_adaln"], prompt_adaln=c["use_prompt_adaln_single"],
-        ff_bias=c["ff_bias"], audio_ff_bias=c["audio_ff_bias"], keyframes_embedding=c["use_keyframes_abs_pos_embedding"],
+        ff_bias=c["ff_bias"], audio_ff_bias=c["audio_ff_bias"],
+        keyframes_embedding=c["use_keyframes_abs_pos_embedding"],
     )
 
 
