@@ -24,6 +24,7 @@ def _dit_version(view: KeyView) -> str:
     "vae.per_channel_statistics.mean-of-means": "LTX-2 video VAE",
     "audio_vae.per_channel_statistics.mean-of-means": "LTX-2 audio VAE",
     "initial_conv.weight": "LTX-2 latent upsampler",
+    "duration_head.attention_pooler.query_tokens": "LTX-2.5 duration head",
 })
 def detect_ltx2(view: KeyView) -> Identity | None:
     if DIT + AV_MARKER in view:
@@ -46,6 +47,8 @@ def detect_ltx2(view: KeyView) -> Identity | None:
         return Identity("ltx2", "audio VAE", "LTX-2", "official", PLANNED)
     if "initial_conv.weight" in view and view.has_prefix("res_blocks.0.") and "final_conv.weight" in view:
         return Identity("ltx2", "latent upsampler", "LTX-2", "official", PLANNED)
+    if "duration_head.attention_pooler.query_tokens" in view:
+        return Identity("ltx2", "duration head", "LTX-2.5", "official", "the LTX-2.5 pipeline (duration_head25)")
     if view.has_prefix("vocoder.") and not view.has_prefix(DIT):
         return Identity("ltx2", "vocoder", "LTX-2", "official", PLANNED)
     return None

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from videosdgx.ltx2.config import LTX2Config
+from videosdgx.ltx2.duration_head25 import DurationHead
 from videosdgx.ltx2.text_conditioner import TextConditionerConfig
 from videosdgx.testing.ltx2 import tiny_dit_config
 from videosdgx.testing.files import random_like_state_dict, save_safetensors
@@ -77,3 +78,15 @@ def tiny_dit25_config() -> LTX2Config:
     """The tiny LTX-2.3 DiT with the 2.5 options: no video feed-forward bias, no prompt AdaLN MLP (static
     cross-attention K/V modulation), the keyframe marker embedding."""
     return dataclasses.replace(tiny_dit_config("2.3"), ff_bias=False, prompt_adaln=False, keyframes_embedding=True)
+
+
+def write_duration_head(path: Path, video_dim: int, audio_dim: int, hidden: int = 16, queries: int = 2,
+                        heads: int = 4, mlp_hidden: int = 12, seed: int = 0) -> Path:
+    """`ltx-2.5-duration-head-*.safetensors`: `duration_head.*` in ltx-core's (nn.MultiheadAttention) layout, with
+    the head count in the embedded config."""
+    with torch.device("meta"):
+        head = DurationHead(video_dim, audio_dim, hidden, queries, heads, mlp_hidden)
+    state = {"duration_head." + k: v for k, v in random_like_state_dict(head, seed).items()}
+    config = {"transformer": {"cross_attention_dim": video_dim, "audio_cross_attention_dim": audio_dim},
+              "duration_head": {"num_pooler_heads": heads}}
+    return save_safetensors(path, state, metadata={"config": json.dumps(config)})
