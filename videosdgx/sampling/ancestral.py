@@ -17,6 +17,8 @@ class EulerAncestralSolver:
     """`step(x, v, i)` with the model velocity `v = noise - x0` at `sigmas[i]`; `noise(shape)` draws the renoise
     term (default: `torch.randn` with `generator`, in float32 on x's device)."""
 
+    renoises = True
+
     def __init__(self, sigmas: torch.Tensor, eta: float = 1.0, s_noise: float = 1.0,
                  generator: torch.Generator | None = None,
                  noise: Callable[[torch.Tensor], torch.Tensor] | None = None):

@@ -13,7 +13,8 @@ import torch
 from videosdgx.ltx2.config import LTX2Config
 from videosdgx.ltx2.duration_head25 import DurationHead
 from videosdgx.ltx2.text_conditioner import TextConditionerConfig
-from videosdgx.testing.ltx2 import tiny_dit_config
+from videosdgx.testing.ltx2 import (AUDIO_LATENT, MEL_BINS, VIDEO_LATENT, demo_dit_config, text_config,
+                                     tiny_dit_config, write_ltx2_checkpoint)
 from videosdgx.testing.files import random_like_state_dict, save_safetensors
 from videosdgx.testing.ltx2_text import conditioner_config, conditioner_metadata, text_side_state
 from videosdgx.text.gemma4 import Gemma4Config, Gemma4TextModel
@@ -58,11 +59,11 @@ def ltx25_conditioner_config(cfg: Gemma4Config = TINY_GEMMA4) -> TextConditioner
 
 def write_ltx25_text_encoder(path: Path, layout: str = "hf", cfg: Gemma4Config = TINY_GEMMA4, seed: int = 0,
                              storage: torch.dtype = torch.float32, text_side: bool = True,
-                             config_json: bool = False) -> Path:
-    """`gemma4-12b-with-proj-ltx-2.5-*.safetensors`: Gemma 4 + projections + connectors (+ embedded connector
-    config). `config_json` also writes the Hugging Face config.json beside it."""
+                             config_json: bool = False, side: TextConditionerConfig | None = None) -> Path:
+    """`gemma4-12b-with-proj-ltx-2.5-*.safetensors`: Gemma 4 + projections + connectors `side` (+ embedded
+    connector config). `config_json` also writes the Hugging Face config.json beside it."""
     tensors = {GEMMA4_PREFIX[layout] + k: v for k, v in gemma4_state(cfg, seed).items()}
-    side = ltx25_conditioner_config(cfg)
+    side = side or ltx25_conditioner_config(cfg)
     metadata = None
     if text_side:
         tensors.update(text_side_state(side, seed + 1))
@@ -90,3 +91,42 @@ def write_duration_head(path: Path, video_dim: int, audio_dim: int, hidden: int 
     config = {"transformer": {"cross_attention_dim": video_dim, "audio_cross_attention_dim": audio_dim},
               "duration_head": {"num_pooler_heads": heads}}
     return save_safetensors(path, state, metadata={"config": json.dumps(config)})
+
+
+# ------------------------------------------------------------------------------------------------- demo bundle
+DEMO_BUNDLES = ("ltx-2.5-22b-distilled",)
+
+
+def demo_dit25_config() -> LTX2Config:
+    """The LTX-2.3 demo DiT (fits the tiny media models) with the 2.5 options."""
+    return dataclasses.replace(demo_dit_config("2.3"), ff_bias=False, prompt_adaln=False, keyframes_embedding=True)
+
+
+def write_ltx25_bundle(bundle: str, models_dir: str | Path, seed: int = 0) -> None:
+    """Tiny random files for every entry of the LTX-2.5 bundle, at `<models_dir>/<folder>/<filename>`: split
+    transformer (embedded config), Gemma 4 + projections, Gemma tokenizer, bare-key video VAE, audio VAE +
+    vocoder, duration head."""
+    from videosdgx.manifest import load_manifest
+    from videosdgx.testing.ltx2_media import audio_vae_state, video_vae_state, vocoder_state
+    from videosdgx.testing.ltx2_text import write_gemma_tokenizer
+
+    dit = demo_dit25_config()
+    for entry in load_manifest().bundle_entries(bundle):
+        path = Path(models_dir) / entry.folder / entry.filename
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if entry.role == "dit":
+            write_ltx2_checkpoint(path, dit, seed, prefixed=False)
+        elif entry.role == "text_encoder":
+            write_ltx25_text_encoder(path, "comfy", seed=seed + 1, storage=torch.bfloat16,
+                                     side=text_config("2.3", dit))
+        elif entry.role == "tokenizer":
+            write_gemma_tokenizer(path.parent)
+        elif entry.role == "vae":
+            save_safetensors(path, video_vae_state("2.3", seed + 2, VIDEO_LATENT, prefix=""))
+        elif entry.role == "audio_vae":
+            save_safetensors(path, audio_vae_state(seed + 3, AUDIO_LATENT, MEL_BINS)
+                             | vocoder_state("2.3", seed + 4, MEL_BINS))
+        elif entry.role == "duration_head":
+            write_duration_head(path, dit.dim, dit.audio_dim, seed=seed + 5)
+        else:
+            raise NotImplementedError(f"no tiny fixture for {entry.filename} ({entry.role})")
