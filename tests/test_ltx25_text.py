@@ -106,3 +106,26 @@ def test_identification_and_refusals(tmp_path):
     gemma3 = fx2.write_gemma3(tmp_path / "gemma3.safetensors", "comfy")
     with pytest.raises(WrongComponentError, match="Gemma 3.*LTX-2.5 text encoder loader"):
         load_ltx25_text_encoder(gemma3, REQUEST, tokenizer=tmp_path / "tok")
+
+
+def test_fp8_scaled_gemma4_stays_quantized_and_matches_its_dequantized_weights(tmp_path):
+    from videosdgx.runtime.quantized_linear import QuantizedLinear
+    from videosdgx.text.gemma4 import Gemma4TextModel
+
+    path = fx.write_ltx25_text_encoder(tmp_path / "te.safetensors", "comfy", quantized="fp8_scaled")
+    model = load_gemma4(path, REQUEST).module
+    assert isinstance(model.layers[0].self_attn.q_proj, QuantizedLinear)
+    with open_checkpoint(path) as checkpoint:
+        state = {}
+        for key in checkpoint.keys():
+            name = key.removeprefix("model.")
+            if name.startswith(("embed_tokens.", "layers.", "norm.")) and not name.endswith(("_scale", "comfy_quant")):
+                value = checkpoint.get(key).float()
+                scale = key.removesuffix("weight") + "weight_scale"
+                state[name] = value * checkpoint.get(scale).float() if scale in checkpoint else value
+    reference = Gemma4TextModel(replace(fx.TINY_GEMMA4, sliding_window=1024))
+    reference.load_state_dict(state)
+    ids, mask = left_padded(fx.TINY_GEMMA4.vocab)
+    with torch.no_grad():
+        error = max_relative_error(model(ids, mask), tuple(reference(ids, mask)), mask)
+    assert error < 1e-5, error

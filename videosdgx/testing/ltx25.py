@@ -16,7 +16,7 @@ from videosdgx.ltx2.text_conditioner import TextConditionerConfig
 from videosdgx.testing.ltx2 import (AUDIO_LATENT, MEL_BINS, VIDEO_LATENT, demo_dit_config, text_config,
                                      tiny_dit_config, write_ltx2_checkpoint)
 from videosdgx.testing.files import random_like_state_dict, save_safetensors
-from videosdgx.testing.ltx2_text import conditioner_config, conditioner_metadata, text_side_state
+from videosdgx.testing.ltx2_text import conditioner_config, conditioner_metadata, store, text_side_state
 from videosdgx.text.gemma4 import Gemma4Config, Gemma4TextModel
 
 # Two kinds of layers with distinct head sizes / KV heads, values = keys on global layers, a window (4) shorter
@@ -59,16 +59,19 @@ def ltx25_conditioner_config(cfg: Gemma4Config = TINY_GEMMA4) -> TextConditioner
 
 def write_ltx25_text_encoder(path: Path, layout: str = "hf", cfg: Gemma4Config = TINY_GEMMA4, seed: int = 0,
                              storage: torch.dtype = torch.float32, text_side: bool = True,
-                             config_json: bool = False, side: TextConditionerConfig | None = None) -> Path:
+                             config_json: bool = False, side: TextConditionerConfig | None = None,
+                             quantized: str | None = None) -> Path:
     """`gemma4-12b-with-proj-ltx-2.5-*.safetensors`: Gemma 4 + projections + connectors `side` (+ embedded
-    connector config). `config_json` also writes the Hugging Face config.json beside it."""
-    tensors = {GEMMA4_PREFIX[layout] + k: v for k, v in gemma4_state(cfg, seed).items()}
+    connector config). `config_json` also writes the Hugging Face config.json beside it; `quantized`
+    ("fp8_scaled", ComfyUI's mixed-precision layout) stores Gemma's Linear weights in fp8."""
+    gemma = gemma4_state(cfg, seed)
+    tensors = {GEMMA4_PREFIX[layout] + k: v for k, v in (store(gemma, quantized) if quantized else gemma).items()}
     side = side or ltx25_conditioner_config(cfg)
     metadata = None
     if text_side:
         tensors.update(text_side_state(side, seed + 1))
         metadata = conditioner_metadata(side)
-    tensors = {k: v.to(storage) if v.is_floating_point() else v for k, v in tensors.items()}
+    tensors = {k: v.to(storage) if v.is_floating_point() and v.element_size() > 1 else v for k, v in tensors.items()}
     if config_json:
         config = {"model_type": "gemma4_unified", "text_config": hf_gemma4_text_config(cfg)}
         (Path(path).parent / "config.json").write_text(json.dumps(config))
