@@ -50,6 +50,40 @@ def test_generates_video_with_audio_and_the_duration_head_picks_the_length(pipel
     assert torch.equal(again.latents[0], fixed.latents[0])  # seeded ancestral noise; caches cleared between jobs
 
 
+def test_image_to_video_keeps_the_first_latent_frame_through_ancestral_noise(pipeline):
+    image = torch.rand(1, 50, 70, 3, generator=torch.Generator().manual_seed(0))
+    result = pipeline.generate(VideoRequest("waves", image=image, width=64, height=64, frames=9, steps=3))
+    expected = pipeline.video_vae.encode(torch.nn.functional.interpolate(
+        image.permute(0, 3, 1, 2), size=(64, 64), mode="bicubic").clamp(0, 1).mul(2).sub(1)[:, :, None])
+    video, _ = result.latents
+    assert torch.allclose(video[:, :, :1], expected, atol=1e-5)
+
+
+def test_ancestral_noise_never_reaches_conditioned_tokens():
+    """What the DiT sees at every step: the conditioned first frame stays exactly clean (re-pinned after each
+    renoising step), while the generated tokens are renoised."""
+    from videosdgx.ltx2.sampler import VideoCondition
+
+    seen = []
+
+    def model(video, audio, perturbation=None):
+        seen.append(video.tokens.clone())
+        return torch.randn_like(video.tokens), torch.zeros_like(audio.tokens)
+
+    g = torch.Generator().manual_seed(0)
+    clean = torch.randn(1, 4, 2, 2, 2, generator=g)
+    mask = torch.ones(1, 1, 2, 2, 2)
+    mask[:, :, 0] = 0.0
+    sigmas = distilled_sigmas(3)
+    video = clean * (1 - mask) + torch.randn(1, 4, 2, 2, 2, generator=g) * mask
+    solvers = [EulerAncestralSolver(sigmas, 1.0, generator=torch.Generator().manual_seed(1))] * 2
+    context = TextContext(torch.zeros(1, 3, 8), torch.zeros(1, 3, 8))
+    denoise(model, video, torch.zeros(1, 2, 3, 4), sigmas, context, condition=VideoCondition(clean, mask),
+            solvers=tuple(solvers))
+    first = rearrange(clean, "b c f h w -> b (f h w) c")[:, :4]
+    assert len(seen) == 3 and all(torch.equal(tokens[:, :4], first) for tokens in seen)
+
+
 def test_cli_demo_writes_an_mp4_with_audio(tmp_path, capsys):
     out = tmp_path / "ltx25.mp4"
     code = main(["generate", "--demo", "--model", BUNDLE, "--prompt", "waves on a beach", "--width", "64",
