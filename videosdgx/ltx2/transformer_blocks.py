@@ -66,12 +66,11 @@ class Attention(nn.Module):
         `kv`: this layer's `context_kv(context)`, computed earlier (cached text keys / values)."""
         dtype = compute_dtype(self.to_q)
         x = x.to(dtype)
-        if kv is None:
-            kv = self.context_kv(x if context is None else context)
-        k, v = kv
+        context = x if context is None else context
         if keep is not None and not keep.any():
-            out = v
+            out = kv[1] if kv is not None else self.to_v(context.to(dtype))
         else:
+            k, v = kv if kv is not None else self.context_kv(context)
             q = self.q_norm(self.to_q(x))
             if pe is not None:
                 q = apply_ltx_rope(q, pe, self.rope_type)
