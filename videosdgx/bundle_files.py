@@ -62,11 +62,14 @@ def find_bundle_files(bundle: str, folders: ModelFolders, manifest: Manifest | N
         else:
             found.setdefault(entry.role, []).append(path)
     if missing:
+        gated = sorted({e.repo for e in manifest.bundle_entries(bundle) if e.gated and locate(e, folders) is None})
+        licence = (f" Gated repos ({', '.join(gated)}): accept the licence on huggingface.co and set HF_TOKEN "
+                   "(or run `hf auth login`) before installing." if gated else "")
         raise MissingFilesError(
             f"{bundle} needs {len(missing)} file(s) that are not in {folders.models_dir}: {', '.join(missing)}. "
             f"Install them with `{INSTALL_COMMAND} {bundle}` (add --models-dir {folders.models_dir} outside "
             f"ComfyUI), or add --download to `videosdgx generate`; --models-dir / --comfyui point at another "
-            "folder, --demo runs the pipeline on tiny random weights.",
+            f"folder, --demo runs the pipeline on tiny random weights.{licence}",
             bundle, tuple(missing),
         )
     return BundleFiles(bundle, {role: tuple(paths) for role, paths in found.items()})

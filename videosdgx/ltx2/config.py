@@ -27,7 +27,7 @@ ROPE_TYPES = ("split", "interleaved")
 #            diffusers `use_cross_timestep=False`).
 # The three agree whenever all tokens of both modalities share one sigma (text-to-video).
 CROSS_TIMESTEP_MODES = ("mixed", "cross", "own")
-VERSIONS = ("19B", "2.3")
+VERSIONS = ("19B", "2.3", "2.5")
 
 # ltx-core's defaults for keys a header may omit.
 _DEFAULTS = {
@@ -39,12 +39,13 @@ _DEFAULTS = {
     "av_ca_timestep_scale_multiplier": 1, "rope_type": "split", "frequencies_precision": False,
     "apply_gated_attention": False, "cross_attention_adaln": False, "use_prompt_adaln_single": True,
     "caption_proj_before_connector": False, "ff_bias": True, "audio_ff_bias": True,
+    "use_keyframes_abs_pos_embedding": False,
 }
 # Values ltx-core asserts; anything else is a model this port does not implement.
 _FIXED = {
     "activation_fn": "gelu-approximate", "qk_norm": "rms_norm", "standardization_norm": "rms_norm",
     "norm_elementwise_affine": False, "positional_embedding_type": "rope", "use_middle_indices_grid": True,
-    "use_audio_video_cross_attention": True, "attention_bias": True, "use_keyframes_abs_pos_embedding": False,
+    "use_audio_video_cross_attention": True, "attention_bias": True,
 }
 
 
@@ -75,8 +76,9 @@ class LTX2Config:
     gated_attention: bool = False
     cross_attention_adaln: bool = False
     prompt_adaln: bool = True  # 2.3: the prompt AdaLN MLPs exist (use_prompt_adaln_single)
-    ff_bias: bool = True
+    ff_bias: bool = True  # False: LTX-2.5 (video feed-forward without bias)
     audio_ff_bias: bool = True
+    keyframes_embedding: bool = False  # 2.5: learned `keyframes_abs_pos_embedding` [1, D] for keyframe tokens
 
     def __post_init__(self):
         if self.rope_type not in ROPE_TYPES:
@@ -102,7 +104,10 @@ class LTX2Config:
 
     @property
     def version(self) -> str:
-        """"2.3" for the gated / cross-attention-AdaLN generation, "19B" for LTX-2."""
+        """"2.5" without video feed-forward bias (ltx-core: "LTX 2.5 (gemma4) sets ff_bias=false"), "2.3" for the
+        gated / cross-attention-AdaLN generation, "19B" for LTX-2."""
+        if not self.ff_bias:
+            return "2.5"
         return "2.3" if self.gated_attention or self.cross_attention_adaln else "19B"
 
     @property
@@ -129,7 +134,8 @@ def config_from_metadata(metadata: Mapping[str, str], source: str) -> LTX2Config
         if key in transformer and transformer[key] != expected:
             raise CheckpointError(
                 f"{source}: transformer {key} = {transformer[key]!r}, but VideosDGX implements LTX-2 with "
-                f"{expected!r}. This is a model variant VideosDGX does not run (LTX-2 19B and LTX-2.3 are supported)."
+                f"{expected!r}. This is a model variant VideosDGX does not run (LTX-2 19B, LTX-2.3 and LTX-2.5 are "
+                "supported)."
             )
     absent = sorted(key for key in _DEFAULTS if key not in transformer)
     if absent:
@@ -137,9 +143,6 @@ def config_from_metadata(metadata: Mapping[str, str], source: str) -> LTX2Config
     c = {**_DEFAULTS, **transformer}
     if not c["caption_proj_before_connector"] and "caption_channels" not in c:
         raise CheckpointError(f"{source}: its `config` metadata lacks transformer caption_channels; damaged file?")
-    if not c["ff_bias"] or not c["audio_ff_bias"]:
-        raise CheckpointError(f"{source} is an LTX-2.5-generation DiT (no feed-forward bias); VideosDGX runs "
-                              "LTX-2 19B and LTX-2.3.")
     return LTX2Config(
         num_heads=c["num_attention_heads"], head_dim=c["attention_head_dim"],
         audio_num_heads=c["audio_num_attention_heads"], audio_head_dim=c["audio_attention_head_dim"],
@@ -153,6 +156,8 @@ def config_from_metadata(metadata: Mapping[str, str], source: str) -> LTX2Config
         av_ca_timestep_scale_multiplier=c["av_ca_timestep_scale_multiplier"], rope_type=c["rope_type"],
         rope_float64=c["frequencies_precision"] == "float64", gated_attention=c["apply_gated_attention"],
         cross_attention_adaln=c["cross_attention_adaln"], prompt_adaln=c["use_prompt_adaln_single"],
+        ff_bias=c["ff_bias"], audio_ff_bias=c["audio_ff_bias"],
+        keyframes_embedding=c["use_keyframes_abs_pos_embedding"],
     )
 
 
@@ -174,6 +179,8 @@ def config_to_metadata(cfg: LTX2Config) -> dict:
         "use_prompt_adaln_single": cfg.prompt_adaln, "caption_proj_before_connector": cfg.caption_channels is None,
         "activation_fn": "gelu-approximate", "qk_norm": "rms_norm", "standardization_norm": "rms_norm",
         "norm_elementwise_affine": False, "positional_embedding_type": "rope", "use_middle_indices_grid": True,
+        "ff_bias": cfg.ff_bias, "audio_ff_bias": cfg.audio_ff_bias,
+        "use_keyframes_abs_pos_embedding": cfg.keyframes_embedding,
     }
     if cfg.caption_channels is not None:
         section["caption_channels"] = cfg.caption_channels

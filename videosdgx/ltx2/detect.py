@@ -12,6 +12,8 @@ AV_MARKER = "av_ca_a2v_gate_adaln_single.emb.timestep_embedder.linear_1.weight"
 
 def _dit_version(view: KeyView) -> str:
     blocks = len(view.indices("transformer_blocks."))
+    if "transformer_blocks.0.ff.net.0.proj.weight" in view and "transformer_blocks.0.ff.net.0.proj.bias" not in view:
+        return f"LTX-2.5 ({blocks} blocks)"
     if view.has_prefix("transformer_blocks.0.attn1.to_gate_logits."):
         return f"LTX-2.3 ({blocks} blocks)"
     return f"LTX-2 19B ({blocks} blocks)" if blocks == 48 else f"LTX-2 ({blocks} blocks)"
@@ -22,6 +24,7 @@ def _dit_version(view: KeyView) -> str:
     "vae.per_channel_statistics.mean-of-means": "LTX-2 video VAE",
     "audio_vae.per_channel_statistics.mean-of-means": "LTX-2 audio VAE",
     "initial_conv.weight": "LTX-2 latent upsampler",
+    "duration_head.attention_pooler.query_tokens": "LTX-2.5 duration head",
 })
 def detect_ltx2(view: KeyView) -> Identity | None:
     if DIT + AV_MARKER in view:
@@ -44,6 +47,8 @@ def detect_ltx2(view: KeyView) -> Identity | None:
         return Identity("ltx2", "audio VAE", "LTX-2", "official", PLANNED)
     if "initial_conv.weight" in view and view.has_prefix("res_blocks.0.") and "final_conv.weight" in view:
         return Identity("ltx2", "latent upsampler", "LTX-2", "official", PLANNED)
+    if "duration_head.attention_pooler.query_tokens" in view:
+        return Identity("ltx2", "duration head", "LTX-2.5", "official", "the LTX-2.5 pipeline (duration_head25)")
     if view.has_prefix("vocoder.") and not view.has_prefix(DIT):
         return Identity("ltx2", "vocoder", "LTX-2", "official", PLANNED)
     return None

@@ -14,7 +14,8 @@ from videosdgx.runtime.identify import identify
 from videosdgx.runtime.model_files import LoadedModel, LoadRequest, load_model_file
 
 PathLike = str | os.PathLike
-RELEASES = {"19B": ("LTX-2 19B", "ltx-2-19b-*.safetensors"), "2.3": ("LTX-2.3 22B", "ltx-2.3-22b-*.safetensors")}
+RELEASES = {"19B": ("LTX-2 19B", "ltx-2-19b-*.safetensors"), "2.3": ("LTX-2.3 22B", "ltx-2.3-22b-*.safetensors"),
+            "2.5": ("LTX-2.5 22B", "ltx-2.5-22b-*-transformer-*.safetensors")}
 
 
 def read_dit_config(path: PathLike) -> LTX2Config:

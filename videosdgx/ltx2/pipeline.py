@@ -125,7 +125,12 @@ class LTX2Pipeline:
         audio_base = torch.zeros(audio_shape, device=device) if audio is None else audio.to(device)
         audio = noised(audio_base, seeded_noise(audio_shape, request.seed + seed_offset + 1, device=device), start)
         return denoise(self.dit, video, audio, sigmas, positive, negative, guidance, fps, condition,
-                       batched=not self.low_memory, callback=on_step)
+                       batched=not self.low_memory, callback=on_step,
+                       solvers=self._solvers(request, sigmas, seed_offset, device))
+
+    def _solvers(self, request: VideoRequest, sigmas: torch.Tensor, seed_offset: int, device: torch.device):
+        """(video, audio) steppers of a stage; None: Euler (LTX-2 / 2.3). LTX-2.5 overrides it."""
+        return None
 
     # ------------------------------------------------------------------------------------------------ steps
     def _encode_text(self, request: VideoRequest, guidance: Guidance) -> tuple[TextContext, TextContext | None]:
@@ -214,6 +219,10 @@ def memory_plan(files: BundleFiles, device: torch.device, low_memory: bool) -> b
 def load_ltx2_pipeline(variant: LTX2Variant, files: BundleFiles, load: LoadRequest,
                        low_memory: bool = False) -> LTX2Pipeline:
     """The family's `pipeline` hook: every component from the bundle's checkpoint + Gemma text encoder files."""
+    if variant.version == "2.5":
+        from videosdgx.ltx2.pipeline25 import load_ltx25_pipeline
+
+        return load_ltx25_pipeline(variant, files, load, low_memory)
     low_memory = memory_plan(files, load.device, low_memory)
     checkpoint = files.one("checkpoint")
     dit = load_dit(checkpoint, load, expected_version=variant.version, variant=variant.name,

@@ -17,7 +17,7 @@ from einops import rearrange
 from videosdgx.ltx2.guidance import GuiderParams, guide
 from videosdgx.ltx2.rope import audio_positions, video_positions
 from videosdgx.ltx2.transformer import LTX2Model, Modality, Perturbation
-from videosdgx.sampling.solvers import EulerSolver
+from videosdgx.sampling.solvers import EulerSolver, FlowSolver
 
 PASSES = ("cond", "uncond", "perturbed", "isolated")
 StepCallback = Callable[[int, int], None]
@@ -74,8 +74,12 @@ def denoise(
     condition: VideoCondition | None = None,
     batched: bool = True,
     callback: StepCallback | None = None,
+    solvers: tuple[FlowSolver, FlowSolver] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Integrate the latents (already noised to `sigmas[0]`) down to `sigmas[-1]`; returns float32 latents."""
+    """Integrate the latents (already noised to `sigmas[0]`) down to `sigmas[-1]`; returns float32 latents.
+
+    `solvers`: (video, audio) steppers over `sigmas` (default Euler), stepped video first. After a step that adds
+    noise (`solver.renoises`, e.g. Euler-ancestral) conditioned tokens are pinned to their clean latents again."""
     batch, _, frames, height, width = video.shape
     audio_channels = audio.shape[1]
     vx = rearrange(video.float(), "b c f h w -> b (f h w) c")
@@ -87,7 +91,7 @@ def denoise(
     passes = guidance.passes()
     positions = (video_positions(frames, height, width, fps, batch, device=video.device),
                  audio_positions(ax.shape[1], batch, device=video.device))
-    solver = EulerSolver(sigmas)
+    video_solver, audio_solver = solvers or (EulerSolver(sigmas), EulerSolver(sigmas))
     for step in range(len(sigmas) - 1):
         sigma = float(sigmas[step])
         v_ts = torch.full((batch, 1), sigma, device=vx.device) if mask is None else sigma * mask[..., 0]
@@ -99,8 +103,10 @@ def denoise(
         a0 = guide(guidance.audio, *(x0[name][1] if name in x0 else None for name in PASSES))
         if mask is not None:
             v0 = v0 * mask + clean * (1 - mask)
-        vx = solver.step(vx, (vx - v0) / sigma, step)
-        ax = solver.step(ax, (ax - a0) / sigma, step)
+        vx = video_solver.step(vx, (vx - v0) / sigma, step)
+        ax = audio_solver.step(ax, (ax - a0) / sigma, step)
+        if mask is not None and getattr(video_solver, "renoises", False):
+            vx = vx * mask + clean * (1 - mask)
         if callback is not None:
             callback(step + 1, len(sigmas) - 1)
     return (rearrange(vx, "b (f h w) c -> b c f h w", f=frames, h=height, w=width),
@@ -126,13 +132,18 @@ def _run_passes(model, passes, vx, ax, v_ts, a_ts, sigma, positions, positive, n
         )
         sigmas = torch.full((vx.shape[0] * k,), sigma, device=vx.device)
         video = Modality(vx.repeat(k, 1, 1), v_ts.repeat(k, 1), sigmas, positions[0].repeat(k, 1, 1, 1),
-                         torch.cat([c.video for c in ctx]), _cat_masks(ctx))
+                         _cat([c.video for c in ctx]), _cat_masks(ctx))
         audio = Modality(ax.repeat(k, 1, 1), a_ts.repeat(k, 1), sigmas, positions[1].repeat(k, 1, 1, 1),
-                         torch.cat([c.audio for c in ctx]), _cat_masks(ctx))
+                         _cat([c.audio for c in ctx]), _cat_masks(ctx))
         v, a = model(video, audio, perturbation)
         out.update(zip(group, zip(v.chunk(k), a.chunk(k))))
     return out
 
 
+def _cat(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """One tensor is passed as is (the same object every step, so the DiT's text K/V cache can recognise it)."""
+    return tensors[0] if len(tensors) == 1 else torch.cat(tensors)
+
+
 def _cat_masks(contexts: list[TextContext]) -> torch.Tensor | None:
-    return None if contexts[0].mask is None else torch.cat([c.mask for c in contexts])
+    return None if contexts[0].mask is None else _cat([c.mask for c in contexts])

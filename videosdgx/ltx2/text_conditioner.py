@@ -162,8 +162,10 @@ def load_text_conditioner(path: str | os.PathLike | list, request: LoadRequest, 
     DiT checkpoint when the text side comes from a separate file without an embedded config).
     """
     with open_checkpoint(path) as checkpoint:
-        component = identify(checkpoint).component
-    if component not in ("checkpoint", "text projection"):
+        identity = identify(checkpoint)
+    component = identity.component
+    if component not in ("checkpoint", "text projection", "text encoder") or identity.family != "ltx2":
+        # ("ltx2", "text encoder"): LTX-2.5's Gemma 4 file with the projections bundled
         component = "text projection"  # load_model_file refuses the file with the right message
 
     def build(shapes: dict[str, tuple[int, ...]], checkpoint: Checkpoint) -> LTX2TextConditioner:

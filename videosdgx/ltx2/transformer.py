@@ -23,7 +23,9 @@ from videosdgx.runtime.quantized_linear import compute_dtype
 @dataclass
 class Modality:
     """One stream's inputs: tokens `[B, T, C]`, sigma per token `[B, 1 or T]` (0..1), the sample's sigma `[B]`,
-    RoPE bounds `[B, axes, T, 2]`, text context `[B, L, C_text]` and an optional boolean context mask `[B, L]`."""
+    RoPE bounds `[B, axes, T, 2]`, text context `[B, L, C_text]`, an optional boolean context mask `[B, L]` and
+    an optional keyframe marker `[B, T]` (video, models with `keyframes_embedding`; ltx-core marks only generated
+    keyframe slots, never plain text/image-to-video)."""
 
     tokens: torch.Tensor
     timesteps: torch.Tensor
@@ -31,6 +33,7 @@ class Modality:
     positions: torch.Tensor
     context: torch.Tensor
     context_mask: torch.Tensor | None = None
+    keyframes: torch.Tensor | None = None  # [B, T] non-zero on single-pixel-frame tokens (2.5 keyframe marker)
 
 
 @dataclass
@@ -55,8 +58,14 @@ class LTX2Model(nn.Module):
         if cross_timestep not in CROSS_TIMESTEP_MODES:
             raise ConfigurationError(f"cross_timestep must be one of {CROSS_TIMESTEP_MODES}, got {cross_timestep!r}.")
         self.cfg, self.cross_timestep = cfg, cross_timestep
+        # Text keys / values per block, reused while a stream's context tensor is the same object (its modulation
+        # is timestep-independent unless the 2.3 prompt AdaLN exists). Opt in; `clear_text_cache()` frees it.
+        self.text_kv_cache = False
+        self._text_cache: dict[str, tuple[torch.Tensor, dict]] = {}
         d, da, rows = cfg.dim, cfg.audio_dim, cfg.modulation_rows
         self.patchify_proj = nn.Linear(cfg.in_channels, d)
+        if cfg.keyframes_embedding:
+            self.keyframes_abs_pos_embedding = nn.Parameter(torch.zeros(1, d))
         self.audio_patchify_proj = nn.Linear(cfg.audio_in_channels, da)
         self.adaln_single = AdaLayerNormSingle(d, rows)
         self.audio_adaln_single = AdaLayerNormSingle(da, rows)
@@ -89,6 +98,9 @@ class LTX2Model(nn.Module):
         v_args, v_embedded = self._stream(video, audio, "video", cfg.num_heads, cfg.max_pos)
         a_args, a_embedded = self._stream(audio, video, "audio", cfg.audio_num_heads, cfg.audio_max_pos)
         vx = self.patchify_proj(video.tokens.to(compute_dtype(self.patchify_proj))).float()
+        if video.keyframes is not None and self.cfg.keyframes_embedding:
+            marker = (video.keyframes.reshape(vx.shape[0], -1, 1) > 0).float()
+            vx = vx + marker * self.keyframes_abs_pos_embedding.float()
         ax = self.audio_patchify_proj(audio.tokens.to(compute_dtype(self.audio_patchify_proj))).float()
         stg_keep = _per_sample(perturbation.stg_keep)
         av_keep = _per_sample(perturbation.av_keep)
@@ -123,8 +135,20 @@ class LTX2Model(nn.Module):
         cross_pe = rope_tables(own.positions[:, :1], cfg.audio_cross_attention_dim, heads, (cfg.cross_pe_max_pos,),
                                cfg.rope_theta, cfg.rope_float64)
         mask = None if own.context_mask is None else own.context_mask.bool()[:, None, None, :]
-        args = StreamArgs(modulation, context, mask, pe, cross_pe, cross_scale_shift, cross_gate, prompt)
+        args = StreamArgs(modulation, context, mask, pe, cross_pe, cross_scale_shift, cross_gate, prompt,
+                          self._text_kv(name, own.context) if prompt is None else None)
         return args, embedded
+
+    def _text_kv(self, name: str, context: torch.Tensor) -> dict | None:
+        if not self.text_kv_cache:
+            return None
+        entry = self._text_cache.get(name)
+        if entry is None or entry[0] is not context:
+            entry = self._text_cache[name] = (context, {})
+        return entry[1]
+
+    def clear_text_cache(self) -> None:
+        self._text_cache.clear()
 
     def _output(self, x: torch.Tensor, embedded: torch.Tensor, table: torch.Tensor, proj: nn.Linear) -> torch.Tensor:
         shift, scale = (table.float()[None, None] + embedded[:, :, None]).unbind(dim=2)

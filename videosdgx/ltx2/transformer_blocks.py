@@ -60,16 +60,18 @@ class Attention(nn.Module):
         k_pe: RopeFreqs | None = None,
         mask: torch.Tensor | None = None,
         keep: torch.Tensor | None = None,
+        kv: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """`keep [B, 1, 1]` (spatio-temporal guidance): 1 = attention output, 0 = the value projection instead."""
+        """`keep [B, 1, 1]` (spatio-temporal guidance): 1 = attention output, 0 = the value projection instead.
+        `kv`: this layer's `context_kv(context)`, computed earlier (cached text keys / values)."""
         dtype = compute_dtype(self.to_q)
         x = x.to(dtype)
-        context = x if context is None else context.to(dtype)
-        v = self.to_v(context)
+        context = x if context is None else context
         if keep is not None and not keep.any():
-            out = v
+            out = kv[1] if kv is not None else self.to_v(context.to(dtype))
         else:
-            q, k = self.q_norm(self.to_q(x)), self.k_norm(self.to_k(context))
+            k, v = kv if kv is not None else self.context_kv(context)
+            q = self.q_norm(self.to_q(x))
             if pe is not None:
                 q = apply_ltx_rope(q, pe, self.rope_type)
                 k = apply_ltx_rope(k, pe if k_pe is None else k_pe, self.rope_type)
@@ -81,6 +83,11 @@ class Attention(nn.Module):
             gates = 2.0 * torch.sigmoid(self.to_gate_logits(x).float())
             out = (out.float().unflatten(-1, (self.heads, -1)) * gates[..., None]).flatten(-2).to(out.dtype)
         return self.to_out(out)
+
+    def context_kv(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised keys and values of `context` (before RoPE)."""
+        context = context.to(compute_dtype(self.to_q))
+        return self.k_norm(self.to_k(context)), self.to_v(context)
 
 
 class GeluProjection(nn.Module):
@@ -161,6 +168,7 @@ class StreamArgs:
     cross_scale_shift: torch.Tensor  # [B, 1 or T, 4 * D]
     cross_gate: torch.Tensor  # [B, 1 or T, D]
     prompt: torch.Tensor | None = None  # 2.3 prompt AdaLN [B, 1, 2 * D]
+    text_kv: dict | None = None  # cache of each block's text keys / values (timestep-independent context only)
 
 
 class AVBlock(nn.Module):
@@ -198,15 +206,17 @@ class AVBlock(nn.Module):
         mod = table_values(table, s.timesteps, slice(0, 3))
         x = x + attn1(modulate(x, mod[1], mod[0], self.eps), pe=s.pe, keep=keep).float() * mod[2]
         if not self.cross_attention_adaln:
-            return x + attn2(rms(x, self.eps), s.context, mask=s.context_mask).float()
+            kv = _cached_kv(s.text_kv, attn2, lambda: s.context)
+            return x + attn2(rms(x, self.eps), s.context, mask=s.context_mask, kv=kv).float()
         shift_q, scale_q, gate_q = table_values(table, s.timesteps, slice(6, 9))
         prompt = prompt_table.float()[None, None]
         if s.prompt is not None:
             prompt = prompt + s.prompt.unflatten(-1, (2, -1))
         shift_kv, scale_kv = prompt.unbind(dim=2)
-        context = s.context.float() * (1 + scale_kv) + shift_kv
+        kv = _cached_kv(s.text_kv if s.prompt is None else None, attn2,
+                        lambda: s.context.float() * (1 + scale_kv) + shift_kv)
         query = rms(x, self.eps) * (1 + scale_q) + shift_q
-        return x + attn2(query, context, mask=s.context_mask).float() * gate_q
+        return x + attn2(query, mask=s.context_mask, kv=kv).float() * gate_q
 
     def forward(self, vx: torch.Tensor, ax: torch.Tensor, video: StreamArgs, audio: StreamArgs,
                 stg_keep: torch.Tensor | None = None, av_keep: torch.Tensor | None = None,
@@ -237,3 +247,12 @@ class AVBlock(nn.Module):
         mod = table_values(self.audio_scale_shift_table, audio.timesteps, slice(3, 6))
         ax = ax + self.audio_ff(modulate(ax, mod[1], mod[0], self.eps)).float() * mod[2]
         return vx, ax
+
+
+def _cached_kv(cache: dict | None, attn: Attention, context) -> tuple[torch.Tensor, torch.Tensor]:
+    """`attn`'s keys / values of `context()`, from `cache` (keyed by the layer) when given, stored there if new."""
+    if cache is None:
+        return attn.context_kv(context())
+    if attn not in cache:
+        cache[attn] = attn.context_kv(context())
+    return cache[attn]

@@ -7,7 +7,7 @@ sides that are multiples of 32 (the video VAE's strides).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from videosdgx.job import Variant
 from videosdgx.ltx2.guidance import GuiderParams
@@ -33,7 +33,7 @@ DEV_AUDIO = GuiderParams(cfg=7.0, stg=1.0, modality=3.0, rescale=0.7)
 
 @dataclass(frozen=True, kw_only=True)
 class LTX2Variant(Variant):
-    """`version` "19B" or "2.3" (the DiT generation the checkpoint must be); `distilled` selects the published
+    """`version` "19B", "2.3" or "2.5" (the DiT generation the checkpoint must be); `distilled` selects the published
     sigmas and no guidance; `cross_timestep` the cross-modal AdaLN timestep convention (config.py)."""
 
     version: str
@@ -67,6 +67,9 @@ LTX2_VARIANTS: dict[str, LTX2Variant] = {v.name: v for v in (
     _variant("ltx-2-19b-dev", "LTX-2 19B dev (audio + video)", "19B", False),
     _variant("ltx-2.3-22b-distilled", "LTX-2.3 22B distilled (audio + video)", "2.3", True),
     _variant("ltx-2.3-22b-dev", "LTX-2.3 22B dev (audio + video)", "2.3", False),
+    # LTX-2.5: one stage (its upscalers are not in the bundle yet), Euler-ancestral sampling, frames from the
+    # duration head when not given (pipeline25.py); no workflow yet.
+    replace(_variant("ltx-2.5-22b-distilled", "LTX-2.5 22B distilled (audio + video)", "2.5", True), workflows=()),
 )}
 
 

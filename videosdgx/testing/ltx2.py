@@ -141,6 +141,10 @@ def write_ltx2_bundle(bundle: str, models_dir: str | Path, seed: int = 0) -> Non
     from videosdgx.testing.ltx2_media import upsampler_state
     from videosdgx.testing.ltx2_text import gemma_sentencepiece, write_gemma3
 
+    from videosdgx.testing import ltx25
+
+    if bundle in ltx25.DEMO_BUNDLES:
+        return ltx25.write_ltx25_bundle(bundle, models_dir, seed)
     if bundle not in DEMO_BUNDLES:
         raise NotImplementedError(f"no tiny demo files for {bundle}; demos exist for {', '.join(DEMO_BUNDLES)}")
     version = DEMO_BUNDLES[bundle]

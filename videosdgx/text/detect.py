@@ -1,4 +1,4 @@
-"""Recognise text-encoder files: UMT5-XXL (Wan), T5 v1.1 XXL (MAGI-1), Gemma 3 (LTX-2)."""
+"""Recognise text-encoder files: UMT5-XXL (Wan), T5 v1.1 XXL (MAGI-1), Gemma 3 (LTX-2), Gemma 4 (LTX-2.5)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ HF_BLOCK = "encoder.block.{}.layer.0.SelfAttention.relative_attention_bias.weigh
     HF_BLOCK.format(0): "T5 / UMT5 text encoder",
     "blocks.0.pos_embedding.embedding.weight": "UMT5 text encoder (Wan .pth layout)",
     "model.layers.0.self_attn.q_norm.weight": "Gemma 3 text encoder",
+    "model.language_model.layers.0.layer_scalar": "Gemma 4 text encoder",
 })
 def detect_text_encoder(view: KeyView) -> Identity | None:
     if HF_BLOCK.format(0) in view:
@@ -26,6 +27,9 @@ def detect_text_encoder(view: KeyView) -> Identity | None:
     if "blocks.0.pos_embedding.embedding.weight" in view and "token_embedding.weight" in view:
         layers = len(view.indices("blocks."))
         return Identity("text", "text encoder", f"UMT5 ({layers} layers)", "Wan official (.pth)", T5_LOADER)
+    gemma4 = detect_gemma4(view)
+    if gemma4 is not None:
+        return gemma4
     for prefix, layout in GEMMA_PREFIXES:
         needed = (prefix + "embed_tokens.weight", prefix + "layers.0.pre_feedforward_layernorm.weight")
         if not all(key in view for key in needed):
@@ -37,6 +41,21 @@ def detect_text_encoder(view: KeyView) -> Identity | None:
     return None
 
 
+def detect_gemma4(view: KeyView) -> Identity | None:
+    """Gemma 4 (per-layer `layer_scalar`); with LTX-2.5's projections + connectors it is LTX-2.5's text encoder."""
+    for prefix, layout in GEMMA_PREFIXES:
+        if prefix + "embed_tokens.weight" in view and prefix + "layers.0.layer_scalar" in view:
+            layers = len(view.indices(prefix + "layers."))
+            if view.has_prefix("text_embedding_projection."):
+                return Identity("ltx2", "text encoder", f"Gemma 4 ({layers} layers) + LTX-2.5 text projection",
+                                layout, LTX25_TEXT_LOADER)
+            return Identity("text", "text encoder", f"Gemma 4 ({layers} layers)", layout, GEMMA4_ALONE)
+    return None
+
+
+LTX25_TEXT_LOADER = "the LTX-2.5 text encoder loader (videosdgx.ltx2.text_encoder25)"
+GEMMA4_ALONE = ("nothing on its own: LTX-2.5 needs its fine-tuned Gemma 4 with the bundled projections "
+                "(gemma4-12b-with-proj-ltx-2.5-bf16.safetensors)")
 LTX2_TEXT_LOADER = "the LTX-2 text encoder loader (videosdgx.ltx2.text_encoder), as its text projection file"
 _CONNECTOR_PREFIXES = {f"{dit}{modality}_embeddings_connector.": f"{modality} connector"
                        for dit in ("", "model.diffusion_model.") for modality in ("video", "audio")}

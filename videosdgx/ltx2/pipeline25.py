@@ -1,0 +1,97 @@
+"""LTX-2.5 pipeline: the LTX-2 pipeline on LTX-2.5's split files, with what 2.5 changes.
+
+* Files by role: `dit` (transformer file with its embedded config), `text_encoder` (Gemma 4 12B with the
+  projections bundled), `vae` (video VAE), `audio_vae` (audio VAE + vocoder), optional `duration_head` and
+  `tokenizer` (Gemma 4 tokenizer.json / tokenizer.model).
+* Distilled sampling: the first (or only) stage uses Euler-ancestral steps, eta 1 (ltx-pipelines `distilled.py`:
+  checkpoints from 2.5 on), noise from a generator seeded with `seed + 10000`, video drawn before audio; a second
+  stage stays Euler.
+* Without a frame count (`frames` None) the duration head picks it from the prompt (1..20 s, 8k + 1 frames).
+* The text keys / values of each block are computed once per job (the 2.5 DiT's prompt modulation is static).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+import torch
+
+from videosdgx.bundle_files import BundleFiles
+from videosdgx.job import Progress, VideoRequest, VideoResult
+from videosdgx.ltx2.duration_head25 import load_duration_head
+from videosdgx.ltx2.loaders import load_dit
+from videosdgx.ltx2.media_loaders import load_audio_vae, load_video_vae, load_vocoder
+from videosdgx.ltx2.pipeline import LTX2Pipeline, memory_plan
+from videosdgx.ltx2.text_conditioner import read_transformer_config
+from videosdgx.ltx2.text_encoder25 import load_ltx25_text_encoder
+from videosdgx.ltx2.variants import LTX2Variant
+from videosdgx.runtime.model_files import LoadRequest
+from videosdgx.sampling.ancestral import EulerAncestralSolver
+
+log = logging.getLogger(__name__)
+ANCESTRAL_SEED_OFFSET = 10000  # ltx-pipelines ANCESTRAL_NOISE_SEED_OFFSET
+ANCESTRAL_ETA = 1.0
+
+
+class MemoEncoder:
+    """The text encoder, remembering its last prompts' result (the duration head and the sampler share it)."""
+
+    def __init__(self, encoder):
+        self.encoder = encoder
+        self.last: tuple[list[str], object] | None = None
+
+    def encode(self, prompts: list[str]):
+        if self.last is None or self.last[0] != prompts:
+            self.last = (list(prompts), self.encoder.encode(prompts))
+        return self.last[1]
+
+    def release(self) -> None:
+        self.encoder.release()
+
+
+class LTX25Pipeline(LTX2Pipeline):
+    def __init__(self, *args, duration_head=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.text_encoder = MemoEncoder(self.text_encoder)
+        self.duration_head = duration_head
+        self.dit.text_kv_cache = True
+
+    def generate(self, request: VideoRequest, progress: Progress | None = None) -> VideoResult:
+        if request.frames is None and self.duration_head is not None:
+            video, audio, _ = self.text_encoder.encode([request.prompt])
+            frames = self.duration_head.predict_frames(video[:1], audio[:1], float(request.fps or self.variant.fps),
+                                                       frame_step=self.variant.frame_step)
+            request = replace(request, frames=frames)
+        try:
+            return super().generate(request, progress)
+        finally:
+            self.text_encoder.last = None
+            self.dit.clear_text_cache()
+
+    def _solvers(self, request: VideoRequest, sigmas: torch.Tensor, seed_offset: int, device: torch.device):
+        if not self.variant.distilled or seed_offset != 0:
+            return None
+        generator = torch.Generator(device=device).manual_seed(request.seed + ANCESTRAL_SEED_OFFSET)
+        return (EulerAncestralSolver(sigmas, ANCESTRAL_ETA, generator=generator),
+                EulerAncestralSolver(sigmas, ANCESTRAL_ETA, generator=generator))
+
+
+def load_ltx25_pipeline(variant: LTX2Variant, files: BundleFiles, load: LoadRequest,
+                        low_memory: bool = False) -> LTX25Pipeline:
+    """Every component from the bundle's split LTX-2.5 files (see the module docstring for the roles)."""
+    low_memory = memory_plan(files, load.device, low_memory)
+    dit_file = files.one("dit")
+    dit = load_dit(dit_file, load, expected_version=variant.version, variant=variant.name,
+                   cross_timestep=variant.cross_timestep).module
+    text_file = files.one("text_encoder")  # connector settings: its own embedded config, else the DiT's
+    settings = read_transformer_config(text_file) or read_transformer_config(dit_file) or None
+    text_encoder = load_ltx25_text_encoder(text_file, load, tokenizer=files.optional("tokenizer"), settings=settings)
+    video_vae = load_video_vae(files.one("vae"), load).module
+    audio_file = files.one("audio_vae")
+    audio_vae = load_audio_vae(audio_file, load).module
+    vocoder = load_vocoder(audio_file, replace(load, dtype=torch.float32)).module
+    head_file = files.optional("duration_head")
+    head = load_duration_head(head_file, replace(load, dtype=torch.float32)).module if head_file else None
+    return LTX25Pipeline(variant, dit, text_encoder, video_vae, audio_vae, vocoder, None, low_memory,
+                         duration_head=head)
