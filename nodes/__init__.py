@@ -6,11 +6,12 @@ from .ltx2_loaders import LTX2Loader
 from .wan_conditioning import WanImageToVideo, WanTextEncode
 from .wan_latents import WanEmptyLatent, WanVAEDecode, WanVAEEncode
 from .wan_loaders import WanCLIPVisionLoader, WanModelLoader, WanTextEncoderLoader, WanVAELoader
+from .wan_lora import WanLoraLoader
 from .wan_sampler import WanSampler
 
 NODES = [
-    WanModelLoader, WanTextEncoderLoader, WanVAELoader, WanCLIPVisionLoader, WanTextEncode, WanEmptyLatent,
-    WanImageToVideo, WanSampler, WanVAEEncode, WanVAEDecode, LTX2Loader, LTX2Generate,
+    WanModelLoader, WanLoraLoader, WanTextEncoderLoader, WanVAELoader, WanCLIPVisionLoader, WanTextEncode,
+    WanEmptyLatent, WanImageToVideo, WanSampler, WanVAEEncode, WanVAEDecode, LTX2Loader, LTX2Generate,
 ]
 
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import torch
 
+from videosdgx.runtime.errors import ConfigurationError
 from videosdgx.sampling import SOLVERS
-from videosdgx.wan.sampler import SamplingSettings, sample_wan
+from videosdgx.wan.lora import expert_loras_applied
+from videosdgx.wan.sampler import SamplingSettings, custom_sigmas, sample_wan
 
 from ._comfy import check_interrupt, io, latent_previewer, progress
 from ._loaders import check_choice
 from .wan_types import CATEGORY, WanConditioning, WanConditioningType, WanExperts, WanModelType
 
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
+LIGHTNING = "1.0, 0.9375, 0.833333, 0.625, 0.0"
 
 
 class WanSampler(io.ComfyNode):
@@ -37,20 +40,30 @@ class WanSampler(io.ComfyNode):
                 io.Combo.Input("sampler", options=list(SOLVERS), default="unipc"),
                 io.Float.Input("denoise", default=1.0, min=0.01, max=1.0, step=0.01,
                                tooltip="Below 1 the latent is partly noised and refined (video-to-video)."),
+                io.String.Input("sigmas", default="", optional=True,
+                                tooltip="Custom sigma list falling to 0, replacing steps and shift, e.g. Wan2.2 "
+                                        f"Lightning: {LIGHTNING}. Empty: the usual schedule."),
             ],
             outputs=[io.Latent.Output(display_name="latent")],
         )
 
     @classmethod
-    def validate_inputs(cls, sampler: str = "unipc") -> bool | str:
+    def validate_inputs(cls, sampler: str = "unipc", sigmas: str = "") -> bool | str:
+        try:
+            parse_sigmas(sigmas)
+        except ConfigurationError as error:
+            return str(error)
         return check_choice("sampler", sampler, SOLVERS)
 
     @classmethod
     def execute(cls, model: WanExperts, conditioning: WanConditioning, latent: dict, seed: int, steps: int,
-                cfg: float, cfg_low_noise: float, shift: float, sampler: str, denoise: float) -> io.NodeOutput:
+                cfg: float, cfg_low_noise: float, shift: float, sampler: str, denoise: float,
+                sigmas: str = "") -> io.NodeOutput:
         samples = latent["samples"]
+        grid = parse_sigmas(sigmas)
+        steps = steps if grid is None else len(grid) - 1
         settings = SamplingSettings(steps=steps, shift=shift, guidance=cfg, seed=seed, solver=sampler,
-                                    guidance_low=cfg_low_noise, boundary=model.boundary, denoise=denoise)
+                                    guidance_low=cfg_low_noise, boundary=model.boundary, denoise=denoise, sigmas=grid)
         bar = progress(steps)
         previewer = latent_previewer(model.latent_format)
 
@@ -60,6 +73,19 @@ class WanSampler(io.ComfyNode):
             bar.update_absolute(step + 1, total, preview)
 
         check_interrupt()
-        result = sample_wan(list(model.models), conditioning.text, tuple(samples.shape[1:]), settings,
-                            conditioning.image, init_latents=samples, callback=on_step)
+        with expert_loras_applied(model.models, model.loras):
+            result = sample_wan(list(model.models), conditioning.text, tuple(samples.shape[1:]), settings,
+                                conditioning.image, init_latents=samples, callback=on_step)
         return io.NodeOutput({"samples": result})
+
+
+def parse_sigmas(text: str) -> tuple[float, ...] | None:
+    """A comma- or space-separated sigma list (None when empty), checked as the sampler will use it."""
+    if not text.strip():
+        return None
+    try:
+        values = tuple(float(v) for v in text.replace(",", " ").split())
+    except ValueError:
+        raise ConfigurationError(f"sigmas '{text}' is not a list of numbers; e.g. {LIGHTNING}.") from None
+    custom_sigmas(values)
+    return values

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from videosdgx.wan.conditioning import ImageConditioning, TextConditioning
+from videosdgx.wan.lora import ExpertLora
 from videosdgx.wan.transformer import WanModel
 
 from ._comfy import io
@@ -20,11 +21,13 @@ WanConditioningType = io.Custom("VDGX_WAN_CONDITIONING")
 
 @dataclass(frozen=True)
 class WanExperts:
-    """One Wan DiT, or the high- and low-noise experts of Wan2.2 A14B with the step where they switch."""
+    """One Wan DiT, or the high- and low-noise experts of Wan2.2 A14B with the step where they switch, and the
+    LoRAs the sampler applies for its run."""
 
     models: tuple[WanModel, ...]
     boundary: float | None
     names: tuple[str, ...]
+    loras: tuple[ExpertLora, ...] = ()
 
     @property
     def latent_format(self) -> str:

@@ -15,7 +15,7 @@ CORE_NODES = json.loads((Path(__file__).parent / "core_object_info.json").read_t
 WAN_NODE_IDS = {
     "VideosDGXWanModelLoader", "VideosDGXWanTextEncoderLoader", "VideosDGXWanTextEncode", "VideosDGXWanVAELoader",
     "VideosDGXWanVAEEncode", "VideosDGXWanVAEDecode", "VideosDGXWanCLIPVisionLoader", "VideosDGXWanEmptyLatent",
-    "VideosDGXWanImageToVideo", "VideosDGXWanSampler",
+    "VideosDGXWanImageToVideo", "VideosDGXWanSampler", "VideosDGXWanLoraLoader",
 }
 LTX2_NODE_IDS = {"VideosDGXLTX2Loader", "VideosDGXLTX2Generate"}
 UPDATE_LINE = ("VideosDGX needs ComfyUI >= 0.3.60 with the V3 node API (comfy_api.latest); update ComfyUI. "

@@ -13,14 +13,15 @@ from videosdgx.client.overrides import Overrides, apply_assignments, plan_overri
 from videosdgx.families import shipped_workflows
 from videosdgx.manifest import load_manifest
 from videosdgx.media import read_video
+from videosdgx.wan.lightning import lightning_sigmas
 from videosdgx.wan.text_prompt import WAN_I2V_NEGATIVE_PROMPT
 from workflow_harness import (CORE_OBJECT_INFO, WORKFLOWS, api_workflow, editor_workflow, execute, object_info,
                               prepare_comfy, workflow_variant)
 
 NAMES = sorted(shipped_workflows())
 WAN_NAMES = sorted(name for name, row in shipped_workflows().items() if row.id == "wan")
-IMAGE_WORKFLOWS = {"wan2.1-i2v-14b-480p", "wan2.2-i2v-a14b", "wan2.2-ti2v-5b-i2v"}
-MODEL_INPUTS = ("model_name", "low_noise_model", "text_encoder_name", "vae_name", "clip_name")
+IMAGE_WORKFLOWS = {"wan2.1-i2v-14b-480p", "wan2.2-i2v-a14b", "wan2.2-ti2v-5b-i2v", "wan2.2-i2v-a14b-lightning"}
+MODEL_INPUTS = ("model_name", "low_noise_model", "text_encoder_name", "vae_name", "clip_name", "lora_name")
 TINY = Overrides(seed=3, steps=2, width=32, height=32, frames=5)
 # LTX-2 makes 8k+1 frames, and its two-stage flow needs sides that are multiples of 64.
 TINY_BY_FAMILY = {"ltx2": Overrides(seed=3, steps=2, width=64, height=64, frames=9)}
@@ -90,7 +91,11 @@ def test_official_settings_and_manifest_files(name):
     workflow = api_workflow(name)
     sampler = by_class(workflow, "VideosDGXWanSampler")
     assert (sampler["steps"], sampler["shift"], sampler["cfg"], sampler["sampler"], sampler["denoise"]) == (
-        variant.steps, variant.shift, variant.guidance, "unipc", 1.0)
+        variant.steps, variant.shift, variant.guidance, variant.solver, 1.0)
+    if variant.schedule == "lightning":  # the published schedule as the sampler's sigma list
+        sigmas = tuple(float(v) for v in sampler["sigmas"].split(","))
+        assert sigmas == pytest.approx(lightning_sigmas(variant.steps, variant.shift), abs=1e-6)
+    assert "sigmas" not in sampler or variant.schedule == "lightning"
     assert sampler["cfg_low_noise"] == (variant.guidance_low or variant.guidance)
     assert by_class(workflow, "CreateVideo")["fps"] == variant.fps
     size = next(node["inputs"] for node in workflow.values() if node["_meta"]["title"] == "Video Size")

@@ -55,7 +55,8 @@ FAMILIES: tuple[Family, ...] = (
         pipeline="videosdgx.wan.pipeline:load_wan_pipeline",
         demo="videosdgx.testing.wan:write_wan_bundle",
         workflows=("wan2.1-t2v-1.3b", "wan2.1-t2v-14b", "wan2.1-i2v-14b-480p", "wan2.2-t2v-a14b", "wan2.2-i2v-a14b",
-                   "wan2.2-ti2v-5b-t2v", "wan2.2-ti2v-5b-i2v"),
+                   "wan2.2-ti2v-5b-t2v", "wan2.2-ti2v-5b-i2v", "wan2.2-t2v-a14b-lightning",
+                   "wan2.2-i2v-a14b-lightning"),
     ),
     Family(
         id="ltx2", title="LTX-2",

@@ -7,6 +7,7 @@ variant, its pipeline and its demo files, so this module names no model family.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -54,6 +55,11 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
     where.add_argument("--download", action="store_true", help="download the bundle's missing files first")
     where.add_argument("--demo", action="store_true",
                        help="use generated tiny random weights (no downloads; the video is noise)")
+    loras = parser.add_argument_group("LoRAs (FILE: a path, or a file name in the models' loras folder)")
+    loras.add_argument("--lora", action="append", default=[], metavar="FILE[:STRENGTH]",
+                       help="a LoRA for the model (Wan2.2 A14B: for the high-noise expert); repeatable")
+    loras.add_argument("--lora-low", action="append", default=[], metavar="FILE[:STRENGTH]",
+                       help="a LoRA for the low-noise expert of Wan2.2 A14B; repeatable")
     run = parser.add_argument_group("how to run")
     run.add_argument("--device", default="auto", help="auto, cuda, cuda:N, mps or cpu")
     run.add_argument("--dtype", default="auto", choices=DTYPES)
@@ -103,6 +109,7 @@ def _bundle_files(job: GenerateJob, args: argparse.Namespace, scratch: Path):
         family(job.bundle.family).hook("demo")(job.bundle.name, scratch / "models")
         return find_bundle_files(job.bundle.name, model_folders(models_dir=scratch / "models"))
     folders = _folders(args)
+    _find_loras(job, folders)
     try:
         return find_bundle_files(job.bundle.name, folders)
     except MissingFilesError:
@@ -114,6 +121,25 @@ def _bundle_files(job: GenerateJob, args: argparse.Namespace, scratch: Path):
     manifest = load_manifest()
     install(plan_install(manifest, [job.bundle.name], folders), manifest, folders)
     return find_bundle_files(job.bundle.name, folders)
+
+
+def _find_loras(job: GenerateJob, folders) -> None:
+    """Give every `--lora NAME` its path in the loras folder(s), checked like a given path."""
+    from videosdgx.request import check_lora
+
+    found = []
+    for choice in job.request.loras:
+        if not choice.path.is_file():
+            dirs = folders.search_dirs("loras")
+            path = next((d / choice.path for d in dirs if (d / choice.path).is_file()), None)
+            if path is None:
+                flag = "--lora-low" if choice.target == "low" else "--lora"
+                raise RequestError(f"{flag} {choice.path}: no such file here or in the loras folder(s) "
+                                   f"{', '.join(map(str, dirs))}.")
+            check_lora(path, job.bundle.family, "--lora")
+            choice = dataclasses.replace(choice, path=path)
+        found.append(choice)
+    job.request.loras = tuple(found)
 
 
 def generate_in_process(job: GenerateJob, args: argparse.Namespace) -> Path:

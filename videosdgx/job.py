@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from videosdgx.runtime.errors import ConfigurationError
@@ -59,6 +60,16 @@ class Variant:
         return plain[0] if plain else (self.workflows[0] if self.workflows else None)
 
 
+@dataclass(frozen=True)
+class LoraChoice:
+    """A LoRA file to apply for one request at `strength`. `target`: "all" models of the pipeline, or one part of
+    it by the family's name for it (Wan2.2 A14B: "high" / "low" noise expert)."""
+
+    path: Path
+    strength: float = 1.0
+    target: str = "all"
+
+
 @dataclass
 class VideoRequest:
     """One video to make. None means the variant's official default; 0 is a value like any other."""
@@ -82,6 +93,7 @@ class VideoRequest:
     video: torch.Tensor | None = None  # input video, IMAGE [T, H, W, 3]
     video_fps: float | None = None
     audio: dict | None = None  # AUDIO {"waveform": [1, C, N], "sample_rate": int}
+    loras: tuple[LoraChoice, ...] = ()
     options: dict[str, Any] = field(default_factory=dict)  # family-specific settings, documented by the family
 
     def given_inputs(self) -> set[str]:

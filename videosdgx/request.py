@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from videosdgx.families import family
-from videosdgx.job import INPUT_KINDS, Variant, VideoRequest, fit_size
+from videosdgx.job import INPUT_KINDS, LoraChoice, Variant, VideoRequest, fit_size
 from videosdgx.manifest import Bundle, load_manifest
 from videosdgx.runtime.errors import ConfigurationError
 
@@ -76,6 +76,7 @@ def check_job(args: argparse.Namespace) -> GenerateJob:
         seed=_seed(args.seed), image=_image(args.image, "--image"), end_image=_image(args.end_image, "--end-image"),
         references=tuple(_image(path, "--reference") for path in args.reference),
     )
+    request.loras = _loras(args, bundle, variant)
     if args.video:
         request.video, request.video_fps = _video(args.video)
     if args.audio:
@@ -131,6 +132,49 @@ def _seed(value: int) -> int:
     if not 0 <= value <= MAX_SEED:
         raise RequestError(f"--seed {value}: seeds range from 0 to {MAX_SEED}.")
     return value
+
+
+def _loras(args: argparse.Namespace, bundle: Bundle, variant: Variant) -> tuple[LoraChoice, ...]:
+    """`--lora FILE[:STRENGTH]` (the model, or the high-noise expert of Wan A14B) and `--lora-low` (the low-noise
+    expert). FILE is a path, or a file name in the models' loras folder (looked up once the folders are known)."""
+    if args.lora_low and getattr(variant, "experts", 1) < 2:
+        raise RequestError(f"--lora-low: {variant.title} has one diffusion model; give its LoRAs with --lora "
+                           "(--lora-low is for the low-noise expert of Wan2.2 A14B).")
+    return tuple(_lora(value, flag, target, bundle.family)
+                 for flag, target, values in (("--lora", "high", args.lora), ("--lora-low", "low", args.lora_low))
+                 for value in values)
+
+
+def _lora(value: str, flag: str, target: str, family_id: str) -> LoraChoice:
+    name, _, tail = value.rpartition(":")
+    try:
+        strength = float(tail) if name else 1.0
+    except ValueError:
+        name, strength = "", 1.0
+    name = name or value
+    if not math.isfinite(strength):
+        raise RequestError(f"{flag} {value}: the strength after ':' must be a finite number (e.g. {name}:0.8).")
+    path = Path(name).expanduser()
+    if path.is_file():
+        check_lora(path, family_id, flag)
+    elif path.parent != Path("."):
+        raise RequestError(f"{flag} {value}: no such file ({path}). Give a LoRA file, or the name of one in the "
+                           "loras folder of your models.")
+    return LoraChoice(path, strength, target)
+
+
+def check_lora(path: Path, family_id: str, flag: str) -> None:
+    """Refuse, before loading, a file that is not a LoRA of this family (a model, a LoRA for another model)."""
+    from videosdgx.runtime.checkpoint import open_checkpoint
+    from videosdgx.runtime.lora import check_lora_file
+
+    try:
+        with open_checkpoint(path) as checkpoint:
+            check_lora_file(checkpoint, family_id, flag)
+    except ConfigurationError:
+        raise
+    except Exception as error:
+        raise RequestError(f"{flag} {path}: {error}") from None
 
 
 def _readable(path: str, flag: str) -> Path:
@@ -246,11 +290,13 @@ def server_overrides(job: GenerateJob, args: argparse.Namespace, workflow: dict,
     from videosdgx.client.overrides import plan_overrides
 
     local_only = {"--device": args.device != "auto", "--low-memory": args.low_memory, "--download": args.download,
-                  "--demo": args.demo, "--models-dir": bool(args.models_dir), "--comfyui": bool(args.comfyui)}
+                  "--demo": args.demo, "--models-dir": bool(args.models_dir), "--comfyui": bool(args.comfyui),
+                  "--lora": bool(args.lora), "--lora-low": bool(args.lora_low)}
     refused = [flag for flag, given in local_only.items() if given]
     if refused:
         raise RequestError(f"{', '.join(refused)} only apply in-process; the ComfyUI server chooses its own "
-                           "device, memory and model folders. Leave them out with --server.")
+                           "device, memory and model folders, and takes LoRAs through LoRA loader nodes in the "
+                           "workflow (e.g. the shipped *-lightning workflows). Leave them out with --server.")
     request = job.request
     if len(request.prompts) > 1:
         raise RequestError(f"workflow {name} takes one --prompt.")

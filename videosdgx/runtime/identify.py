@@ -22,6 +22,7 @@ from videosdgx.runtime.errors import CheckpointError, WrongComponentError
 NON_WEIGHT_KEYS = {"spiece_model", "scaled_fp8"}  # an embedded tokenizer and ComfyUI's fp8 marker
 # Quantisation scales stored beside their weights (ComfyUI scaled fp8, LTX fp8 / NVFP4): not parameters.
 SCALE_SUFFIXES = (".scale_weight", ".scale_input", ".weight_scale", ".weight_scale_2", ".input_scale")
+LORA_DETECTOR = "videosdgx.runtime.lora_detect"  # LoRAs of every family: first, before the model detectors
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ def register_detector(markers: dict[str, str]) -> Callable[[Detector], Detector]
 
 
 def _load_detectors() -> None:
-    for name in detector_modules():
+    for name in (LORA_DETECTOR, *detector_modules()):
         importlib.import_module(name)
 
 

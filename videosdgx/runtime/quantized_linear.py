@@ -325,7 +325,12 @@ def compute_dtype(layer: nn.Module) -> torch.dtype:
 
 
 def dense_weight(layer: nn.Module, dtype: torch.dtype) -> torch.Tensor:
-    """A Linear's weight as a dense `dtype` tensor (a temporary for quantised layers, scales applied)."""
+    """A Linear's weight as a dense `dtype` tensor (a temporary for quantised layers, scales applied), with the
+    deltas of the LoRAs applied to it (runtime/lora.py) added."""
     if isinstance(layer, QuantizedLinear):
-        return layer.dequantized_weight(dtype, layer.weight.device)
-    return layer.weight.to(dtype)
+        weight = layer.dequantized_weight(dtype, layer.weight.device)
+    else:
+        weight = layer.weight.to(dtype)
+    patch = getattr(layer, "lora_patch", None)
+    delta = None if patch is None else patch.dense_delta(dtype)
+    return weight if delta is None else weight + delta

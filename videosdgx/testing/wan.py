@@ -18,6 +18,7 @@ from videosdgx.install.comfyui import model_folders
 from videosdgx.manifest import load_manifest
 from videosdgx.runtime.fp8 import quantize_fp8
 from videosdgx.testing.files import random_like_state_dict, save_safetensors
+from videosdgx.testing.lora import wan_lora_state
 from videosdgx.text.t5 import T5Config, T5Encoder
 from videosdgx.wan.clip_vision import ClipVisionConfig, ClipVisionEncoder
 from videosdgx.wan.pipeline import WanFiles
@@ -112,6 +113,13 @@ def _clip_state(seed: int) -> dict[str, torch.Tensor]:
     return state
 
 
+def _lora_state(cfg: WanConfig, seed: int) -> dict[str, torch.Tensor]:
+    """A lightx2v-layout LoRA (low-rank pairs, bias / norm / modulation differences) for the tiny DiT."""
+    with torch.device("meta"):
+        model = WanModel(cfg)
+    return wan_lora_state(model, "lightx2v", rank=4, seed=seed, std=0.02)[0]
+
+
 def write_wan_bundle(bundle: str, models_dir: str | Path, seed: int = 0) -> None:
     """Write tiny random files for every file of a Wan manifest bundle under `models_dir/<folder>/<filename>`."""
     manifest = load_manifest()
@@ -124,6 +132,8 @@ def write_wan_bundle(bundle: str, models_dir: str | Path, seed: int = 0) -> None
         "text_encoder": lambda: _text_encoder_state(seed + 10),
         "vae": lambda: _vae_state(variant.vae, seed + 20),
         "clip_vision": lambda: _clip_state(seed + 30),
+        "lora": lambda: _lora_state(dit_cfg, seed + 40),
+        "lora_low": lambda: _lora_state(dit_cfg, seed + 41),
     }
     for entry in manifest.bundle_entries(bundle):
         if entry.role not in builders:

@@ -15,7 +15,9 @@ from videosdgx.job import Progress, VideoRequest, VideoResult
 from videosdgx.runtime.errors import ConfigurationError
 from videosdgx.runtime.model_files import LoadRequest
 from videosdgx.wan.conditioning import ImageConditioning, encode_i2v, encode_text, encode_ti2v, valid_size
+from videosdgx.wan.lightning import lightning_sigmas
 from videosdgx.wan.loaders import WanTextEncoder, load_clip_vision, load_dit, load_text_encoder, load_vae
+from videosdgx.wan.lora import ExpertLora, expert_loras_applied, read_wan_lora
 from videosdgx.wan.sampler import SamplingSettings, sample_wan
 from videosdgx.wan.variants import WanVariant
 
@@ -31,15 +33,19 @@ class WanFiles:
     text_encoder: Path
     tokenizer: Path | None = None
     clip_vision: Path | None = None
+    loras: tuple[tuple[Path, str], ...] = ()  # (file, "high" / "low" expert) that the bundle applies always
 
     @classmethod
     def from_bundle(cls, files: BundleFiles) -> "WanFiles":
-        """Pick the files by manifest role; tokenizer files (official layout) are found in their folder."""
+        """Pick the files by manifest role; tokenizer files (official layout) are found in their folder; a bundle's
+        `lora` goes to the model (the high-noise expert of A14B), its `lora_low` to the low-noise expert."""
         tokenizer = files.all("tokenizer")
         return cls(
             dit=files.all("dit") or (files.one("dit_high"), files.one("dit_low")), vae=files.one("vae"),
             text_encoder=files.one("text_encoder"), tokenizer=tokenizer[0].parent if tokenizer else None,
             clip_vision=files.optional("clip_vision"),
+            loras=tuple((path, which) for role, which in (("lora", "high"), ("lora_low", "low"))
+                        for path in files.all(role)),
         )
 
 
@@ -67,6 +73,11 @@ class WanPipeline:
         self.vae = load_vae(files.vae, load).module
         self.experts = [load_dit(path, load).module for path in files.dit]
         self.clip_vision = load_clip_vision(files.clip_vision, load).module if variant.clip_vision else None
+        self.loras = [ExpertLora(self._read_lora(path), 1.0, which) for path, which in files.loras]
+
+    def _read_lora(self, path: Path):
+        """A Wan LoRA file, held on the DiTs' device in their compute dtype."""
+        return read_wan_lora(path, self.load.dtype, self.load.device)
 
     @property
     def text_encoder(self) -> WanTextEncoder:
@@ -82,20 +93,23 @@ class WanPipeline:
     def generate(self, request: VideoRequest, progress: Progress | None = None) -> VideoResult:
         """Text (+ image) to video with the variant's defaults for everything `request` leaves unset (None)."""
         variant = self.variant
+        loras = self.loras + [ExpertLora(self._read_lora(c.path), c.strength, c.target) for c in request.loras]
         size = valid_size(_given(request.width, variant.width), _given(request.height, variant.height),
                           _given(request.frames, variant.frames), variant.size_multiple)
         text = encode_text(self.text_encoder, request.prompt, request.negative_prompt, variant.negative_prompt)
         self._release_text_encoder()
         image = self._image_conditioning(request, size)
         guidance = _given(request.guidance, variant.guidance)
+        steps, shift = _given(request.steps, variant.steps), _given(request.shift, variant.shift)
         settings = SamplingSettings(
-            steps=_given(request.steps, variant.steps), shift=_given(request.shift, variant.shift),
-            guidance=guidance, seed=request.seed, solver=request.solver or "unipc",
+            steps=steps, shift=shift, guidance=guidance, seed=request.seed, solver=request.solver or variant.solver,
             guidance_low=_given(request.guidance_low, variant.guidance_low or guidance), boundary=variant.boundary,
+            sigmas=lightning_sigmas(steps, shift) if variant.schedule == "lightning" else None,
         )
         latent_shape = size.latent_shape(self.experts[0].cfg.out_dim, self.vae.config.spatial_factor)
         step_progress = None if progress is None else (lambda step, total, _: progress("sampling", step + 1, total))
-        latents = sample_wan(self.experts, text, latent_shape, settings, image, callback=step_progress)
+        with expert_loras_applied(self.experts, loras):
+            latents = sample_wan(self.experts, text, latent_shape, settings, image, callback=step_progress)
         frames = self.decode(latents, progress)
         return VideoResult(frames, _given(request.fps, variant.fps), latents=latents, notes=size.notes)
 

@@ -30,10 +30,28 @@ class SamplingSettings:
     guidance_low: float | None = None
     boundary: float | None = None
     denoise: float = 1.0
+    sigmas: tuple[float, ...] | None = None  # a custom grid (e.g. Lightning's): replaces steps / shift
+
+
+def custom_sigmas(sigmas: tuple[float, ...]) -> torch.Tensor:
+    """A user's grid: at least two values, from at most 1 strictly down to 0 (the last one)."""
+    grid = torch.tensor(sigmas, dtype=torch.float64)
+    if grid.numel() < 2 or grid[-1] != 0 or grid[0] > 1 or not bool((grid[1:] < grid[:-1]).all()):
+        raise ConfigurationError(
+            f"A custom sigma list must fall strictly from at most 1.0 to a final 0.0 (steps + 1 values), got "
+            f"{list(sigmas)}. Example (Wan2.2 Lightning, 4 steps): 1.0, 0.9375, 0.8333, 0.625, 0.0."
+        )
+    return grid
 
 
 def sigma_schedule(settings: SamplingSettings) -> torch.Tensor:
-    """Wan's shifted sigma grid (steps + 1 values ending at 0), trimmed ComfyUI-style for denoise < 1."""
+    """Wan's shifted sigma grid (steps + 1 values ending at 0), trimmed ComfyUI-style for denoise < 1; or the
+    custom grid of `settings.sigmas` (full strength only)."""
+    if settings.sigmas is not None:
+        if settings.denoise < 1.0:
+            raise ConfigurationError("denoise < 1 cannot be combined with a custom sigma list; give the sigmas of "
+                                     "the partial schedule instead (starting below 1.0).")
+        return custom_sigmas(settings.sigmas)
     if settings.steps < 1:
         raise ConfigurationError(f"steps must be at least 1, got {settings.steps}.")
     return trim_for_denoise(lambda n: flow_sigmas(n, settings.shift), settings.steps, settings.denoise)
@@ -86,7 +104,9 @@ def sample_wan(
     def velocity(x_t: torch.Tensor, sigma: float, step: int) -> torch.Tensor:
         model = experts[0] if step < switch else experts[-1]
         scale = settings.guidance if step < switch or settings.guidance_low is None else settings.guidance_low
-        t = torch.tensor([float(int(sigma * 1000))], device=device)
+        # Wan's schedulers feed whole timesteps; custom grids (Lightning, ComfyUI) feed sigma * 1000 as it is.
+        timestep = sigma * 1000 if settings.sigmas is not None else float(int(sigma * 1000))
+        t = torch.tensor([timestep], device=device)
         if seq_tokens is not None:
             t = (seq_tokens * t)[None]
 

@@ -24,6 +24,8 @@ class WanVariant(Variant):
     clip_vision: bool = False
     vae: str = "2.1"
     negative_prompt: str = WAN_NEGATIVE_PROMPT  # used when the user gives none
+    solver: str = "unipc"
+    schedule: str = "wan"  # "wan": Wan's shifted grid; "lightning": Wan2.2 Lightning's (wan/lightning.py)
 
     @property
     def experts(self) -> int:
@@ -54,6 +56,10 @@ WAN_VARIANTS: dict[str, WanVariant] = {v.name: v for v in (
          boundary=0.875),
     _wan("wan2.2-i2v-a14b", "Wan2.2 I2V-A14B", "i2v", (1280, 720), 16, 40, 5.0, 3.5, guidance_low=3.5,
          boundary=0.900),
+    _wan("wan2.2-t2v-a14b-lightning", "Wan2.2 T2V-A14B Lightning (4 steps)", "t2v", (1280, 720), 16, 4, 5.0, 1.0,
+         guidance_low=1.0, boundary=0.875, solver="euler", schedule="lightning"),
+    _wan("wan2.2-i2v-a14b-lightning", "Wan2.2 I2V-A14B Lightning (4 steps)", "i2v", (1280, 720), 16, 4, 5.0, 1.0,
+         guidance_low=1.0, boundary=0.900, solver="euler", schedule="lightning"),
     _wan("wan2.2-ti2v-5b", "Wan2.2 TI2V-5B", "ti2v", (1280, 704), 24, 50, 5.0, 5.0, frames=121, vae="2.2",
          workflows=("wan2.2-ti2v-5b-t2v", "wan2.2-ti2v-5b-i2v")),
 )}
