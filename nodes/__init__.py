@@ -1,8 +1,9 @@
 """VideosDGX ComfyUI nodes (V3 API). Imported only inside ComfyUI (or its test stand-in)."""
 
 from ._comfy import ComfyExtension, io
-from .ltx2_generate import LTX2Generate
-from .ltx2_loaders import LTX2Loader
+from .ltx2_loaders import (LTX2AudioVAELoader, LTX2Loader, LTX2TextEncoderLoader, LTX2UpsamplerLoader,
+                           LTX2VAELoader)
+from .ltx2_sampling import LTX2Decode, LTX2Sampler, LTX2TextEncode
 from .wan_conditioning import WanImageToVideo, WanTextEncode
 from .wan_latents import WanEmptyLatent, WanVAEDecode, WanVAEEncode
 from .wan_loaders import WanCLIPVisionLoader, WanModelLoader, WanTextEncoderLoader, WanVAELoader
@@ -11,7 +12,8 @@ from .wan_sampler import WanSampler
 
 NODES = [
     WanModelLoader, WanLoraLoader, WanTextEncoderLoader, WanVAELoader, WanCLIPVisionLoader, WanTextEncode,
-    WanEmptyLatent, WanImageToVideo, WanSampler, WanVAEEncode, WanVAEDecode, LTX2Loader, LTX2Generate,
+    WanEmptyLatent, WanImageToVideo, WanSampler, WanVAEEncode, WanVAEDecode, LTX2Loader, LTX2TextEncoderLoader,
+    LTX2TextEncode, LTX2VAELoader, LTX2AudioVAELoader, LTX2UpsamplerLoader, LTX2Sampler, LTX2Decode,
 ]
 
 

@@ -17,7 +17,10 @@ WAN_NODE_IDS = {
     "VideosDGXWanVAEEncode", "VideosDGXWanVAEDecode", "VideosDGXWanCLIPVisionLoader", "VideosDGXWanEmptyLatent",
     "VideosDGXWanImageToVideo", "VideosDGXWanSampler", "VideosDGXWanLoraLoader",
 }
-LTX2_NODE_IDS = {"VideosDGXLTX2Loader", "VideosDGXLTX2Generate"}
+LTX2_NODE_IDS = {
+    "VideosDGXLTX2Loader", "VideosDGXLTX2TextEncoderLoader", "VideosDGXLTX2TextEncode", "VideosDGXLTX2VAELoader",
+    "VideosDGXLTX2AudioVAELoader", "VideosDGXLTX2UpsamplerLoader", "VideosDGXLTX2Sampler", "VideosDGXLTX2Decode",
+}
 UPDATE_LINE = ("VideosDGX needs ComfyUI >= 0.3.60 with the V3 node API (comfy_api.latest); update ComfyUI. "
                "The VideosDGX nodes are not loaded.")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
@@ -81,9 +82,9 @@ class LTX2Pipeline:
         """Video + sound for `request`; unset values take the variant's defaults (see `sample`)."""
         positive, negative = self.encode_text(request)
         video, audio, size, fps = self.sample(request, positive, negative, progress)
-        frames = self.decode_video(video, progress)
-        return VideoResult(frames=frames, fps=fps, audio=self.decode_audio(audio), latents=(video, audio),
-                           notes=size.notes)
+        frames = decode_video(self.video_vae, video, progress)
+        return VideoResult(frames=frames, fps=fps, audio=decode_audio(self.audio_vae, self.vocoder, audio),
+                           latents=(video, audio), notes=size.notes)
 
     def two_stage(self, request: VideoRequest) -> bool:
         """Two stages when the variant is two-stage, unless `request.options["two_stage"]` is False; refused
@@ -106,10 +107,11 @@ class LTX2Pipeline:
         return True
 
     def sample(self, request: VideoRequest, positive: TextContext, negative: TextContext | None,
-               progress: Progress | None = None) -> tuple[torch.Tensor, torch.Tensor, LTX2Size, float]:
+               progress: Progress | None = None, on_latent: Callable[[torch.Tensor], None] | None = None,
+               ) -> tuple[torch.Tensor, torch.Tensor, LTX2Size, float]:
         """(video latents, audio latents, corrected size, fps). Two stages (see `two_stage`): half size with the
         variant's sampling, x2 latent upsample, 3 refining steps without guidance (dev: with the distilled LoRA
-        applied to the DiT for those steps)."""
+        applied to the DiT for those steps). `on_latent` sees each step's denoised video latents."""
         variant = self.variant
         two_stage = self.two_stage(request)
         multiple = VAE_STRIDE * (2 if two_stage else 1)
@@ -123,7 +125,7 @@ class LTX2Pipeline:
         def stage(stage_size: LTX2Size, sigmas, stage_guidance: Guidance, video=None, audio=None,
                   seed_offset: int = 0):
             return self._stage(request, stage_size, fps, sigmas, positive, negative, stage_guidance, video, audio,
-                               seed_offset, on_step)
+                               seed_offset, on_step, on_latent)
 
         if not two_stage:
             video, audio = stage(size, None, guidance)
@@ -140,7 +142,7 @@ class LTX2Pipeline:
         return video, audio, size, fps
 
     def _stage(self, request, size, fps, sigmas, positive, negative, guidance, video, audio, seed_offset, on_step,
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+               on_latent) -> tuple[torch.Tensor, torch.Tensor]:
         """One sampling stage; `video` / `audio` (optional) are latents to re-noise to `sigmas[0]`."""
         device = next(self.dit.parameters()).device
         video_shape, audio_shape = self._latent_shapes(size, fps)
@@ -156,7 +158,7 @@ class LTX2Pipeline:
         audio_base = torch.zeros(audio_shape, device=device) if audio is None else audio.to(device)
         audio = noised(audio_base, seeded_noise(audio_shape, request.seed + seed_offset + 1, device=device), start)
         return denoise(self.dit, video, audio, sigmas, positive, negative, guidance, fps, condition,
-                       batched=not self.low_memory, callback=on_step)
+                       batched=not self.low_memory, callback=on_step, on_latent=on_latent)
 
     # ------------------------------------------------------------------------------------------------ steps
     def encode_text(self, request: VideoRequest) -> tuple[TextContext, TextContext | None]:
@@ -218,23 +220,25 @@ class LTX2Pipeline:
         mask[:, :, 0] = 1.0 - strength
         return VideoCondition(clean, mask)
 
-    def decode_video(self, latents: torch.Tensor, progress: Progress | None) -> torch.Tensor:
-        """Frames [T, H, W, 3] in 0..1, decoded as a stream; progress counts pixel frames."""
-        frames, done = [], 0
-        total = (latents.shape[2] - 1) * self.video_vae.config.temporal_factor + 1
-        for chunk in self.video_vae.decode_chunks(latents):
-            frames.append(((chunk[0].float().clamp(-1, 1) + 1) / 2).permute(1, 2, 3, 0).cpu())
-            done += frames[-1].shape[0]
-            if progress is not None:
-                progress("decoding", done, total)
-        return torch.cat(frames)
 
-    def decode_audio(self, latents: torch.Tensor) -> dict:
-        """ComfyUI AUDIO: waveform [1, 2, N] float32 and the vocoder's sample rate."""
-        mel = self.audio_vae.decode(latents)
-        with torch.no_grad():
-            waveform = self.vocoder(mel.to(next(self.vocoder.parameters()).dtype))
-        return {"waveform": waveform[:1].float().cpu(), "sample_rate": int(self.vocoder.sample_rate)}
+def decode_video(video_vae, latents: torch.Tensor, progress: Progress | None = None) -> torch.Tensor:
+    """Frames [T, H, W, 3] in 0..1, decoded as a stream; progress counts pixel frames."""
+    frames, done = [], 0
+    total = (latents.shape[2] - 1) * video_vae.config.temporal_factor + 1
+    for chunk in video_vae.decode_chunks(latents):
+        frames.append(((chunk[0].float().clamp(-1, 1) + 1) / 2).permute(1, 2, 3, 0).cpu())
+        done += frames[-1].shape[0]
+        if progress is not None:
+            progress("decoding", done, total)
+    return torch.cat(frames)
+
+
+def decode_audio(audio_vae, vocoder, latents: torch.Tensor) -> dict:
+    """ComfyUI AUDIO: waveform [1, 2, N] float32 and the vocoder's sample rate."""
+    mel = audio_vae.decode(latents)
+    with torch.no_grad():
+        waveform = vocoder(mel.to(next(vocoder.parameters()).dtype))
+    return {"waveform": waveform[:1].float().cpu(), "sample_rate": int(vocoder.sample_rate)}
 
 
 def memory_plan(files: BundleFiles, device: torch.device, low_memory: bool) -> bool:

@@ -74,8 +74,10 @@ def denoise(
     condition: VideoCondition | None = None,
     batched: bool = True,
     callback: StepCallback | None = None,
+    on_latent: Callable[[torch.Tensor], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Integrate the latents (already noised to `sigmas[0]`) down to `sigmas[-1]`; returns float32 latents."""
+    """Integrate the latents (already noised to `sigmas[0]`) down to `sigmas[-1]`; returns float32 latents.
+    `on_latent` sees each step's denoised video estimate `[B, C, F, H, W]` (for live previews)."""
     batch, _, frames, height, width = video.shape
     audio_channels = audio.shape[1]
     vx = rearrange(video.float(), "b c f h w -> b (f h w) c")
@@ -101,6 +103,8 @@ def denoise(
             v0 = v0 * mask + clean * (1 - mask)
         vx = solver.step(vx, (vx - v0) / sigma, step)
         ax = solver.step(ax, (ax - a0) / sigma, step)
+        if on_latent is not None:
+            on_latent(rearrange(v0, "b (f h w) c -> b c f h w", f=frames, h=height, w=width))
         if callback is not None:
             callback(step + 1, len(sigmas) - 1)
     return (rearrange(vx, "b (f h w) c -> b c f h w", f=frames, h=height, w=width),
