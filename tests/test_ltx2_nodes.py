@@ -144,3 +144,31 @@ def test_a_model_file_is_refused_as_the_distilled_lora(comfy, tmp_path):
     with pytest.raises(WrongComponentError, match="not a LoRA"):
         run(comfy, "VideosDGXLTX2Loader", variant="ltx-2-19b-dev", ckpt_name=DEV, distilled_lora="not_a_lora.safetensors",
             weight_dtype="default", weight_format="default")
+
+
+@pytest.mark.parametrize("name", ["ltx-2-19b-distilled", "ltx-2-19b-distilled-i2v", "ltx-2-19b-dev",
+                                  "ltx-2.3-22b-distilled", "ltx-2.3-22b-distilled-i2v"])
+def test_shipped_workflows_use_the_official_settings(name):
+    from workflow_harness import api_workflow, workflow_variant
+
+    variant, workflow = workflow_variant(name), api_workflow(name)
+    nodes = {node["class_type"]: node["inputs"] for node in workflow.values()}
+    sampler, loader = nodes["VideosDGXLTX2Sampler"], nodes["VideosDGXLTX2Loader"]
+    assert (sampler["width"], sampler["height"], sampler["length"], sampler["fps"]) == (
+        variant.width, variant.height, variant.frames, variant.fps)
+    assert nodes["CreateVideo"]["fps"] == variant.fps and sampler["steps"] == 0
+    assert (sampler["cfg"], sampler["audio_cfg"], sampler["stg"], sampler["modality"], sampler["rescale"]) == (
+        3.0, 7.0, 1.0, 3.0, 0.7)  # the dev defaults (ltx-pipelines constants); distilled models ignore them
+    assert sampler["two_stage"] == variant.two_stage and ("upsampler" in sampler) == variant.two_stage
+    assert loader["variant"] == variant.name and (loader["distilled_lora"] != "none") == (
+        variant.two_stage and not variant.distilled)
+    assert ("image" in sampler) == name.endswith("-i2v")
+    decode = nodes["VideosDGXLTX2Decode"]
+    assert nodes["CreateVideo"]["images"] == [decode_id(workflow), 0] and nodes["CreateVideo"]["audio"] == [
+        decode_id(workflow), 1]
+    assert decode["vae"] == sampler["vae"] and decode["audio_vae"] == sampler["audio_vae"]
+
+
+def decode_id(workflow: dict) -> str:
+    [node_id] = [i for i, node in workflow.items() if node["class_type"] == "VideosDGXLTX2Decode"]
+    return node_id
