@@ -32,7 +32,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from _measure import Span, gb, proc_status, ratio, run_child, table, write_result
+from _measure import gb, proc_status, ratio, run_child, table, write_result
 from wan import Setup, load_diffusers_dit, load_ours_dit, random_weights, relative_errors, summary, timed
 from videosdgx.testing.lora import write_wan_lora
 from videosdgx.wan.conditioning import TextConditioning

@@ -10,7 +10,6 @@ from videosdgx.runtime.errors import ConfigurationError, WrongComponentError
 from videosdgx.testing.files import save_safetensors
 from videosdgx.testing.lora import ltx2_lora_state
 from videosdgx.testing.wan import write_wan_bundle
-from videosdgx.wan.conditioning import encode_text
 from videosdgx.wan.lightning import lightning_settings
 from videosdgx.wan.lora import ExpertLora, expert_loras_applied, read_wan_lora
 from videosdgx.wan.sampler import sample_wan

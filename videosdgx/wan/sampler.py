@@ -49,8 +49,8 @@ def sigma_schedule(settings: SamplingSettings) -> torch.Tensor:
     custom grid of `settings.sigmas` (full strength only)."""
     if settings.sigmas is not None:
         if settings.denoise < 1.0:
-            raise ConfigurationError("denoise < 1 cannot be combined with a custom sigma list; give the sigmas of "
-                                     "the partial schedule instead (starting below 1.0).")
+            raise ConfigurationError("denoise < 1 cannot be combined with a custom sigma list: set denoise to 1, "
+                                     "or clear the sigma list to use steps, shift and denoise.")
         return custom_sigmas(settings.sigmas)
     if settings.steps < 1:
         raise ConfigurationError(f"steps must be at least 1, got {settings.steps}.")
