@@ -1,9 +1,12 @@
 """VideosDGX ComfyUI nodes (V3 API). Imported only inside ComfyUI (or its test stand-in)."""
 
+from . import skyreels
 from ._comfy import ComfyExtension, io
 from .ltx2_loaders import (LTX2AudioVAELoader, LTX2Loader, LTX2TextEncoderLoader, LTX2UpsamplerLoader,
                            LTX2VAELoader)
 from .ltx2_sampling import LTX2Decode, LTX2Sampler, LTX2TextEncode
+from .magi1_nodes import (MagiChunkSampler, MagiModelLoader, MagiTextEncode, MagiTextEncoderLoader,
+                          MagiVAELoader)
 from .wan_conditioning import WanImageToVideo, WanTextEncode
 from .wan_latents import WanEmptyLatent, WanVAEDecode, WanVAEEncode
 from .wan_loaders import WanCLIPVisionLoader, WanModelLoader, WanTextEncoderLoader, WanVAELoader
@@ -14,6 +17,7 @@ NODES = [
     WanModelLoader, WanLoraLoader, WanTextEncoderLoader, WanVAELoader, WanCLIPVisionLoader, WanTextEncode,
     WanEmptyLatent, WanImageToVideo, WanSampler, WanVAEEncode, WanVAEDecode, LTX2Loader, LTX2TextEncoderLoader,
     LTX2TextEncode, LTX2VAELoader, LTX2AudioVAELoader, LTX2UpsamplerLoader, LTX2Sampler, LTX2Decode,
+    MagiModelLoader, MagiTextEncoderLoader, MagiVAELoader, MagiTextEncode, MagiChunkSampler, *skyreels.NODES,
 ]
 
 

@@ -60,7 +60,7 @@ def test_unknown_file_with_nothing_close():
 
 def test_expect_refuses_other_component_and_names_loader():
     found = ident(layouts.magi1_dit())
-    with pytest.raises(WrongComponentError, match="is a MAGI-1 4.5B transformer.*load it with the MAGI-1 nodes"):
+    with pytest.raises(WrongComponentError, match="is a MAGI-1 4.5B transformer.*load it with the MAGI-1 pipeline"):
         expect(found, "wan", "VAE", "magi.safetensors", "the Wan VAE Loader")
 
 
@@ -132,8 +132,13 @@ def test_audio_driven_wan_and_vace_are_named():
     from videosdgx.wan.transformer import WAN_PRESETS, WanModel
 
     sd = meta_state(lambda: WanModel(WAN_PRESETS["wan2.1-t2v-1.3b"]))
-    a2v = dict(sd, **{"audio_proj.proj1.weight": torch.empty(512, 46080, device="meta")})
-    assert "SkyReels V3 talking avatar or HuMo" in ident(a2v).variant and "not supported" in ident(a2v).loader
+    audio = {"audio_proj.proj1.weight": torch.empty(512, 46080, device="meta"),
+             "audio_proj.proj1_vf.weight": torch.empty(512, 73728, device="meta"),
+             "blocks.0.audio_cross_attn.kv_linear.weight": torch.empty(3072, 768, device="meta")}
+    a2v = dict(sd, **audio)
+    assert ident(a2v).family == "skyreels_v3" and "talking avatar" in ident(a2v).variant
+    other_audio = dict(sd, **{"audio_proj.audio_proj_glob_1.weight": torch.empty(4, device="meta")})
+    assert ident(other_audio).family == "wan" and "not supported" in ident(other_audio).loader
     vace = dict(sd, **{"vace_patch_embedding.weight": torch.empty(4, device="meta")})
     assert ident(vace).variant == "Wan VACE" and "not supported" in ident(vace).loader
 

@@ -67,8 +67,22 @@ FAMILIES: tuple[Family, ...] = (
         workflows=("ltx-2-19b-distilled", "ltx-2-19b-distilled-i2v", "ltx-2-19b-dev", "ltx-2.3-22b-distilled",
                    "ltx-2.3-22b-distilled-i2v"),
     ),
-    Family(id="magi1", title="MAGI-1", detector="videosdgx.magi1.detect"),
-    Family(id="skyreels_v3", title="SkyReels V3"),
+    Family(
+        id="magi1", title="MAGI-1",
+        detector="videosdgx.magi1.detect",
+        variants="videosdgx.magi1.variants:MAGI1_VARIANTS",
+        pipeline="videosdgx.magi1.pipeline:load_magi1_pipeline",
+        demo="videosdgx.testing.magi1:write_magi1_bundle",
+        workflows=("magi-1-4.5b-distill", "magi-1-4.5b-distill-i2v"),
+    ),
+    Family(
+        id="skyreels_v3", title="SkyReels V3",  # its DiTs are identified by videosdgx.wan.detect
+        detector="videosdgx.skyreels_v3.detect",
+        variants="videosdgx.skyreels_v3.variants:SKYREELS_V3_VARIANTS",
+        pipeline="videosdgx.skyreels_v3.pipeline:load_skyreels_pipeline",
+        demo="videosdgx.testing.skyreels_v3:write_skyreels_bundle",
+        workflows=("skyreels-v3-r2v-14b",),
+    ),
     Family(id="waver", title="Waver", status="not_released"),
 )
 # Components several families share; identification reports them under these names.

@@ -89,6 +89,10 @@ def check_job(args: argparse.Namespace) -> GenerateJob:
             if getattr(request, name) is None:
                 setattr(request, name, max(value, variant.size_multiple) if name in ("width", "height") else value)
     _round_size(variant, request)
+    try:
+        variant.check(request)
+    except ConfigurationError as error:
+        raise RequestError(str(error)) from None
     if args.server:
         return GenerateJob(bundle, variant, request, Path(args.out))
     return GenerateJob(bundle, variant, request, _out_file(args.out), _device(args.device),

@@ -22,7 +22,7 @@ def detect_text_encoder(view: KeyView) -> Identity | None:
         if HF_BLOCK.format(1) in view:
             return Identity("text", "text encoder", f"UMT5 ({layers} layers)", "HF / ComfyUI", T5_LOADER)
         return Identity("text", "text encoder", f"T5 ({layers} layers)", "HF / ComfyUI",
-                        "the MAGI-1 nodes (planned: not in this release yet)")
+                        "the MAGI-1 pipeline (videosdgx generate --model magi-1-4.5b-distill)")
     if "blocks.0.pos_embedding.embedding.weight" in view and "token_embedding.weight" in view:
         layers = len(view.indices("blocks."))
         return Identity("text", "text encoder", f"UMT5 ({layers} layers)", "Wan official (.pth)", T5_LOADER)

@@ -31,13 +31,35 @@ def _preset_title(name: str) -> str:
     return title + " expert" if name.endswith("a14b") else title
 
 
+def _is_skyreels_a2v(view: KeyView) -> bool:
+    """SkyReels V3 A2V-19B: audio projector with its first-frame and video-frame inputs, per-block audio
+    cross-attention (the MultiTalk design; MultiTalk / InfiniteTalk files share this layout)."""
+    return "audio_proj.proj1_vf.weight" in view and "blocks.0.audio_cross_attn.kv_linear.weight" in view
+
+
+def _skyreels_notes(view: KeyView, layout: str) -> tuple[str, ...]:
+    """SkyReels V3 R2V-14B / V2V-14B have Wan2.1 T2V-14B's keys and shapes; only their layout tells them apart."""
+    if view.shapes.get("patch_embedding.weight", (0, 0))[1:2] != (16,) or "img_emb.proj.0.weight" in view:
+        return ()
+    if view.shapes.get("head.modulation", (0, 0, 0))[-1] != 5120:
+        return ()
+    if layout == "diffusers":
+        return ("SkyReels V3 R2V-14B ships this architecture with these diffusers keys: load an R2V file with the "
+                "SkyReels V3 R2V loader.",)
+    return ("SkyReels V3 V2V-14B (extension / shot switching) ships this architecture with these keys: load a V2V "
+            "file with the SkyReels V3 V2V loader.",)
+
+
 def _dit(view: KeyView, layout: str) -> Identity:
+    if _is_skyreels_a2v(view):
+        return Identity("skyreels_v3", "transformer", "SkyReels V3 A2V-19B talking avatar", layout,
+                        "the SkyReels V3 avatar loader (no nodes in this release yet)")
     from videosdgx.wan.transformer import UNSUPPORTED_VARIANTS
 
     for marker, name in UNSUPPORTED_VARIANTS.items():
         if view.has_prefix(marker + "."):
             return Identity("wan", "transformer", name, layout, UNSUPPORTED)
-    return Identity("wan", "transformer", _dit_variant(view), layout, DIT_LOADER)
+    return Identity("wan", "transformer", _dit_variant(view), layout, DIT_LOADER, notes=_skyreels_notes(view, layout))
 
 
 @register_detector({

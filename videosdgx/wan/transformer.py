@@ -11,7 +11,7 @@ from einops import rearrange
 from torch import nn
 
 from videosdgx.layers.embeddings import timestep_embedding
-from videosdgx.layers.rope import rope_frequencies
+from videosdgx.layers.rope import RopeFreqs, rope_frequencies
 from videosdgx.runtime.errors import CheckpointError, ConfigurationError, WrongComponentError
 from videosdgx.runtime.quantized_linear import compute_dtype
 from videosdgx.wan.transformer_blocks import Head, ImageEmbedding, WanBlock, fp32_linear
@@ -52,6 +52,8 @@ class WanConfig:
     patch_size: tuple[int, int, int] = (1, 2, 2)
     rope_max_positions: int = 1024
     rope_theta: float = 10000.0
+    rope_fp32: bool = False  # angles in float32, as SkyReels V3 V2V builds its table (Wan: float64)
+    context_rope_start: int = 1024  # temporal RoPE index of the first appended context frame (SkyReels V3)
 
     def __post_init__(self):
         if self.model_type not in MODEL_TYPES:
@@ -185,13 +187,15 @@ class WanModel(nn.Module):
         )
         self.time_embedding = nn.Sequential(nn.Linear(cfg.freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
         self.time_projection = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
-        self.blocks = nn.ModuleList(
-            WanBlock(dim, cfg.ffn_dim, cfg.num_heads, cfg.eps, cfg.has_image_branch) for _ in range(cfg.num_layers)
-        )
+        self.blocks = nn.ModuleList(self.make_block() for _ in range(cfg.num_layers))
         self.head = Head(dim, cfg.out_dim * math.prod(cfg.patch_size), cfg.eps)
         if cfg.has_image_branch:
             position_tokens = FLF2V_IMAGE_TOKENS if cfg.model_type == "flf2v" else None
             self.img_emb = ImageEmbedding(cfg.image_dim, dim, position_tokens)
+
+    def make_block(self) -> WanBlock:
+        cfg = self.cfg
+        return WanBlock(cfg.dim, cfg.ffn_dim, cfg.num_heads, cfg.eps, cfg.has_image_branch)
 
     def forward(
         self,
@@ -200,47 +204,83 @@ class WanModel(nn.Module):
         context: torch.Tensor,
         clip_fea: torch.Tensor | None = None,
         y: torch.Tensor | None = None,
+        context_latents: Sequence[torch.Tensor] = (),
+        **block_inputs: torch.Tensor,
     ) -> torch.Tensor:
         """Velocity `[B, C_out, T, h, w]` (float32) of the latent `x [B, C, T, h, w]`.
 
-        `t`: timesteps in [0, 1000], `[B]` or per token `[B, T * h/2 * w/2]` (Wan2.2). `context`: text encoder
-        states `[B, L <= text_len, text_dim]`, zero-padded to `text_len` here. `y`: conditioning channels
-        concatenated to `x` (I2V / FLF2V). `clip_fea`: CLIP tokens `[B, 257, image_dim]` for Wan2.1 I2V, the
-        two images' tokens `[B, 514, image_dim]` or `[2B, 257, image_dim]` for FLF2V.
+        `t`: timesteps in [0, 1000], `[B]`, per latent frame `[B, frames]` (SkyReels V3 V2V; frames counts the
+        appended context frames too) or per token `[B, T * h/2 * w/2]` (Wan2.2). `context`: text encoder states
+        `[B, L <= text_len, text_dim]`, zero-padded to `text_len` here. `y`: conditioning channels concatenated
+        to `x` (I2V / FLF2V). `clip_fea`: CLIP tokens `[B, 257, image_dim]` for Wan2.1 I2V, the two images'
+        tokens `[B, 514, image_dim]` or `[2B, 257, image_dim]` for FLF2V. `context_latents`: clean latents
+        `[B, C, T_k, h, w]` whose tokens are appended after those of `x` (SkyReels V3 shot switching), with
+        temporal RoPE positions from `context_rope_start` on; their outputs are dropped. `block_inputs` go to
+        every block (extensions such as the SkyReels V3 avatar's audio tokens).
         """
         cfg = self.cfg
         batch = x.shape[0]
         if y is not None:
             x = torch.cat([x, y], dim=1)
-        if x.shape[1] != cfg.in_dim:
-            raise ConfigurationError(f"This Wan model takes {cfg.in_dim} input channels (x + y), got {x.shape[1]}.")
-        x = self.patch_embedding(x.to(self.patch_embedding.weight.dtype))
-        grid = tuple(x.shape[2:])
-        if max(grid) > cfg.rope_max_positions:
-            raise ConfigurationError(f"Latent grid {grid} exceeds the {cfg.rope_max_positions} RoPE positions of Wan.")
-        x = rearrange(x, "b d f h w -> b (f h w) d").float()
-        freqs = rope_frequencies(cfg.rope_axes_dims, grid, cfg.rope_theta, x.device)
+        x, grid = self.embed_patches(x)
+        appended = [self.embed_patches(latent) for latent in context_latents]
+        freqs = self.rope(grid, [g for _, g in appended], x.device)
+        num_tokens = x.shape[1]
+        x = torch.cat([x] + [tokens for tokens, _ in appended], dim=1)
 
         e, e0 = self.embed_time(t, num_tokens=x.shape[1])
         context = self.embed_text(context)
         context_img = self.embed_image(clip_fea, batch)
 
         for block in self.blocks:
-            x = block(x, e0, context, context_img, freqs)
+            x = block(x, e0, context, context_img, freqs, **block_inputs)
 
-        x = self.head(x, e)
+        x = self.head(x, e)[:, :num_tokens]
         f, h, w = grid
         pt, ph, pw = cfg.patch_size
         return rearrange(
             x, "b (f h w) (pt ph pw c) -> b c (f pt) (h ph) (w pw)", f=f, h=h, w=w, pt=pt, ph=ph, pw=pw
         )
 
+    def embed_patches(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
+        """Latent `[B, in_dim, T, H, W]` -> float32 tokens `[B, N, D]` and their grid `(f, h, w)`."""
+        cfg = self.cfg
+        if x.shape[1] != cfg.in_dim:
+            raise ConfigurationError(f"This Wan model takes {cfg.in_dim} input channels (x + y), got {x.shape[1]}.")
+        x = self.patch_embedding(x.to(self.patch_embedding.weight.dtype))
+        return rearrange(x, "b d f h w -> b (f h w) d").float(), tuple(x.shape[2:])
+
+    def rope(self, grid: tuple[int, int, int], appended: list[tuple[int, int, int]], device) -> RopeFreqs:
+        """RoPE tables of the tokens of `grid`, then of each appended grid (time from `context_rope_start`)."""
+        cfg = self.cfg
+        precision = torch.float32 if cfg.rope_fp32 else torch.float64
+        start = cfg.context_rope_start
+        needed = max(grid)
+        if appended:
+            needed = max(needed, start + sum(g[0] for g in appended), *(max(g[1:]) for g in appended))
+        if needed > cfg.rope_max_positions:
+            raise ConfigurationError(
+                f"Latent grid {grid} needs more than the {cfg.rope_max_positions} RoPE positions of this model."
+            )
+        if not appended:
+            return rope_frequencies(cfg.rope_axes_dims, grid, cfg.rope_theta, device, precision)
+        if grid[0] > start:
+            raise ConfigurationError(f"At most {start} latent frames can precede the appended context, got {grid[0]}.")
+        positions, offset = [_grid_positions(grid, 0)], start
+        for sizes in appended:
+            positions.append(_grid_positions(sizes, offset))
+            offset += sizes[0]
+        return rope_frequencies(cfg.rope_axes_dims, torch.cat(positions).to(device), cfg.rope_theta, device, precision)
+
     def embed_time(self, t: torch.Tensor, num_tokens: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Float32 time embedding `e [B, 1 or N, D]` and its 6-way projection `e0 [B, 1 or N, 6, D]`."""
+        """Float32 time embedding `e [B, G, D]` and its 6-way projection `e0 [B, G, 6, D]`, for G groups of
+        consecutive tokens sharing a timestep: 1 (scalar t), one per latent frame, or one per token."""
         if t.ndim == 1:
             t = t[:, None]
-        elif t.ndim != 2 or t.shape[1] != num_tokens:
-            raise ConfigurationError(f"Timesteps must be [batch] or [batch, {num_tokens}], got {list(t.shape)}.")
+        elif t.ndim != 2 or num_tokens % t.shape[1]:
+            raise ConfigurationError(
+                f"Timesteps must be [batch], [batch, frames] or [batch, {num_tokens}], got {list(t.shape)}."
+            )
         first, act, second = self.time_embedding
         e = fp32_linear(second, act(fp32_linear(first, timestep_embedding(t, self.cfg.freq_dim))))
         e0 = fp32_linear(self.time_projection[1], F.silu(e))
@@ -268,3 +308,10 @@ class WanModel(nn.Module):
                 f"Wan FLF2V takes {FLF2V_IMAGE_TOKENS} CLIP tokens (first + last image), got {clip_fea.shape[1]}."
             )
         return self.img_emb(clip_fea)
+
+
+def _grid_positions(grid: tuple[int, int, int], time_start: int) -> torch.Tensor:
+    """`[f * h * w, 3]` integer (time, row, column) positions of a token grid in row-major order."""
+    f, h, w = grid
+    axes = torch.meshgrid(torch.arange(time_start, time_start + f), torch.arange(h), torch.arange(w), indexing="ij")
+    return torch.stack(axes, dim=-1).reshape(-1, 3)

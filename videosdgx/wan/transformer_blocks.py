@@ -17,6 +17,11 @@ def fp32_linear(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return F.linear(x.float(), dense_weight(layer, torch.float32), bias)
 
 
+def _grouped(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """`[B, N, D]` -> `[B, groups, N / groups, D]`: consecutive tokens that share one modulation."""
+    return x.unflatten(1, (groups, -1))
+
+
 class LayerNormFP32(nn.LayerNorm):
     """LayerNorm computed in float32; returns float32."""
 
@@ -100,13 +105,26 @@ class WanBlock(nn.Module):
         context: torch.Tensor,
         context_img: torch.Tensor | None,
         freqs: RopeFreqs,
+        **extra: torch.Tensor,
     ) -> torch.Tensor:
-        """`x [B, N, D]` float32, `e0 [B, 1 or N, 6, D]` float32 time projection -> `[B, N, D]` float32."""
-        shift_sa, scale_sa, gate_sa, shift_ff, scale_ff, gate_ff = (self.modulation.float() + e0).unbind(2)
-        x = torch.addcmul(x, self.self_attn(torch.addcmul(shift_sa, self.norm1(x), 1 + scale_sa), freqs).float(), gate_sa)
+        """`x [B, N, D]` float32, `e0 [B, G, 6, D]` float32 time projection of G groups of consecutive tokens
+        (1, one per frame, or N) -> `[B, N, D]` float32. `extra` goes to `after_cross_attention`."""
+        groups = e0.shape[1]
+        modulation = (self.modulation.float() + e0).unsqueeze(2)
+        shift_sa, scale_sa, gate_sa, shift_ff, scale_ff, gate_ff = modulation.unbind(3)
+        h = torch.addcmul(shift_sa, _grouped(self.norm1(x), groups), 1 + scale_sa).flatten(1, 2)
+        attn = self.self_attn(h, freqs).float()
+        x = torch.addcmul(_grouped(x, groups), _grouped(attn, groups), gate_sa).flatten(1, 2)
         x = x + self.cross_attn(self.norm3(x), context, context_img).float()
-        h = torch.addcmul(shift_ff, self.norm2(x), 1 + scale_ff)
-        return torch.addcmul(x, self.ffn(h.to(compute_dtype(self.ffn[0]))).float(), gate_ff)
+        x = self.after_cross_attention(x, **extra)
+        h = torch.addcmul(shift_ff, _grouped(self.norm2(x), groups), 1 + scale_ff).flatten(1, 2)
+        ffn = self.ffn(h.to(compute_dtype(self.ffn[0]))).float()
+        return torch.addcmul(_grouped(x, groups), _grouped(ffn, groups), gate_ff).flatten(1, 2)
+
+
+    def after_cross_attention(self, x: torch.Tensor) -> torch.Tensor:
+        """Hook for blocks that attend to more conditions between cross-attention and FFN (SkyReels V3 audio)."""
+        return x
 
 
 class Head(nn.Module):
@@ -119,9 +137,10 @@ class Head(nn.Module):
         self.modulation = nn.Parameter(torch.zeros(1, 2, dim))
 
     def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-        """`x [B, N, D]`, `e [B, 1 or N, D]` time embedding (before the projection) -> float32 `[B, N, out]`."""
-        shift, scale = (self.modulation.float() + e.unsqueeze(2)).unbind(2)
-        return fp32_linear(self.head, self.norm(x) * (1 + scale) + shift)
+        """`x [B, N, D]`, `e [B, G, D]` time embedding of G token groups (before the projection) -> float32
+        `[B, N, out]`."""
+        shift, scale = (self.modulation.float() + e.unsqueeze(2)).unsqueeze(2).unbind(3)
+        return fp32_linear(self.head, (_grouped(self.norm(x), e.shape[1]) * (1 + scale) + shift).flatten(1, 2))
 
 
 class ImageEmbedding(nn.Module):

@@ -313,8 +313,12 @@ class CausalVideoVAE(nn.Module):
             )
 
     @torch.no_grad()
-    def encode(self, video: torch.Tensor) -> torch.Tensor:
-        """Video [B, 3, 4n+1, H, W] in [-1, 1] -> normalised latents (mu - mean) / std [B, z, n+1, H/s, W/s]."""
+    def encode(self, video: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Video [B, 3, 4n+1, H, W] in [-1, 1] -> normalised latents (mu - mean) / std [B, z, n+1, H/s, W/s].
+
+        With a (CPU) `generator`, a sample `mu + exp(logvar / 2) * noise` of the posterior replaces its mean (as
+        diffusers' `latent_dist.sample(generator)`; logvar clamped to [-30, 20]).
+        """
         self._check_video(video)
         p = next(self.parameters())
         x = patchify(video.to(device=p.device, dtype=p.dtype), self.config.patch_size)
@@ -325,7 +329,10 @@ class CausalVideoVAE(nn.Module):
         for lo, hi in zip(bounds, bounds[1:]):
             outs.append(self.encoder(x[:, :, lo:hi], cache))
             cache.first_chunk = False
-        mu = self.conv1(torch.cat(outs, dim=2))[:, : self.config.z_dim]
+        mu, logvar = self.conv1(torch.cat(outs, dim=2)).float().chunk(2, dim=1)
+        if generator is not None:
+            noise = torch.randn(mu.shape, generator=generator, dtype=torch.float32).to(mu.device)
+            mu = mu + torch.exp(0.5 * logvar.clamp(-30.0, 20.0)) * noise
         mean, std = self._latent_stats(mu)
         return ((mu - mean) / std).float()
 

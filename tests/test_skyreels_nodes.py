@@ -1,0 +1,77 @@
+"""The SkyReels V3 nodes inside the ComfyUI stand-in, composed with the Wan text encoder, VAE and decode nodes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from videosdgx.runtime.errors import ConfigurationError, WrongComponentError
+from videosdgx.testing.skyreels_v3 import write_skyreels_bundle
+
+CORE_TYPES = {"INT", "FLOAT", "STRING", "COMBO", "IMAGE", "LATENT"}
+WAN_TYPES = {"VDGX_WAN_MODEL", "VDGX_WAN_CONDITIONING", "VDGX_WAN_VAE"}
+
+
+@pytest.fixture(scope="module")
+def comfy(comfy_pack, tmp_path_factory):
+    base = tmp_path_factory.mktemp("comfyui")
+    for bundle in ("skyreels-v3-r2v-14b", "skyreels-v3-v2v-14b"):
+        write_skyreels_bundle(bundle, base / "models")
+    comfy_pack.folder_paths.set_base(base)
+    return comfy_pack
+
+
+def run(comfy, node_id: str, **inputs):
+    return comfy.nodes[node_id].execute(**inputs).args
+
+
+def common(comfy, model_name: str, task: str, prompt: str):
+    model, = run(comfy, "VideosDGXSkyReelsModelLoader", model_name=model_name, task=task, weight_dtype="default",
+                 weight_format="default")
+    text_encoder, = run(comfy, "VideosDGXWanTextEncoderLoader",
+                        text_encoder_name="umt5_xxl_fp8_e4m3fn_scaled.safetensors")
+    vae, = run(comfy, "VideosDGXWanVAELoader", vae_name="wan_2.1_vae.safetensors")
+    conditioning, = run(comfy, "VideosDGXWanTextEncode", text_encoder=text_encoder, prompt=prompt, negative_prompt="")
+    return model, conditioning, vae
+
+
+def test_schemas(comfy):
+    ids = [n for n in comfy.nodes if n.startswith("VideosDGXSkyReels")]
+    assert ids == ["VideosDGXSkyReelsModelLoader", "VideosDGXSkyReelsReferenceToVideo", "VideosDGXSkyReelsExtendVideo"]
+    for node_id in ids:
+        info = comfy.nodes[node_id].GET_SCHEMA().get_v1_info(comfy.nodes[node_id])
+        assert info["category"] == "VideosDGX/SkyReels V3" and info["display_name"].startswith("SkyReels V3 ")
+        assert info["display_name"].endswith(" (VideosDGX)")
+        for group in ("required", "optional"):
+            for name, (kind, options) in info["input"].get(group, {}).items():
+                assert kind in CORE_TYPES | WAN_TYPES, (node_id, name)
+                if kind in ("INT", "FLOAT"):
+                    assert options["min"] <= options["default"] <= options["max"], (node_id, name)
+    optional = comfy.nodes["VideosDGXSkyReelsReferenceToVideo"].GET_SCHEMA().get_v1_info(None)["input"]["optional"]
+    assert set(optional) == {"reference_2", "reference_3", "reference_4"}
+
+
+def test_reference_to_video_chain(comfy):
+    model, conditioning, vae = common(comfy, "skyreels_v3_r2v_14B.safetensors", "r2v", "two friends")
+    latent, = run(comfy, "VideosDGXSkyReelsReferenceToVideo", model=model, conditioning=conditioning, vae=vae,
+                  reference_1=torch.rand(1, 24, 32, 3), reference_2=torch.rand(1, 32, 24, 3), resolution="480P",
+                  width=48, height=32, length=5, seed=1, steps=1, cfg=1.0, cfg_image=1.0, shift=5.0,
+                  sampler="unipc")
+    images, = run(comfy, "VideosDGXWanVAEDecode", latent=latent, vae=vae)
+    assert latent["samples"].shape == (1, 16, 2, 4, 6) and images.shape == (5, 32, 48, 3)
+
+
+def test_extend_video_chain_and_bad_input(comfy):
+    model, conditioning, vae = common(comfy, "skyreels_v3_v2v_14B.safetensors", "v2v", "the cat walks on")
+    video = torch.rand(25, 16, 32, 3)
+    with pytest.raises(ConfigurationError, match="shot needs at least 33"):
+        run(comfy, "VideosDGXSkyReelsExtendVideo", model=model, conditioning=conditioning, vae=vae, video=video,
+            mode="shot", duration=5, resolution="480P", width=0, height=0, seed=0, steps=1, cfg=1.0, shift=8.0,
+            sampler="unipc")
+    images, = run(comfy, "VideosDGXSkyReelsExtendVideo", model=model, conditioning=conditioning, vae=vae,
+                  video=video, mode="extend", duration=1, resolution="480P", width=32, height=32, seed=0, steps=1,
+                  cfg=1.0, shift=8.0, sampler="unipc")
+    assert images.shape == (36, 32, 32, 3)  # 9 new latent frames after the 7 of the prefix
+    with pytest.raises(WrongComponentError, match="diffusers key layout of SkyReels V3 R2V-14B"):
+        run(comfy, "VideosDGXSkyReelsModelLoader", model_name="skyreels_v3_r2v_14B.safetensors", task="v2v",
+            weight_dtype="default", weight_format="default")

@@ -1,0 +1,195 @@
+"""SkyReels V3 pipelines behind the family seam: `load(variant, files, load, low_memory)` -> `.generate()`."""
+
+from __future__ import annotations
+
+import gc
+import logging
+
+import torch
+
+from videosdgx.bundle_files import BundleFiles
+from videosdgx.job import Progress, VideoRequest, VideoResult
+from videosdgx.runtime.errors import ConfigurationError
+from videosdgx.runtime.model_files import LoadRequest
+from videosdgx.skyreels_v3.buckets import RESOLUTIONS, bucket_size
+from videosdgx.skyreels_v3.loaders import load_skyreels_dit
+from videosdgx.skyreels_v3.r2v import r2v_sigmas, sample_r2v
+from videosdgx.skyreels_v3.references import check_references, encode_references, size_from_reference
+from videosdgx.skyreels_v3.v2v import (check_duration, condition_frames, extend_single_shot, extension_sigmas,
+                                      resize_nearest, switch_shot)
+from videosdgx.skyreels_v3.variants import EXTENSION_CHUNK_SECONDS, SkyReelsVariant
+from videosdgx.wan.conditioning import encode_text, valid_size
+from videosdgx.wan.loaders import WanTextEncoder, load_text_encoder, load_vae
+from videosdgx.wan.pipeline import decode_frames
+
+log = logging.getLogger(__name__)
+
+
+def check_request(variant: SkyReelsVariant, request: VideoRequest) -> None:
+    """Refuse inputs the variant cannot use, before any weight is read."""
+    resolution = request.options.get("resolution", variant.resolution)
+    if resolution not in RESOLUTIONS:
+        raise ConfigurationError(f"Unknown resolution {resolution!r}; choose one of {', '.join(RESOLUTIONS)}.")
+    if variant.task == "r2v":
+        check_references(request.references)
+        for kind in ("image", "end_image", "video", "audio"):
+            if getattr(request, kind) is not None:
+                raise ConfigurationError(f"{variant.title} takes 1-4 reference images and a prompt, not an {kind}.")
+    if variant.task == "v2v":
+        check_video_request(variant, request)
+
+
+def v2v_mode_and_seconds(variant: SkyReelsVariant, request: VideoRequest) -> tuple[str, int]:
+    """`options["mode"]` ("extend", default, or "shot") and the seconds to add (`options["duration"]`, else
+    `frames / fps` rounded, else 5)."""
+    mode = request.options.get("mode", "extend")
+    fps = request.fps or variant.fps
+    default = round(request.frames / fps) if request.frames else EXTENSION_CHUNK_SECONDS
+    return mode, int(request.options.get("duration", default))
+
+
+def check_video_request(variant: SkyReelsVariant, request: VideoRequest) -> None:
+    mode, seconds = v2v_mode_and_seconds(variant, request)
+    check_duration(seconds, mode)
+    video = request.video
+    if video is None:
+        raise ConfigurationError(f"{variant.title} continues a video: give one (--video clip.mp4).")
+    if not isinstance(video, torch.Tensor) or video.ndim != 4 or video.shape[-1] < 3:
+        shape = list(video.shape) if isinstance(video, torch.Tensor) else type(video).__name__
+        raise ConfigurationError(f"The input video must be IMAGE frames [T, H, W, 3], got {shape}.")
+    needed = condition_frames(mode, seconds)
+    if video.shape[0] < needed:
+        what = f"a {seconds}-second shot switch" if mode == "shot" else "extension"
+        raise ConfigurationError(
+            f"The input video has {video.shape[0]} frames; SkyReels V3 {what} needs at least {needed} "
+            "(its last frames condition the new ones). Give a longer video."
+        )
+    extra = [kind for kind in ("image", "end_image", "audio") if getattr(request, kind) is not None]
+    if extra or request.references:
+        given = ", ".join(extra or ["reference images"])
+        raise ConfigurationError(f"{variant.title} takes a video and a prompt, not {given}.")
+
+
+class SkyReelsPipeline:
+    """Components shared by the SkyReels V3 tasks: Wan 2.1 VAE, UMT5 (dropped after use when `low_memory`)."""
+
+    def __init__(self, variant: SkyReelsVariant, files: BundleFiles, load: LoadRequest, low_memory: bool):
+        self.variant, self.files, self.load, self.low_memory = variant, files, load, low_memory
+        self.vae = load_vae(files.one("vae"), load).module
+        self._text_encoder: WanTextEncoder | None = None
+
+    def encode_text(self, prompt: str, negative: str):
+        if self._text_encoder is None:
+            tokenizer = self.files.optional("tokenizer")
+            self._text_encoder = load_text_encoder(self.files.one("text_encoder"), self.load, tokenizer)
+        text = encode_text(self._text_encoder, prompt, negative, self.variant.negative_prompt)
+        if self.low_memory:
+            self._text_encoder = None
+            gc.collect()
+        return text
+
+    def decode(self, latents: torch.Tensor, progress: Progress | None) -> torch.Tensor:
+        on_chunk = None if progress is None else (lambda done, total: progress("decoding", done, total))
+        return decode_frames(self.vae, latents, on_chunk)
+
+
+class R2VPipeline(SkyReelsPipeline):
+    """Reference-to-video: 1-4 reference images + prompt."""
+
+    def __init__(self, variant: SkyReelsVariant, files: BundleFiles, load: LoadRequest, low_memory: bool):
+        super().__init__(variant, files, load, low_memory)
+        self.dit = load_skyreels_dit("r2v", files.one("dit"), load).module
+
+    def generate(self, request: VideoRequest, progress: Progress | None = None) -> VideoResult:
+        variant = self.variant
+        check_request(variant, request)
+        resolution = request.options.get("resolution", variant.resolution)
+        width, height = size_from_reference(request.references[0], resolution)
+        size = valid_size(request.width or width, request.height or height, request.frames or variant.frames,
+                          variant.size_multiple)
+        log.info("R2V: %dx%d, %d frames, %d reference(s)", size.width, size.height, size.frames,
+                 len(request.references))
+        text = self.encode_text(request.prompt, request.negative_prompt)
+        generator = torch.Generator().manual_seed(request.seed)
+        spatial = self.vae.config.spatial_factor
+        shape = (1, self.dit.cfg.out_dim, (size.frames - 1) // 4 + 1, size.height // spatial, size.width // spatial)
+        noise = torch.randn(shape, generator=generator)
+        references = encode_references(self.vae, request.references, size.width, size.height, generator)
+        sigmas = r2v_sigmas(request.steps or variant.steps, request.shift or variant.shift)
+        step_progress = None if progress is None else (lambda step, total, _: progress("sampling", step + 1, total))
+        guidance = variant.guidance if request.guidance is None else request.guidance
+        latents = sample_r2v(self.dit, text, noise, references, sigmas, guidance,
+                             float(request.options.get("guidance_image", 1.0)), request.solver or variant.solver,
+                             step_progress)
+        frames = self.decode(latents, progress)
+        given = request.width or request.height
+        notes = () if given else (f"{size.width}x{size.height}: the {resolution} bucket of the first reference",)
+        return VideoResult(frames, float(request.fps or variant.fps), latents=latents, notes=notes)
+
+
+class V2VPipeline(SkyReelsPipeline):
+    """Video extension: single shot (`transformer/`, role dit) or shot switching (`shot_transformer/`, role
+    dit_shot, loaded when first used)."""
+
+    def __init__(self, variant: SkyReelsVariant, files: BundleFiles, load: LoadRequest, low_memory: bool):
+        super().__init__(variant, files, load, low_memory)
+        self.dit = load_skyreels_dit("v2v", files.one("dit"), load).module
+        self._shot_dit = None
+
+    @property
+    def shot_dit(self):
+        if self._shot_dit is None:
+            path = self.files.optional("dit_shot")
+            if path is None:
+                raise ConfigurationError(
+                    "Shot switching needs the shot_transformer of Skywork/SkyReels-V3-V2V-14B (bundle "
+                    "skyreels-v3-v2v-14b, role dit_shot); install it with "
+                    "`python install.py --models skyreels-v3-v2v-14b`."
+                )
+            self._shot_dit = load_skyreels_dit("v2v", path, self.load).module
+        return self._shot_dit
+
+    def generate(self, request: VideoRequest, progress: Progress | None = None) -> VideoResult:
+        variant = self.variant
+        check_request(variant, request)
+        mode, seconds = v2v_mode_and_seconds(variant, request)
+        resolution = request.options.get("resolution", variant.resolution)
+        height, width = bucket_size(request.video.shape[1], request.video.shape[2], resolution)
+        size = valid_size(request.width or width, request.height or height, 1, variant.size_multiple)
+        width, height = size.width, size.height
+        video = resize_nearest(request.video, height, width)
+        log.info("V2V %s: %d s after %d input frames at %dx%d", mode, seconds, video.shape[0], width, height)
+        text = self.encode_text(request.prompt, request.negative_prompt)
+        sigmas = extension_sigmas(request.steps or variant.steps, request.shift or variant.shift)
+        guidance = variant.guidance if request.guidance is None else request.guidance
+        solver = request.solver or variant.solver
+        fps = request.fps or variant.fps
+        step_progress = None if progress is None else (lambda step, total, _: progress("sampling", step + 1, total))
+        if mode == "shot":
+            frames = switch_shot(self.shot_dit, text, video, seconds, fps, self.encode_frames, self.decode_frames,
+                                 sigmas, request.seed, guidance, solver, step_progress)
+        else:
+            frames = extend_single_shot(self.dit, text, video, seconds, self.encode_frames, self.decode_frames,
+                                        sigmas, request.seed, guidance, solver, step_progress)
+        note = f"{width}x{height}{'' if request.width or request.height else f': the {resolution} bucket'}; " \
+               "the result holds the new frames only"
+        return VideoResult(frames, float(fps), notes=(note,))
+
+    def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        parameter = next(self.vae.parameters())
+        pixels = (frames.permute(3, 0, 1, 2)[None] * 2 - 1).to(parameter.device, parameter.dtype)
+        with torch.no_grad():
+            return self.vae.encode(pixels).float()
+
+    def decode_frames(self, latents: torch.Tensor) -> torch.Tensor:
+        return decode_frames(self.vae, latents)
+
+
+def load_skyreels_pipeline(variant: SkyReelsVariant, files: BundleFiles, load: LoadRequest,
+                           low_memory: bool = False) -> SkyReelsPipeline:
+    """The registry's `pipeline` hook."""
+    if variant.task == "r2v":
+        return R2VPipeline(variant, files, load, low_memory)
+    if variant.task == "v2v":
+        return V2VPipeline(variant, files, load, low_memory)
+    raise ConfigurationError(f"{variant.title} has no pipeline in this release yet.")
