@@ -48,7 +48,7 @@ def load_t2v_13b(comfy):
 
 def test_widget_ranges_and_seed_controls(comfy):
     seeds = 0
-    for node in (n for node_id, n in comfy.nodes.items() if node_id.startswith("VideosDGXWan")):
+    for node in (n for node_id, n in comfy.nodes.items() if node_id.startswith(("VideosDGXWan", "VideosDGXLTX2"))):
         info = node.GET_SCHEMA().get_v1_info(node)
         for group in ("required", "optional"):
             for name, (kind, options) in info["input"].get(group, {}).items():
