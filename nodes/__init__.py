@@ -2,8 +2,9 @@
 
 from . import skyreels
 from ._comfy import ComfyExtension, io
-from .ltx2_generate import LTX2Generate
-from .ltx2_loaders import LTX2Loader
+from .ltx2_loaders import (LTX2AudioVAELoader, LTX2Loader, LTX2TextEncoderLoader, LTX2UpsamplerLoader,
+                           LTX2VAELoader)
+from .ltx2_sampling import LTX2Decode, LTX2Sampler, LTX2TextEncode
 from .magi1_nodes import (MagiChunkSampler, MagiModelLoader, MagiTextEncode, MagiTextEncoderLoader,
                           MagiVAELoader)
 from .wan_conditioning import WanImageToVideo, WanTextEncode
@@ -14,7 +15,8 @@ from .wan_sampler import WanSampler
 
 NODES = [
     WanModelLoader, WanLoraLoader, WanTextEncoderLoader, WanVAELoader, WanCLIPVisionLoader, WanTextEncode,
-    WanEmptyLatent, WanImageToVideo, WanSampler, WanVAEEncode, WanVAEDecode, LTX2Loader, LTX2Generate,
+    WanEmptyLatent, WanImageToVideo, WanSampler, WanVAEEncode, WanVAEDecode, LTX2Loader, LTX2TextEncoderLoader,
+    LTX2TextEncode, LTX2VAELoader, LTX2AudioVAELoader, LTX2UpsamplerLoader, LTX2Sampler, LTX2Decode,
     MagiModelLoader, MagiTextEncoderLoader, MagiVAELoader, MagiTextEncode, MagiChunkSampler, *skyreels.NODES,
 ]
 

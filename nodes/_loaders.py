@@ -9,7 +9,7 @@ from videosdgx.request import WEIGHT_FORMATS
 from videosdgx.runtime.device import default_dtype
 from videosdgx.runtime.model_files import LoadRequest
 
-from ._comfy import byte_progress, io, missing_model, model_names, torch_device
+from ._comfy import byte_progress, io, missing_model, model_names, model_path, torch_device
 from ._model_manager import make_room
 
 NONE = "none"
@@ -54,3 +54,24 @@ def check_files(**files: tuple[str, str]) -> bool | str:
 def check_choice(name: str, value: str, options) -> bool | str:
     """A combo value ComfyUI does not check itself (V3 combos) must be one of its options."""
     return True if value in options else f"{name} '{value}' is not one of: {', '.join(map(str, options))}."
+
+
+def model_file_in(name: str, folders: tuple[str, ...], tooltip: str, optional: bool = False) -> io.Combo.Input:
+    """A combo listing the files of several model folders (a model that ships as one file or split per part)."""
+    options = list(dict.fromkeys(option for folder in folders for option in model_names(folder)))
+    return io.Combo.Input(name, options=[NONE, *options] if optional else options, default=NONE if optional else None,
+                          tooltip=tooltip)
+
+
+def check_file_in(folders: tuple[str, ...], name: str) -> bool | str:
+    """`validate_inputs` answer for a `model_file_in` combo: installed in one of `folders`, or why not."""
+    answers = [missing_model(folder, name) for folder in folders]
+    return True if True in answers else answers[0]
+
+
+def path_in(folders: tuple[str, ...], name: str) -> str:
+    """Absolute path of `name` from the first of `folders` holding it (the first folder's message if none)."""
+    for folder in folders:
+        if missing_model(folder, name) is True:
+            return model_path(folder, name)
+    return model_path(folders[0], name)

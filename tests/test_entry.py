@@ -17,7 +17,10 @@ WAN_NODE_IDS = {
     "VideosDGXWanVAEEncode", "VideosDGXWanVAEDecode", "VideosDGXWanCLIPVisionLoader", "VideosDGXWanEmptyLatent",
     "VideosDGXWanImageToVideo", "VideosDGXWanSampler", "VideosDGXWanLoraLoader",
 }
-LTX2_NODE_IDS = {"VideosDGXLTX2Loader", "VideosDGXLTX2Generate"}
+LTX2_NODE_IDS = {
+    "VideosDGXLTX2Loader", "VideosDGXLTX2TextEncoderLoader", "VideosDGXLTX2TextEncode", "VideosDGXLTX2VAELoader",
+    "VideosDGXLTX2AudioVAELoader", "VideosDGXLTX2UpsamplerLoader", "VideosDGXLTX2Sampler", "VideosDGXLTX2Decode",
+}
 MAGI1_NODE_IDS = {
     "VideosDGXMagiModelLoader", "VideosDGXMagiTextEncoderLoader", "VideosDGXMagiVAELoader", "VideosDGXMagiTextEncode",
     "VideosDGXMagiChunkSampler",

@@ -75,7 +75,7 @@ def test_lowp_weights_follow_the_merged_fp32_reference(tmp_path, model, weight_f
 def test_lora_for_ltx2_is_refused_naming_both(tmp_path, model):
     path = save_safetensors(tmp_path / "ltx2_lora.safetensors", ltx2_lora_state())
     with pytest.raises(WrongComponentError, match=r"ltx2_lora.safetensors is a LTX-2 \(2 blocks\) LoRA \(rank 4\), "
-                                                  r"not a Wan LoRA.*LTX-2 LoRA loader.*choose a Wan LoRA"):
+                                                  r"not a Wan LoRA.*LTX-2 Loader.s distilled_lora input.*choose a Wan LoRA"):
         apply_wan_lora(model, path)
 
 

@@ -99,7 +99,8 @@ def test_dev_variant_runs_every_guidance_pass_with_the_negative_prompt(pipelines
     pipe.dit.forward = lambda video, audio, perturbation=None: (
         batches.append((video.tokens.shape[0], perturbation.stg_blocks)) or forward(video, audio, perturbation))
     try:
-        result = dev.generate(VideoRequest(prompt="rain", width=64, height=64, frames=9, steps=2))
+        result = dev.generate(VideoRequest(prompt="rain", width=64, height=64, frames=9, steps=2,
+                                           options={"two_stage": False}))
     finally:
         del pipe.text_encoder.encode, pipe.dit.forward
     assert prompts == [["rain", dev.variant.negative_prompt]]
@@ -124,3 +125,39 @@ def test_memory_plan_releases_gemma_when_memory_is_tight(tmp_path, monkeypatch, 
     assert "Gemma is released after encoding (memory is tight)" in caplog.text
     monkeypatch.setattr(module, "memory_status", lambda device: MemoryStatus(cpu, None, None, 10**9, 10**9, False))
     assert module.memory_plan(bundle, cpu, low_memory=False) is False
+
+
+def test_dev_two_stage_refines_with_the_distilled_lora_on_fp8_weights(tmp_path):
+    """19B dev, fp8 checkpoint: stage 1 guided at half size, stage 2 (3 steps, no guidance) with the distilled LoRA
+    applied to the quantised DiT, removed afterwards."""
+    from videosdgx.runtime.quantized_linear import QuantizedLinear
+
+    write_ltx2_bundle("ltx-2-19b-dev-fp8", tmp_path, seed=2)
+    variant = ltx2_variant("ltx-2-19b-dev")
+    pipe = load_ltx2_pipeline(variant, find_bundle_files("ltx-2-19b-dev-fp8", ModelFolders(tmp_path)), F32)
+    pipe.variant = replace(variant, stg_block=1)  # the tiny DiT has 2 blocks
+    probe = pipe.dit.transformer_blocks[0].attn1.to_q
+    assert isinstance(probe, QuantizedLinear) and probe.weight.dtype == torch.float8_e4m3fn
+    weight = probe.weight.clone()
+    calls, forward = [], pipe.dit.forward
+    pipe.dit.forward = lambda video, audio, perturbation=None: (
+        calls.append((video.tokens.shape[0], video.tokens.shape[1], hasattr(probe, "lora_patch")))
+        or forward(video, audio, perturbation))
+    try:
+        result = pipe.generate(VideoRequest(prompt="rain", width=128, height=64, frames=9, steps=2))
+    finally:
+        del pipe.dit.forward
+    factor = pipe.video_vae.config.spatial_factor
+    assert [c[2] for c in calls] == [False, False, True, True, True]
+    assert [c[0] for c in calls] == [4, 4, 1, 1, 1]  # guided passes in stage 1 only
+    assert calls[2][1] == 4 * calls[0][1]  # stage 2 at twice the sides
+    assert not hasattr(probe, "lora_patch") and torch.equal(probe.weight, weight)
+    assert result.frames.shape == (9, 64, 128, 3) and result.audio["waveform"].shape[:2] == (1, 2)
+
+
+def test_dev_two_stage_without_the_distilled_lora_is_refused(pipelines):
+    pipe = pipelines["ltx-2-19b-distilled"]
+    dev = LTX2Pipeline(ltx2_variant("ltx-2-19b-dev"), pipe.dit, pipe.text_encoder, pipe.video_vae, pipe.audio_vae,
+                       pipe.vocoder, upsampler=object())
+    with pytest.raises(ConfigurationError, match="distilled LoRA.*ltx-2-19b-distilled-lora-384.*two_stage=false"):
+        dev.generate(VideoRequest(prompt="x", width=128, height=64, frames=9, steps=1))

@@ -45,6 +45,7 @@ def test_every_runnable_bundle_names_a_variant_and_has_its_roles(manifest):
         if bundle.family == "ltx2":  # one checkpoint holds the DiT, VAEs, vocoder and text projection (2.5: split)
             parts = {"dit", "vae", "audio_vae"} if variant.version == "2.5" else {"checkpoint"}
             needed = parts | {"text_encoder"} | ({"upsampler"} if variant.two_stage else set())
+            needed |= {"lora"} if variant.two_stage and not variant.distilled else set()
             assert roles >= needed, bundle.name
             continue
         dit = {"dit_high", "dit_low"} if getattr(variant, "experts", 1) == 2 else {"dit"}

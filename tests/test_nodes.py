@@ -11,7 +11,8 @@ from videosdgx.testing.wan import write_wan_models
 
 WAN_TYPES = {"VDGX_WAN_MODEL", "VDGX_WAN_TEXT_ENCODER", "VDGX_WAN_VAE", "VDGX_WAN_CLIP_VISION", "VDGX_WAN_CONDITIONING"}
 CORE_TYPES = {"INT", "FLOAT", "STRING", "COMBO", "IMAGE", "LATENT", "BOOLEAN", "AUDIO", "VIDEO"}
-LTX2_TYPES = {"VDGX_LTX2_PIPELINE"}
+LTX2_TYPES = {"VDGX_LTX2_MODEL", "VDGX_LTX2_TEXT_ENCODER", "VDGX_LTX2_CONDITIONING", "VDGX_LTX2_VAE",
+              "VDGX_LTX2_AUDIO_VAE", "VDGX_LTX2_UPSAMPLER", "VDGX_LTX2_LATENT"}
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,7 @@ def load_t2v_13b(comfy):
 
 def test_widget_ranges_and_seed_controls(comfy):
     seeds = 0
-    for node in (n for node_id, n in comfy.nodes.items() if node_id.startswith("VideosDGXWan")):
+    for node in (n for node_id, n in comfy.nodes.items() if node_id.startswith(("VideosDGXWan", "VideosDGXLTX2"))):
         info = node.GET_SCHEMA().get_v1_info(node)
         for group in ("required", "optional"):
             for name, (kind, options) in info["input"].get(group, {}).items():
@@ -63,7 +64,7 @@ def test_widget_ranges_and_seed_controls(comfy):
         family = {"VideosDGX/Wan": "Wan ", "VideosDGX/LTX-2": "LTX-2 "}[info["category"]]
         # unmistakable in the node search: core has its own "Wan Image to Video", "Wan VAE Decode" ...
         assert info["display_name"].startswith(family) and info["display_name"].endswith(" (VideosDGX)")
-    assert seeds == 1  # WanSampler
+    assert seeds == 2  # WanSampler, LTX2Sampler (the LTX-2 nodes are checked here too)
 
 
 def test_loaders_list_the_model_folders(comfy, tmp_path):

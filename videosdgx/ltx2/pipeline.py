@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
@@ -17,12 +18,15 @@ import torch
 from videosdgx.bundle_files import BundleFiles
 from videosdgx.job import Progress, VideoRequest, VideoResult
 from videosdgx.ltx2.loaders import load_dit
+from videosdgx.ltx2.lora_keys import is_text_side, load_ltx2_lora
 from videosdgx.ltx2.media_loaders import load_audio_vae, load_upsampler, load_video_vae, load_vocoder
 from videosdgx.ltx2.sampler import Guidance, TextContext, VideoCondition, denoise, noised
 from videosdgx.ltx2.schedule import STAGE2_SIGMAS, distilled_sigmas, ltx2_sigmas
 from videosdgx.ltx2.text_encoder import load_ltx2_text_encoder
 from videosdgx.ltx2.variants import LTX2Variant
 from videosdgx.runtime.errors import ConfigurationError
+from videosdgx.runtime.lora import apply_lora
+from videosdgx.runtime.lora_formats import LoraFile
 from videosdgx.runtime.memory import GB, memory_status
 from videosdgx.runtime.model_files import LoadRequest
 from videosdgx.sampling.noise import seeded_noise
@@ -62,54 +66,83 @@ def valid_size(width: int, height: int, frames: int, multiple: int = 32, frame_s
 
 
 class LTX2Pipeline:
-    """Loaded LTX-2 components. With `low_memory`, Gemma is released after each prompt encoding and guidance
-    passes run one by one. `upsampler` (x2 latent upsampler) enables the two-stage distilled flow."""
+    """Loaded LTX-2 components (None where a caller does not need one: the nodes build it from their parts).
+
+    With `low_memory`, Gemma is released after each prompt encoding and guidance passes run one by one.
+    `upsampler` (x2 latent upsampler) enables the two-stage flow; a dev model's second stage also needs
+    `stage2_lora` (the distilled LoRA, applied to the DiT for the 3 refining steps only)."""
 
     def __init__(self, variant: LTX2Variant, dit, text_encoder, video_vae, audio_vae, vocoder, upsampler=None,
-                 low_memory: bool = False):
+                 low_memory: bool = False, stage2_lora: LoraFile | None = None):
         self.variant, self.dit, self.text_encoder = variant, dit, text_encoder
         self.video_vae, self.audio_vae, self.vocoder, self.upsampler = video_vae, audio_vae, vocoder, upsampler
-        self.low_memory = low_memory
+        self.low_memory, self.stage2_lora = low_memory, stage2_lora
 
     def generate(self, request: VideoRequest, progress: Progress | None = None) -> VideoResult:
-        """Video + sound for `request`; unset values take the variant's defaults. Two stages (half size, x2
-        latent upsample, 3 refining steps) when the variant is two-stage and an upsampler is loaded, unless
-        `request.options["two_stage"]` is False."""
+        """Video + sound for `request`; unset values take the variant's defaults (see `sample`)."""
+        positive, negative = self.encode_text(request)
+        video, audio, size, fps = self.sample(request, positive, negative, progress)
+        frames = decode_video(self.video_vae, video, progress)
+        return VideoResult(frames=frames, fps=fps, audio=decode_audio(self.audio_vae, self.vocoder, audio),
+                           latents=(video, audio), notes=size.notes)
+
+    def two_stage(self, request: VideoRequest) -> bool:
+        """Two stages when the variant is two-stage, unless `request.options["two_stage"]` is False; refused
+        without the upsampler (or, for dev, the distilled LoRA)."""
         variant = self.variant
-        two_stage = bool(request.options.get("two_stage", variant.two_stage)) and variant.distilled
-        if two_stage and self.upsampler is None:
+        if not (bool(request.options.get("two_stage", variant.two_stage)) and variant.two_stage):
+            return False
+        if self.upsampler is None:
             raise ConfigurationError(
                 f"{variant.title} samples in two stages and needs the x2 latent upsampler "
                 "(ltx-2-spatial-upscaler-x2-1.0.safetensors in models/latent_upscale_models); install it with "
                 f"`python install.py --models {variant.name}`, or pass the option two_stage=false."
             )
+        if not variant.distilled and self.stage2_lora is None:
+            raise ConfigurationError(
+                f"{variant.title} refines its second stage with the distilled LoRA "
+                "(ltx-2-19b-distilled-lora-384.safetensors in models/loras); install it with "
+                f"`python install.py --models {variant.name}`, or pass the option two_stage=false."
+            )
+        return True
+
+    def sample(self, request: VideoRequest, positive: TextContext, negative: TextContext | None,
+               progress: Progress | None = None, on_latent: Callable[[torch.Tensor], None] | None = None,
+               ) -> tuple[torch.Tensor, torch.Tensor, LTX2Size, float]:
+        """(video latents, audio latents, corrected size, fps). Two stages (see `two_stage`): half size with the
+        variant's sampling, x2 latent upsample, 3 refining steps without guidance (dev: with the distilled LoRA
+        applied to the DiT for those steps). `on_latent` sees each step's denoised video latents."""
+        variant = self.variant
+        two_stage = self.two_stage(request)
         multiple = VAE_STRIDE * (2 if two_stage else 1)
         size = valid_size(request.width or variant.width, request.height or variant.height,
                           request.frames or variant.frames, multiple, variant.frame_step)
         fps = float(request.fps or variant.fps)
         self.dit.cross_timestep = request.options.get("cross_timestep", variant.cross_timestep)
-        guidance = self._guidance(request)
-        positive, negative = self._encode_text(request, guidance)
+        guidance = self.guidance(request)
         on_step = None if progress is None else (lambda done, total: progress("sampling", done, total))
 
-        def stage(stage_size: LTX2Size, sigmas: torch.Tensor, video=None, audio=None, seed_offset: int = 0):
-            return self._stage(request, stage_size, fps, sigmas, positive, negative, guidance, video, audio,
-                               seed_offset, on_step)
+        def stage(stage_size: LTX2Size, sigmas, stage_guidance: Guidance, video=None, audio=None,
+                  seed_offset: int = 0):
+            return self._stage(request, stage_size, fps, sigmas, positive, negative, stage_guidance, video, audio,
+                               seed_offset, on_step, on_latent)
 
-        if two_stage:
-            half = LTX2Size(size.width // 2, size.height // 2, size.frames)
-            video, audio = stage(half, self._sigmas(request, None))
-            vae = self.video_vae
-            video = self.upsampler.upsample(video, vae.latents_mean.to(video), vae.latents_std.to(video))
-            video, audio = stage(size, torch.tensor(STAGE2_SIGMAS), video, audio, seed_offset=2)
-        else:
-            video, audio = stage(size, None)
-        frames = self._decode_video(video, progress)
-        waveform = self._decode_audio(audio)
-        return VideoResult(frames=frames, fps=fps, audio=waveform, latents=(video, audio), notes=size.notes)
+        if not two_stage:
+            video, audio = stage(size, None, guidance)
+            return video, audio, size, fps
+        video, audio = stage(LTX2Size(size.width // 2, size.height // 2, size.frames), None, guidance)
+        vae = self.video_vae
+        video = self.upsampler.upsample(video, vae.latents_mean.to(video), vae.latents_std.to(video))
+        applied = None if variant.distilled else apply_lora(self.dit, self.stage2_lora, skippable=is_text_side)
+        try:
+            video, audio = stage(size, torch.tensor(STAGE2_SIGMAS), Guidance(), video, audio, seed_offset=2)
+        finally:
+            if applied is not None:
+                applied.remove()
+        return video, audio, size, fps
 
     def _stage(self, request, size, fps, sigmas, positive, negative, guidance, video, audio, seed_offset, on_step,
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+               on_latent) -> tuple[torch.Tensor, torch.Tensor]:
         """One sampling stage; `video` / `audio` (optional) are latents to re-noise to `sigmas[0]`."""
         device = next(self.dit.parameters()).device
         video_shape, audio_shape = self._latent_shapes(size, fps)
@@ -125,7 +158,7 @@ class LTX2Pipeline:
         audio_base = torch.zeros(audio_shape, device=device) if audio is None else audio.to(device)
         audio = noised(audio_base, seeded_noise(audio_shape, request.seed + seed_offset + 1, device=device), start)
         return denoise(self.dit, video, audio, sigmas, positive, negative, guidance, fps, condition,
-                       batched=not self.low_memory, callback=on_step,
+                       batched=not self.low_memory, callback=on_step, on_latent=on_latent,
                        solvers=self._solvers(request, sigmas, seed_offset, device))
 
     def _solvers(self, request: VideoRequest, sigmas: torch.Tensor, seed_offset: int, device: torch.device):
@@ -133,9 +166,10 @@ class LTX2Pipeline:
         return None
 
     # ------------------------------------------------------------------------------------------------ steps
-    def _encode_text(self, request: VideoRequest, guidance: Guidance) -> tuple[TextContext, TextContext | None]:
+    def encode_text(self, request: VideoRequest) -> tuple[TextContext, TextContext | None]:
+        """The prompt's connector outputs, and the negative prompt's when the guidance needs it."""
         prompts = [request.prompt]
-        if "uncond" in guidance.passes():
+        if "uncond" in self.guidance(request).passes():
             prompts.append(request.negative_prompt.strip() or self.variant.negative_prompt)
         video, audio, mask = self.text_encoder.encode(prompts)
         if self.low_memory:
@@ -161,14 +195,20 @@ class LTX2Pipeline:
             return distilled_sigmas(steps)
         return ltx2_sigmas(steps, tokens=video_shape[2] * video_shape[3] * video_shape[4])
 
-    def _guidance(self, request: VideoRequest) -> Guidance:
-        """Distilled: none. Dev: the variant's; `request.guidance` replaces the video CFG scale."""
+    def guidance(self, request: VideoRequest) -> Guidance:
+        """Distilled: none. Dev: the variant's; `request.guidance` replaces the video CFG scale, and
+        `request.options` may replace `audio_cfg`, `stg`, `modality` and `rescale` (both modalities)."""
         variant = self.variant
         if variant.distilled:
             return Guidance()
         video = variant.video_guidance if request.guidance is None else replace(variant.video_guidance,
                                                                                  cfg=request.guidance)
-        return Guidance(video, variant.audio_guidance, (variant.stg_block,))
+        audio = variant.audio_guidance
+        if "audio_cfg" in request.options:
+            audio = replace(audio, cfg=float(request.options["audio_cfg"]))
+        shared = {name: float(request.options[name]) for name in ("stg", "modality", "rescale")
+                  if name in request.options}
+        return Guidance(replace(video, **shared), replace(audio, **shared), (variant.stg_block,))
 
     def _image_condition(self, request: VideoRequest, size: LTX2Size, video_shape: tuple[int, ...],
                          device: torch.device) -> VideoCondition | None:
@@ -185,22 +225,25 @@ class LTX2Pipeline:
         mask[:, :, 0] = 1.0 - strength
         return VideoCondition(clean, mask)
 
-    def _decode_video(self, latents: torch.Tensor, progress: Progress | None) -> torch.Tensor:
-        """Frames [T, H, W, 3] in 0..1, decoded as a stream; progress counts pixel frames."""
-        frames, done = [], 0
-        total = (latents.shape[2] - 1) * self.video_vae.config.temporal_factor + 1
-        for chunk in self.video_vae.decode_chunks(latents):
-            frames.append(((chunk[0].float().clamp(-1, 1) + 1) / 2).permute(1, 2, 3, 0).cpu())
-            done += frames[-1].shape[0]
-            if progress is not None:
-                progress("decoding", done, total)
-        return torch.cat(frames)
 
-    def _decode_audio(self, latents: torch.Tensor) -> dict:
-        mel = self.audio_vae.decode(latents)
-        with torch.no_grad():
-            waveform = self.vocoder(mel.to(next(self.vocoder.parameters()).dtype))
-        return {"waveform": waveform[:1].float().cpu(), "sample_rate": int(self.vocoder.sample_rate)}
+def decode_video(video_vae, latents: torch.Tensor, progress: Progress | None = None) -> torch.Tensor:
+    """Frames [T, H, W, 3] in 0..1, decoded as a stream; progress counts pixel frames."""
+    frames, done = [], 0
+    total = (latents.shape[2] - 1) * video_vae.config.temporal_factor + 1
+    for chunk in video_vae.decode_chunks(latents):
+        frames.append(((chunk[0].float().clamp(-1, 1) + 1) / 2).permute(1, 2, 3, 0).cpu())
+        done += frames[-1].shape[0]
+        if progress is not None:
+            progress("decoding", done, total)
+    return torch.cat(frames)
+
+
+def decode_audio(audio_vae, vocoder, latents: torch.Tensor) -> dict:
+    """ComfyUI AUDIO: waveform [1, 2, N] float32 and the vocoder's sample rate."""
+    mel = audio_vae.decode(latents)
+    with torch.no_grad():
+        waveform = vocoder(mel.to(next(vocoder.parameters()).dtype))
+    return {"waveform": waveform[:1].float().cpu(), "sample_rate": int(vocoder.sample_rate)}
 
 
 def memory_plan(files: BundleFiles, device: torch.device, low_memory: bool) -> bool:
@@ -232,6 +275,8 @@ def load_ltx2_pipeline(variant: LTX2Variant, files: BundleFiles, load: LoadReque
     video_vae = load_video_vae(checkpoint, load).module
     audio_vae = load_audio_vae(checkpoint, load).module
     vocoder = load_vocoder(checkpoint, replace(load, dtype=torch.float32)).module  # as ltx-core: fp32 waveform
-    upsampler_file = files.optional("upsampler")
-    upsampler = load_upsampler(upsampler_file, load).module if upsampler_file and variant.two_stage else None
-    return LTX2Pipeline(variant, dit, text_encoder, video_vae, audio_vae, vocoder, upsampler, low_memory)
+    upsampler_file, lora_file = files.optional("upsampler"), files.optional("lora")
+    two_stage = variant.two_stage and upsampler_file is not None
+    upsampler = load_upsampler(upsampler_file, load).module if two_stage else None
+    lora = load_ltx2_lora(lora_file, load) if two_stage and lora_file and not variant.distilled else None
+    return LTX2Pipeline(variant, dit, text_encoder, video_vae, audio_vae, vocoder, upsampler, low_memory, lora)

@@ -75,11 +75,13 @@ def denoise(
     batched: bool = True,
     callback: StepCallback | None = None,
     solvers: tuple[FlowSolver, FlowSolver] | None = None,
+    on_latent: Callable[[torch.Tensor], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Integrate the latents (already noised to `sigmas[0]`) down to `sigmas[-1]`; returns float32 latents.
 
     `solvers`: (video, audio) steppers over `sigmas` (default Euler), stepped video first. After a step that adds
-    noise (`solver.renoises`, e.g. Euler-ancestral) conditioned tokens are pinned to their clean latents again."""
+    noise (`solver.renoises`, e.g. Euler-ancestral) conditioned tokens are pinned to their clean latents again.
+    `on_latent` sees each step's denoised video estimate `[B, C, F, H, W]` (for live previews)."""
     batch, _, frames, height, width = video.shape
     audio_channels = audio.shape[1]
     vx = rearrange(video.float(), "b c f h w -> b (f h w) c")
@@ -107,6 +109,8 @@ def denoise(
         ax = audio_solver.step(ax, (ax - a0) / sigma, step)
         if mask is not None and getattr(video_solver, "renoises", False):
             vx = vx * mask + clean * (1 - mask)
+        if on_latent is not None:
+            on_latent(rearrange(v0, "b (f h w) c -> b c f h w", f=frames, h=height, w=width))
         if callback is not None:
             callback(step + 1, len(sigmas) - 1)
     return (rearrange(vx, "b (f h w) c -> b c f h w", f=frames, h=height, w=width),

@@ -41,7 +41,7 @@ class LTX2Variant(Variant):
     video_guidance: GuiderParams = GuiderParams()
     audio_guidance: GuiderParams = GuiderParams()
     stg_block: int | None = None
-    two_stage: bool = False  # distilled: half size, x2 latent upsample, 3 refining steps (ltx-pipelines' default)
+    two_stage: bool = False  # half size, x2 latent upsample, 3 refining steps (dev: with the distilled LoRA)
     cross_timestep: str = "mixed"
     family: str = "ltx2"
     size_multiple: int = 32
@@ -52,19 +52,18 @@ class LTX2Variant(Variant):
 def _variant(name: str, title: str, version: str, distilled: bool, two_stage: bool = False) -> LTX2Variant:
     common = dict(name=name, title=title, version=version, distilled=distilled, task="t2v+i2v", width=768,
                   height=512, frames=121, fps=24)
-    if distilled and two_stage:
-        return LTX2Variant(**{**common, "width": 1536, "height": 1024}, steps=8, guidance=1.0, two_stage=True,
-                           size_multiple=64, workflows=(name, f"{name}-i2v"))
+    if two_stage:  # ltx-pipelines' two-stage default size (stage 1 at half of it)
+        common |= dict(width=1536, height=1024, two_stage=True, size_multiple=64)
     if distilled:
         return LTX2Variant(**common, steps=8, guidance=1.0, workflows=(name, f"{name}-i2v"))
     return LTX2Variant(**common, steps=40 if version == "19B" else 30, guidance=DEV_VIDEO.cfg,
                        video_guidance=DEV_VIDEO, audio_guidance=DEV_AUDIO, stg_block=29 if version == "19B" else 28,
-                       negative_prompt=LTX2_NEGATIVE_PROMPT)
+                       negative_prompt=LTX2_NEGATIVE_PROMPT, workflows=(name,) if two_stage else ())
 
 
 LTX2_VARIANTS: dict[str, LTX2Variant] = {v.name: v for v in (
     _variant("ltx-2-19b-distilled", "LTX-2 19B distilled (audio + video)", "19B", True, two_stage=True),
-    _variant("ltx-2-19b-dev", "LTX-2 19B dev (audio + video)", "19B", False),
+    _variant("ltx-2-19b-dev", "LTX-2 19B dev (audio + video)", "19B", False, two_stage=True),
     _variant("ltx-2.3-22b-distilled", "LTX-2.3 22B distilled (audio + video)", "2.3", True),
     _variant("ltx-2.3-22b-dev", "LTX-2.3 22B dev (audio + video)", "2.3", False),
     # LTX-2.5: one stage (its upscalers are not in the bundle yet), Euler-ancestral sampling, frames from the

@@ -92,7 +92,8 @@ def write_ltx2_checkpoint(path: Path, cfg: LTX2Config, seed: int = 0, quantizati
 
 # ------------------------------------------------------------------------------------------------- demo bundles
 VIDEO_LATENT, AUDIO_LATENT, MEL_BINS = 8, 4, 16  # the media writer's tiny models: audio tokens 4 x 16 / 4 wide
-DEMO_BUNDLES = {"ltx-2-19b-distilled": "19B", "ltx-2.3-22b-distilled": "2.3"}
+DEMO_BUNDLES = {"ltx-2-19b-distilled": "19B", "ltx-2.3-22b-distilled": "2.3", "ltx-2-19b-dev": "19B",
+                "ltx-2-19b-dev-fp8": "19B", "ltx-2.3-22b-dev": "2.3"}
 
 
 def text_config(version: str, dit: LTX2Config):
@@ -134,6 +135,22 @@ def write_demo_checkpoint(path: Path, version: str = "19B", seed: int = 0, quant
     return write_ltx2_checkpoint(path, dit, seed, quantization, parts=parts, config_sections=sections)
 
 
+def distilled_lora_state(cfg: LTX2Config, rank: int = 4, seed: int = 0, std: float = 0.05
+                         ) -> dict[str, torch.Tensor]:
+    """A LoRA in the layout of Lightricks' distilled LoRA (`diffusion_model.transformer_blocks.N.<linear>.lora_A
+    .weight` / `.lora_B.weight`, no alpha) over every Linear of every block of `cfg`'s DiT, video and audio."""
+    with torch.device("meta"):
+        model = LTX2Model(cfg)
+    generator = torch.Generator().manual_seed(seed)
+    out = {}
+    for name, module in model.named_modules():
+        if name.startswith("transformer_blocks.") and isinstance(module, torch.nn.Linear):
+            key = f"diffusion_model.{name}"
+            out[f"{key}.lora_A.weight"] = torch.randn(rank, module.in_features, generator=generator) * std
+            out[f"{key}.lora_B.weight"] = torch.randn(module.out_features, rank, generator=generator) * std
+    return out
+
+
 def write_ltx2_bundle(bundle: str, models_dir: str | Path, seed: int = 0) -> None:
     """The family's `demo` hook: tiny random files for every entry of `bundle` at
     `<models_dir>/<folder>/<filename>`, in the published layouts (a video made from them is noise)."""
@@ -151,7 +168,9 @@ def write_ltx2_bundle(bundle: str, models_dir: str | Path, seed: int = 0) -> Non
     for entry in load_manifest().bundle_entries(bundle):
         path = Path(models_dir) / entry.folder / entry.filename
         if entry.role == "checkpoint":
-            write_demo_checkpoint(path, version, seed)
+            write_demo_checkpoint(path, version, seed, quantization="fp8" if "fp8" in entry.filename else "none")
+        elif entry.role == "lora":
+            save_safetensors(path, distilled_lora_state(demo_dit_config(version), seed=seed + 3))
         elif entry.role == "text_encoder":
             storage = "fp8_scaled" if "fp8_scaled" in entry.filename else "bf16"
             write_gemma3(path, "comfy", storage, seed=seed + 1, spiece=gemma_sentencepiece())

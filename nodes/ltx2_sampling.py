@@ -1,0 +1,161 @@
+"""LTX-2 prompt encoding, sampling (text- or image-to-video, one or two stages) and decoding to IMAGE + AUDIO."""
+
+from __future__ import annotations
+
+import gc
+
+import torch
+
+from videosdgx.job import VideoRequest
+from videosdgx.ltx2.pipeline import LTX2Pipeline, decode_audio, decode_video
+from videosdgx.ltx2.sampler import TextContext
+from videosdgx.ltx2.text_encoder import LTX2TextEncoder
+from videosdgx.ltx2.variants import DEV_AUDIO, DEV_VIDEO, LTX2_NEGATIVE_PROMPT
+
+from ._comfy import check_interrupt, io, latent_previewer, progress
+from .ltx2_types import (CATEGORY, LATENT_FORMAT, LTX2AudioDecoder, LTX2AudioVAEType, LTX2Conditioning,
+                         LTX2ConditioningType, LTX2Latents, LTX2LatentType, LTX2Model, LTX2ModelType,
+                         LTX2TextEncoderType, LTX2UpsamplerType, LTX2VAEType)
+
+MAX_SEED = 0xFFFFFFFFFFFFFFFF
+MAX_SIZE = 4096
+MAX_FRAMES = 1025
+DEV_ONLY = "Dev models only (distilled models sample without guidance)."
+
+
+class LTX2TextEncode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="VideosDGXLTX2TextEncode",
+            display_name="LTX-2 Text Encode (VideosDGX)",
+            category=CATEGORY,
+            description="Prompt and negative prompt -> LTX-2 conditioning (video and audio text streams).",
+            inputs=[
+                LTX2TextEncoderType.Input("text_encoder"),
+                io.String.Input("prompt", multiline=True, dynamic_prompts=True, default="",
+                                tooltip="Describe the picture and the sound (speech, music, ambience)."),
+                io.String.Input("negative_prompt", multiline=True, dynamic_prompts=True, default="",
+                                tooltip=f"{DEV_ONLY} Empty uses Lightricks' default negative prompt."),
+                io.Boolean.Input("release_gemma", default=False,
+                                 tooltip="Free Gemma after encoding (the largest model in memory); the next "
+                                         "encode loads it again from its file."),
+            ],
+            outputs=[LTX2ConditioningType.Output(display_name="conditioning")],
+        )
+
+    @classmethod
+    def execute(cls, text_encoder: LTX2TextEncoder, prompt: str, negative_prompt: str,
+                release_gemma: bool) -> io.NodeOutput:
+        check_interrupt()
+        video, audio, mask = text_encoder.encode([prompt, negative_prompt.strip() or LTX2_NEGATIVE_PROMPT])
+        if release_gemma:
+            text_encoder.release()
+            gc.collect()
+        positive, negative = (TextContext(v[None], a[None], m[None]) for v, a, m in zip(video, audio, mask))
+        return io.NodeOutput(LTX2Conditioning(positive, negative))
+
+
+class LTX2Sampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="VideosDGXLTX2Sampler",
+            display_name="LTX-2 Sampler (VideosDGX)",
+            category=CATEGORY,
+            description="Samples video and audio latents together. Distilled: the 8 published sigmas, no guidance. "
+                        "Dev: LTX2Scheduler sigmas with CFG, STG, modality guidance and rescale. Two stages: half "
+                        "size, x2 latent upsample, 3 refining steps (dev: with the distilled LoRA). Sizes are rounded "
+                        "to multiples of 32 (64 for two stages) and frames to 8n+1, with a log note.",
+            inputs=[
+                LTX2ModelType.Input("model"),
+                LTX2ConditioningType.Input("conditioning"),
+                LTX2VAEType.Input("vae", tooltip="Encodes the first frame and sets the latent size."),
+                LTX2AudioVAEType.Input("audio_vae", tooltip="Sets the audio latent size."),
+                io.Int.Input("width", default=768, min=32, max=MAX_SIZE, step=32),
+                io.Int.Input("height", default=512, min=32, max=MAX_SIZE, step=32),
+                io.Int.Input("length", default=121, min=1, max=MAX_FRAMES, step=8, tooltip="Frames: 8n+1."),
+                io.Int.Input("fps", default=24, min=1, max=120),
+                io.Int.Input("seed", default=0, min=0, max=MAX_SEED, control_after_generate=True),
+                io.Int.Input("steps", default=0, min=0, max=200,
+                             tooltip="0: the model's default (8 distilled, 40 dev 19B, 30 dev 2.3)."),
+                io.Float.Input("cfg", default=DEV_VIDEO.cfg, min=1.0, max=30.0, step=0.1, round=0.01,
+                               tooltip=f"Video CFG scale. {DEV_ONLY}"),
+                io.Float.Input("audio_cfg", default=DEV_AUDIO.cfg, min=1.0, max=30.0, step=0.1, round=0.01,
+                               tooltip=f"Audio CFG scale. {DEV_ONLY}"),
+                io.Float.Input("stg", default=DEV_VIDEO.stg, min=0.0, max=10.0, step=0.1, round=0.01,
+                               tooltip=f"Spatio-temporal guidance on the published block (0: off). {DEV_ONLY}"),
+                io.Float.Input("modality", default=DEV_VIDEO.modality, min=1.0, max=10.0, step=0.1, round=0.01,
+                               tooltip=f"Audio-video modality guidance (1: off). {DEV_ONLY}"),
+                io.Float.Input("rescale", default=DEV_VIDEO.rescale, min=0.0, max=1.0, step=0.05, round=0.01,
+                               tooltip=f"Guidance rescale (0: off). {DEV_ONLY}"),
+                io.Boolean.Input("two_stage", default=True,
+                                 tooltip="For two-stage models (19B): needs the upsampler (dev: and the distilled "
+                                         "LoRA on the loader). Off: one stage at the full size."),
+                LTX2UpsamplerType.Input("upsampler", optional=True, tooltip="x2 latent upsampler (two stages)."),
+                io.Image.Input("image", optional=True, tooltip="First frame (image-to-video)."),
+            ],
+            outputs=[LTX2LatentType.Output(display_name="latent")],
+        )
+
+    @classmethod
+    def execute(cls, model: LTX2Model, conditioning: LTX2Conditioning, vae, audio_vae: LTX2AudioDecoder,
+                width: int, height: int, length: int, fps: int, seed: int, steps: int, cfg: float, audio_cfg: float,
+                stg: float, modality: float, rescale: float, two_stage: bool, upsampler=None,
+                image: torch.Tensor | None = None) -> io.NodeOutput:
+        pipe = LTX2Pipeline(model.variant, model.dit, None, vae, audio_vae.audio_vae, audio_vae.vocoder, upsampler,
+                            stage2_lora=model.stage2_lora)
+        request = VideoRequest(prompt="", width=width, height=height, frames=length, fps=fps, seed=seed,
+                               steps=steps or None, guidance=cfg, image=image,
+                               options={"two_stage": two_stage, "audio_cfg": audio_cfg, "stg": stg,
+                                        "modality": modality, "rescale": rescale})
+        device = next(model.dit.parameters()).device
+        positive, negative = (TextContext(c.video.to(device), c.audio.to(device), c.mask.to(device))
+                              for c in (conditioning.positive, conditioning.negative))
+        previewer = latent_previewer(LATENT_FORMAT)
+        bars: dict[str, object] = {}
+        shown: list = [None]
+
+        def on_latent(latent: torch.Tensor) -> None:
+            if previewer is not None:
+                shown[0] = previewer.decode_latent_to_preview_image("JPEG", latent)
+
+        def on_progress(stage: str, done: int, total: int) -> None:
+            check_interrupt()
+            if stage not in bars or done == 1:
+                bars[stage] = progress(total)
+            bars[stage].update_absolute(done, total, shown[0])
+
+        check_interrupt()
+        video, audio, _, rate = pipe.sample(request, positive, negative, on_progress, on_latent)
+        return io.NodeOutput(LTX2Latents(video, audio, rate))
+
+
+class LTX2Decode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="VideosDGXLTX2Decode",
+            display_name="LTX-2 Decode Video + Audio (VideosDGX)",
+            category=CATEGORY,
+            description="Latents -> frames (IMAGE, streamed decode) and sound (AUDIO). Connect both to core Create "
+                        "Video -> Save Video for an MP4 with its sound, or AUDIO to Save Audio / Preview Audio.",
+            inputs=[LTX2LatentType.Input("latent"), LTX2VAEType.Input("vae"), LTX2AudioVAEType.Input("audio_vae")],
+            outputs=[io.Image.Output(display_name="images"), io.Audio.Output(display_name="audio")],
+        )
+
+    @classmethod
+    def execute(cls, latent: LTX2Latents, vae, audio_vae: LTX2AudioDecoder) -> io.NodeOutput:
+        bar = None
+
+        def on_progress(stage: str, done: int, total: int) -> None:
+            nonlocal bar
+            check_interrupt()
+            bar = bar or progress(total)
+            bar.update_absolute(done, total)
+
+        check_interrupt()
+        device = next(vae.parameters()).device
+        frames = decode_video(vae, latent.video.to(device), on_progress)
+        audio_device = next(audio_vae.audio_vae.parameters()).device
+        return io.NodeOutput(frames, decode_audio(audio_vae.audio_vae, audio_vae.vocoder, latent.audio.to(audio_device)))
