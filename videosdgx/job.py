@@ -50,6 +50,10 @@ class Variant:
     negative_prompt: str = ""
     workflows: tuple[str, ...] = ()  # shipped API workflows, the text-only one first
 
+    def check(self, request: "VideoRequest") -> None:
+        """Refuse settings this variant cannot run (ConfigurationError naming valid values); called before loading.
+        Families override it; the default accepts everything the generic checks passed."""
+
     def workflow_for(self, given: set[str]) -> str | None:
         """The shipped workflow taking exactly these media inputs (by the convention `<name>` / `<name>-i2v`)."""
         image_workflow = [w for w in self.workflows if w.endswith("-i2v")]
