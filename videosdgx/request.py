@@ -56,14 +56,14 @@ def installable_bundles() -> dict[str, Bundle]:
 def models_epilog() -> str:
     """The `generate --help` list of bundles, grouped by family, with what each takes."""
     manifest = load_manifest()
-    lines = ["models (--model BUNDLE):"]
-    for name, bundle in installable_bundles().items():
+    lines, installable = ["models (--model BUNDLE):"], installable_bundles()
+    for name, bundle in installable.items():
         variant = family(bundle.family).variant_table()[bundle.variant]
         takes = ", ".join(INPUT_FLAGS[kind] for kind in INPUT_KINDS if kind in variant.inputs)
         size, _ = manifest.bundle_size(name)
         lines.append(f"  {name:32s} {variant.title}: {variant.width}x{variant.height}, {variant.frames} frames"
                      f"{'; takes ' + takes if takes else ''} ({size / 1e9:.1f} GB)")
-    planned = [name for name, bundle in manifest.bundles.items() if name not in installable_bundles()]
+    planned = [name for name in manifest.bundles if name not in installable]
     lines.append(f"not runnable in this release: {', '.join(planned)}")
     return "\n".join(lines)
 

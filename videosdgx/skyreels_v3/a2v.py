@@ -70,7 +70,8 @@ def pad_features(features: torch.Tensor, length: int) -> torch.Tensor:
 
 def keyframe_indices(audio_frames: int, settings: AvatarSettings) -> list[int]:
     """Which frames of the first clip become each chained clip's pseudo frames: the clip ends along the speech,
-    scaled onto the first clip's 0..clip-1 and rounded (the first, frame 0, is left out)."""
+    scaled onto the first clip's 0..clip-1 and rounded (the first, frame 0, is left out). The release counts the
+    speech after padding it (`padded_length`), capped at `max_frames`."""
     clip, step = settings.clip_frames, settings.clip_frames - settings.motion_frames - settings.drop_frames
     if audio_frames <= clip:
         ends = [0, audio_frames - 1]
@@ -182,7 +183,8 @@ def make_avatar_video(model: AvatarModel, encode: Encode, decode: Decode, clip_e
     clip, motion_frames, drop = settings.clip_frames, settings.motion_frames, settings.drop_frames
     real = min(settings.max_frames, features.shape[0])
     length = padded_length(real, clip, motion_frames + drop)
-    features = pad_features(features, length)
+    if real >= clip:  # a single short clip reads its windows from the unpadded features
+        features = pad_features(features[:real], length)
     generator = torch.Generator().manual_seed(seed)
     total, done = clip_count(real, settings) * settings.steps, [0]
 
@@ -205,7 +207,7 @@ def make_avatar_video(model: AvatarModel, encode: Encode, decode: Decode, clip_e
     keyframes = match_colours(make_clip(text.prompt, portrait, None, 0, True), portrait)
     if real < clip:
         return as_8bit(keyframes)[:, :, :real]
-    keyframes = keyframes[:, :, keyframe_indices(real, settings)]
+    keyframes = keyframes[:, :, keyframe_indices(min(settings.max_frames, length), settings)]  # padded, as released
     made, start, audio_start, index = [], portrait, 0, 0
     while True:
         last = audio_start + clip == length

@@ -1,5 +1,5 @@
 """Colour matching of the talking avatar: each clip's per-frame CIE Lab mean and spread are moved to the
-portrait's (the release's `match_and_blend_colors` at strength 1, with kornia's sRGB <-> Lab under D65)."""
+portrait's (the release's `match_and_blend_colors` at strength 1, with kornia 0.9's sRGB <-> Lab under D65; the release pins no kornia version)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ WHITE = (0.95047, 1.0, 1.08883)  # D65 reference white
 RGB_TO_XYZ = ((0.412453, 0.357580, 0.180423), (0.212671, 0.715160, 0.072169), (0.019334, 0.119193, 0.950227))
 XYZ_TO_RGB = ((3.2404813432005266, -1.5371515162713185, -0.4985363261688878),
               (-0.9692549499965682, 1.8759900014898907, 0.0415559265582928),
-              (0.0556466391351772, -0.2040413383665112, 1.0572251624579287))
+              (0.0556466391351772, -0.2040413383665112, 1.0573110696453443))
 EPSILON = 0.008856  # (6/29)^3
 KAPPA = 7.787
 
