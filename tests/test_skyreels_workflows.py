@@ -33,3 +33,26 @@ def test_client_parameters_find_their_nodes():
     sampler = "VideosDGXSkyReelsReferenceToVideo"
     assert targets == {("VideosDGXWanTextEncode", "prompt"), ("LoadImage", "image"), (sampler, "seed"),
                        (sampler, "steps"), (sampler, "width"), (sampler, "height"), (sampler, "length")}
+
+
+def test_v2v_workflows_load_the_input_video_with_core_nodes():
+    """LoadVideo -> GetVideoComponents -> Extend Video, official settings, the bundle's files (each its own DiT)."""
+    variant, bundle_files = workflow_variant("skyreels-v3-v2v-14b-extend"), {
+        entry.filename for entry in load_manifest().bundle_entries("skyreels-v3-v2v-14b")}
+    for name, mode, dit in (("skyreels-v3-v2v-14b-extend", "extend", "skyreels_v3_v2v_14B.safetensors"),
+                            ("skyreels-v3-v2v-14b-shot", "shot", "skyreels_v3_v2v_shot_14B.safetensors")):
+        workflow = api_workflow(name)
+        assert workflow_variant(name) is variant
+        [node] = [n["inputs"] for n in workflow.values() if n["class_type"] == "VideosDGXSkyReelsExtendVideo"]
+        assert (node["mode"], node["duration"], node["steps"], node["shift"], node["cfg"], node["sampler"]) == (
+            mode, 5, variant.steps, variant.shift, variant.guidance, variant.solver)
+        [components] = [i for i, n in workflow.items() if n["class_type"] == "GetVideoComponents"]
+        assert node["video"] == [components, 0]
+        assert workflow[workflow[components]["inputs"]["video"][0]]["class_type"] == "LoadVideo"
+        used = {value for n in workflow.values() for key, value in n["inputs"].items() if key in MODEL_INPUTS}
+        assert dit in used and used <= bundle_files
+        plan = plan_overrides(workflow, Overrides(prompt="p", seed=1, steps=2, width=64, height=48, video=Path("x.mp4")))
+        assert {(workflow[a.node_id]["class_type"], a.input) for a in plan} == {
+            ("VideosDGXWanTextEncode", "prompt"), ("LoadVideo", "file"), ("VideosDGXSkyReelsExtendVideo", "seed"),
+            ("VideosDGXSkyReelsExtendVideo", "steps"), ("VideosDGXSkyReelsExtendVideo", "width"),
+            ("VideosDGXSkyReelsExtendVideo", "height")}

@@ -53,6 +53,7 @@ SKYREELS_V3_VARIANTS: dict[str, SkyReelsVariant] = {v.name: v for v in (
         name="skyreels-v3-v2v-14b", title="SkyReels V3 V2V-14B (video extension)", family="skyreels_v3",
         task="v2v", width=1280, height=720, frames=121, fps=24, steps=8, guidance=1.0, shift=8.0,
         inputs=frozenset({"video"}), required=frozenset({"video"}), max_seconds=EXTENSION_MAX_SECONDS,
+        workflows=("skyreels-v3-v2v-14b-extend", "skyreels-v3-v2v-14b-shot"),
     ),
     # Defaults of the official pipeline class (40 steps, shift 5, text CFG 5, audio CFG 4); the official CLI
     # passes 4 steps, shift 11, CFG 1 / 1 instead (`--steps 4 --shift 11 --cfg 1 --set guidance_audio=1`).
