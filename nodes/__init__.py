@@ -2,6 +2,10 @@
 
 from . import skyreels
 from ._comfy import ComfyExtension, io
+from .ltx2_generate import LTX2Generate
+from .ltx2_loaders import LTX2Loader
+from .magi1_nodes import (MagiChunkSampler, MagiModelLoader, MagiTextEncode, MagiTextEncoderLoader,
+                          MagiVAELoader)
 from .wan_conditioning import WanImageToVideo, WanTextEncode
 from .wan_latents import WanEmptyLatent, WanVAEDecode, WanVAEEncode
 from .wan_loaders import WanCLIPVisionLoader, WanModelLoader, WanTextEncoderLoader, WanVAELoader
@@ -9,7 +13,8 @@ from .wan_sampler import WanSampler
 
 NODES = [
     WanModelLoader, WanTextEncoderLoader, WanVAELoader, WanCLIPVisionLoader, WanTextEncode, WanEmptyLatent,
-    WanImageToVideo, WanSampler, WanVAEEncode, WanVAEDecode, *skyreels.NODES,
+    WanImageToVideo, WanSampler, WanVAEEncode, WanVAEDecode, LTX2Loader, LTX2Generate,
+    MagiModelLoader, MagiTextEncoderLoader, MagiVAELoader, MagiTextEncode, MagiChunkSampler, *skyreels.NODES,
 ]
 
 

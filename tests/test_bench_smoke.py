@@ -15,7 +15,7 @@ def bench():
     """Import a bench script by file name, with bench/ on sys.path as when it runs as a script."""
     sys.path.insert(0, str(BENCH))
     modules = {}
-    for name in ("load", "wan"):
+    for name in ("load", "wan", "magi1"):
         spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
         modules[name] = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(modules[name])
@@ -67,3 +67,24 @@ def test_wan_bench_tiny(bench, tmp_path):
     assert 0 < fp8["error"]["mean"] < 0.2 and math.isfinite(fp8["error"]["max"])
     assert "Goal: VAE decode peak memory" in result["report"]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_ltx2_dit_bench_tiny(tmp_path):
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec = importlib.util.spec_from_file_location("bench_ltx2_dit", BENCH / "ltx2_dit.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        result = module.main(["--tiny", "--repeat", "1", "--workdir", str(tmp_path)])
+    finally:
+        sys.path.remove(str(BENCH))
+    runs = result["runs"]
+    assert runs["ours"]["shapes"] == runs["diffusers"]["shapes"] == [[1, 12, 8], [1, 5, 8]]
+    assert max(result["errors"]) < 1e-4 and "ours/diffusers" in result["report"]
+    assert list(tmp_path.iterdir()) == []
+def test_magi1_bench_tiny(bench, tmp_path, monkeypatch):
+    monkeypatch.delenv("MAGI1_SRC", raising=False)  # ours only: the official code is not part of the test suite
+    result = bench["magi1"].main(["--tiny", "--repeat", "1", "--workdir", str(tmp_path)])
+    ours = result["runs"]["ours"]
+    assert ours["shape"] == [1, 16, 6, 4, 4] and ours["cache_bytes"] == 3 * 2 * 24 * 2 * 2 * 16 * 4
+    assert "official: skipped" in result["report"]

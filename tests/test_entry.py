@@ -17,9 +17,15 @@ WAN_NODE_IDS = {
     "VideosDGXWanVAEEncode", "VideosDGXWanVAEDecode", "VideosDGXWanCLIPVisionLoader", "VideosDGXWanEmptyLatent",
     "VideosDGXWanImageToVideo", "VideosDGXWanSampler",
 }
+LTX2_NODE_IDS = {"VideosDGXLTX2Loader", "VideosDGXLTX2Generate"}
+MAGI1_NODE_IDS = {
+    "VideosDGXMagiModelLoader", "VideosDGXMagiTextEncoderLoader", "VideosDGXMagiVAELoader", "VideosDGXMagiTextEncode",
+    "VideosDGXMagiChunkSampler",
+}
 UPDATE_LINE = ("VideosDGX needs ComfyUI >= 0.3.60 with the V3 node API (comfy_api.latest); update ComfyUI. "
                "The VideosDGX nodes are not loaded.")
 SKYREELS_NODE_IDS = {"VideosDGXSkyReelsModelLoader", "VideosDGXSkyReelsReferenceToVideo", "VideosDGXSkyReelsExtendVideo"}
+NODE_IDS = WAN_NODE_IDS | LTX2_NODE_IDS | MAGI1_NODE_IDS | SKYREELS_NODE_IDS
 
 
 def run_python(code: str, *extra_path: Path) -> subprocess.CompletedProcess:
@@ -56,7 +62,7 @@ def test_entrypoint_lists_every_node_once_with_the_prefix(comfy_pack):
     assert asyncio.iscoroutinefunction(comfy_pack.pack.comfy_entrypoint)
     ids = [node.GET_SCHEMA().node_id for node in comfy_pack.node_list]
     assert isinstance(comfy_pack.node_list, list) and len(ids) == len(set(ids))
-    assert set(ids) == WAN_NODE_IDS | SKYREELS_NODE_IDS
+    assert set(ids) == NODE_IDS
     assert all(node_id.startswith("VideosDGX") for node_id in ids)
     assert not set(ids) & set(CORE_NODES)
     info = comfy_pack.nodes["VideosDGXWanSampler"].GET_SCHEMA().get_v1_info(comfy_pack.nodes["VideosDGXWanSampler"])
@@ -102,5 +108,5 @@ def test_pack_under_a_comfyui_module_name_finds_its_engine(tmp_path):
     assert engine == str(pack_dir / "videosdgx" / "__init__.py")
     assert modules == repr([f"{name}.nodes"])
     from videosdgx.wan.variants import WAN_VARIANTS
-    assert counts == f"{len(WAN_NODE_IDS | SKYREELS_NODE_IDS)} {len(WAN_VARIANTS)} True"
+    assert counts == f"{len(NODE_IDS)} {len(WAN_VARIANTS)} True"
     assert "needs ComfyUI" not in result.stderr

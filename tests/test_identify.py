@@ -60,7 +60,7 @@ def test_unknown_file_with_nothing_close():
 
 def test_expect_refuses_other_component_and_names_loader():
     found = ident(layouts.magi1_dit())
-    with pytest.raises(WrongComponentError, match="is a MAGI-1 4.5B transformer.*load it with the MAGI-1 nodes"):
+    with pytest.raises(WrongComponentError, match="is a MAGI-1 4.5B transformer.*load it with the MAGI-1 pipeline"):
         expect(found, "wan", "VAE", "magi.safetensors", "the Wan VAE Loader")
 
 

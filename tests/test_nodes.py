@@ -10,7 +10,8 @@ from videosdgx.runtime.errors import ConfigurationError, WrongComponentError
 from videosdgx.testing.wan import write_wan_models
 
 WAN_TYPES = {"VDGX_WAN_MODEL", "VDGX_WAN_TEXT_ENCODER", "VDGX_WAN_VAE", "VDGX_WAN_CLIP_VISION", "VDGX_WAN_CONDITIONING"}
-CORE_TYPES = {"INT", "FLOAT", "STRING", "COMBO", "IMAGE", "LATENT"}
+CORE_TYPES = {"INT", "FLOAT", "STRING", "COMBO", "IMAGE", "LATENT", "BOOLEAN", "AUDIO", "VIDEO"}
+LTX2_TYPES = {"VDGX_LTX2_PIPELINE"}
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +47,7 @@ def load_t2v_13b(comfy):
 
 def test_widget_ranges_and_seed_controls(comfy):
     seeds = 0
-    for node_id, node in comfy.nodes.items():
-        if not node_id.startswith("VideosDGXWan"):
-            continue  # other families test their own nodes
+    for node in (n for node_id, n in comfy.nodes.items() if node_id.startswith("VideosDGXWan")):
         info = node.GET_SCHEMA().get_v1_info(node)
         for group in ("required", "optional"):
             for name, (kind, options) in info["input"].get(group, {}).items():
@@ -59,12 +58,12 @@ def test_widget_ranges_and_seed_controls(comfy):
                     seeds += 1
                     assert kind == "INT" and options["control_after_generate"] is True
                     assert options["max"] == 2**64 - 1
-                assert kind in CORE_TYPES | WAN_TYPES, (info["name"], name, kind)
-        assert set(info["output"]) <= CORE_TYPES | WAN_TYPES
-        assert info["category"] == "VideosDGX/Wan"
+                assert kind in CORE_TYPES | WAN_TYPES | LTX2_TYPES, (info["name"], name, kind)
+        assert set(info["output"]) <= CORE_TYPES | WAN_TYPES | LTX2_TYPES
+        family = {"VideosDGX/Wan": "Wan ", "VideosDGX/LTX-2": "LTX-2 "}[info["category"]]
         # unmistakable in the node search: core has its own "Wan Image to Video", "Wan VAE Decode" ...
-        assert info["display_name"].startswith("Wan ") and info["display_name"].endswith(" (VideosDGX)")
-    assert seeds == 1
+        assert info["display_name"].startswith(family) and info["display_name"].endswith(" (VideosDGX)")
+    assert seeds == 2  # WanSampler, LTX2Generate
 
 
 def test_loaders_list_the_model_folders(comfy, tmp_path):

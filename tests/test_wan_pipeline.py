@@ -188,7 +188,7 @@ def test_an_ltx2_file_is_refused_by_every_wan_loader(tmp_path, loader):
     path = save_safetensors(tmp_path / "ltx-2-19b-dev.safetensors", ltx2_checkpoint())
     with pytest.raises(WrongComponentError) as caught:
         LOADERS[loader][0](path, LoadRequest())
-    assert "is a LTX-2" in str(caught.value) and "load it with the LTX-2 nodes" in str(caught.value)
+    assert "is a LTX-2" in str(caught.value) and "load it with the LTX-2 Loader" in str(caught.value)
 
 
 def test_pipeline_with_files_in_the_wrong_roles_is_refused(models):

@@ -13,7 +13,8 @@ MODEL_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".gguf")
 
 def bundle_of(workflow: Path) -> str:
     name = workflow.stem
-    return name.rsplit("-", 1)[0] if name.startswith("wan2.2-ti2v-5b-") else name
+    two_tasks = name.startswith("wan2.2-ti2v-5b-") or (name.startswith("ltx-") and name.endswith("-i2v"))
+    return name.rsplit("-", 1)[0] if two_tasks else name
 
 
 def model_files(workflow: Path) -> list[str]:

@@ -23,10 +23,19 @@ WAN_NAMES = sorted(name for name, row in shipped_workflows().items() if row.id =
 IMAGE_WORKFLOWS = {"wan2.1-i2v-14b-480p", "wan2.2-i2v-a14b", "wan2.2-ti2v-5b-i2v"}
 MODEL_INPUTS = ("model_name", "low_noise_model", "text_encoder_name", "vae_name", "clip_name")
 TINY = Overrides(seed=3, steps=2, width=32, height=32, frames=5)
+# LTX-2 makes 8k+1 frames, and its two-stage flow needs sides that are multiples of 64.
+# MAGI-1: steps in multiples of 4, frames in whole 24-frame chunks (20 frames, +1 latent frame for I2V: 1 chunk).
+TINY_BY_FAMILY = {  # family -> (overrides, frames of the video it makes)
+    "ltx2": (Overrides(seed=3, steps=2, width=64, height=64, frames=9), 9),
+    "magi1": (Overrides(seed=3, steps=4, width=32, height=32, frames=20), 24),
+}
 # Workflows whose length is not a frame count (V2V: the seconds added to the input video), and the frames their
 # tiny run makes with the shipped 5 s: extension 33 new latent frames decoded after the 7 prefix ones, less the 25
 # prefix frames; a 5 s shot 5 * 24 + 1.
-OWN_LENGTH = {"skyreels-v3-v2v-14b-extend": 4 * (33 + 7 - 1) + 1 - 25, "skyreels-v3-v2v-14b-shot": 121}
+TINY_BY_WORKFLOW = {
+    "skyreels-v3-v2v-14b-extend": (replace(TINY, frames=None), 4 * (33 + 7 - 1) + 1 - 25),
+    "skyreels-v3-v2v-14b-shot": (replace(TINY, frames=None), 5 * 24 + 1),
+}
 
 
 def by_class(workflow: dict, class_type: str) -> dict:
@@ -43,15 +52,15 @@ def comfy(comfy_pack, tmp_path_factory):
 @pytest.mark.parametrize("name", NAMES)
 def test_api_workflow_runs_on_tiny_weights(comfy, name):
     variant = workflow_variant(name)
-    overrides = replace(TINY, frames=None) if name in OWN_LENGTH else TINY
-    prompt = apply_assignments(api_workflow(name), plan_overrides(api_workflow(name), overrides))
+    tiny, frames = TINY_BY_WORKFLOW.get(name) or TINY_BY_FAMILY.get(variant.family, (TINY, 5))
+    prompt = apply_assignments(api_workflow(name), plan_overrides(api_workflow(name), tiny))
     ui = execute(prompt, comfy.classes)
     saved, = ui.values()
     file, = saved["images"]
     assert saved["animated"] == (True,) and file["type"] == "output" and file["subfolder"] == "video"
     assert file["filename"] == f"{name}_00001_.mp4"
     clip = read_video(Path(comfy.folder_paths.get_output_directory()) / "video" / file["filename"])
-    assert clip.frames.shape == (OWN_LENGTH.get(name, 5), 32, 32, 3) and clip.fps == variant.fps
+    assert clip.frames.shape == (frames, tiny.height, tiny.width, 3) and clip.fps == variant.fps
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -57,8 +57,23 @@ FAMILIES: tuple[Family, ...] = (
         workflows=("wan2.1-t2v-1.3b", "wan2.1-t2v-14b", "wan2.1-i2v-14b-480p", "wan2.2-t2v-a14b", "wan2.2-i2v-a14b",
                    "wan2.2-ti2v-5b-t2v", "wan2.2-ti2v-5b-i2v"),
     ),
-    Family(id="ltx2", title="LTX-2", detector="videosdgx.ltx2.detect"),
-    Family(id="magi1", title="MAGI-1", detector="videosdgx.magi1.detect"),
+    Family(
+        id="ltx2", title="LTX-2",
+        detector="videosdgx.ltx2.detect",
+        variants="videosdgx.ltx2.variants:LTX2_VARIANTS",
+        pipeline="videosdgx.ltx2.pipeline:load_ltx2_pipeline",
+        demo="videosdgx.testing.ltx2:write_ltx2_bundle",
+        workflows=("ltx-2-19b-distilled", "ltx-2-19b-distilled-i2v", "ltx-2.3-22b-distilled",
+                   "ltx-2.3-22b-distilled-i2v"),
+    ),
+    Family(
+        id="magi1", title="MAGI-1",
+        detector="videosdgx.magi1.detect",
+        variants="videosdgx.magi1.variants:MAGI1_VARIANTS",
+        pipeline="videosdgx.magi1.pipeline:load_magi1_pipeline",
+        demo="videosdgx.testing.magi1:write_magi1_bundle",
+        workflows=("magi-1-4.5b-distill", "magi-1-4.5b-distill-i2v"),
+    ),
     Family(
         id="skyreels_v3", title="SkyReels V3",  # its DiTs are identified by videosdgx.wan.detect
         detector="videosdgx.skyreels_v3.detect",

@@ -131,6 +131,8 @@ def generate_in_process(job: GenerateJob, args: argparse.Namespace) -> Path:
                            progress=lambda done, total: progress("loading", done, total))
         pipeline = pipeline_hook(job.variant, files, load, job.low_memory)
         result = pipeline.generate(job.request, progress)
+    for note in result.notes:
+        log.warning("%s", note)
     out = save_result(result, job.out)
     frames = result.frames
     print(f"wrote {out} ({frames.shape[0]} frames, {frames.shape[2]}x{frames.shape[1]}, {result.fps:g} fps"

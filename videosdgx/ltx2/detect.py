@@ -5,6 +5,7 @@ from __future__ import annotations
 from videosdgx.runtime.identify import Identity, KeyView, register_detector
 
 PLANNED = "the LTX-2 nodes (planned: not in this release yet)"
+DIT_LOADER = "the LTX-2 Loader (VideosDGXLTX2Loader)"
 DIT = "model.diffusion_model."
 AV_MARKER = "av_ca_a2v_gate_adaln_single.emb.timestep_embedder.linear_1.weight"
 
@@ -29,12 +30,16 @@ def detect_ltx2(view: KeyView) -> Identity | None:
                                                      ("text projection", "text_embedding_projection."))
                            if view.has_prefix(prefix)]
         variant = _dit_version(view.strip(DIT))
-        return Identity("ltx2", "checkpoint", variant, "official single file", PLANNED,
+        return Identity("ltx2", "checkpoint", variant, "official single file", DIT_LOADER,
                         notes=("contains: " + ", ".join(parts),))
     if AV_MARKER in view:
-        return Identity("ltx2", "transformer", _dit_version(view), "split component", PLANNED)
+        return Identity("ltx2", "transformer", _dit_version(view), "split component", DIT_LOADER)
     if "vae.per_channel_statistics.mean-of-means" in view:
         return Identity("ltx2", "video VAE", "LTX-2", "official", PLANNED)
+    if "per_channel_statistics.mean-of-means" in view and view.has_prefix("decoder.up_blocks."):
+        return Identity("ltx2", "video VAE", "LTX-2", "split file (bare keys)", PLANNED)
+    if "latents_mean" in view and "decoder.up_blocks.0.upsamplers.0.conv.conv.weight" in view:
+        return Identity("ltx2", "video VAE", "LTX-2", "diffusers", PLANNED)
     if "audio_vae.per_channel_statistics.mean-of-means" in view:
         return Identity("ltx2", "audio VAE", "LTX-2", "official", PLANNED)
     if "initial_conv.weight" in view and view.has_prefix("res_blocks.0.") and "final_conv.weight" in view:

@@ -1,1 +1,1 @@
-"""MAGI-1 family (4.5B / 24B, distill). Only file identification exists so far; the model code is planned."""
+"""MAGI-1 family (Sand AI): 4.5B / 24B, base and distill; autoregressive chunk generation with a KV cache."""

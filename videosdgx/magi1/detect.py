@@ -6,7 +6,7 @@ import torch
 
 from videosdgx.runtime.identify import Identity, KeyView, register_detector
 
-PLANNED = "the MAGI-1 nodes (planned: not in this release yet)"
+LOADER = "the MAGI-1 pipeline (videosdgx generate --model magi-1-4.5b-distill)"
 DIT_MARKER = "videodit_blocks.layers.0.self_attention.linear_qkv.q.weight"
 SIZES = {3072: "MAGI-1 4.5B", 6144: "MAGI-1 24B"}
 
@@ -17,7 +17,7 @@ def detect_magi1(view: KeyView) -> Identity | None:
         dim = view.shape("x_embedder.weight")[0]
         variant = SIZES.get(dim, f"MAGI-1 (width {dim})")
         fp8 = any(d == torch.float8_e4m3fn for d in view.dtypes.values())
-        return Identity("magi1", "transformer", variant + (" fp8" if fp8 else ""), "official", PLANNED)
+        return Identity("magi1", "transformer", variant + (" fp8" if fp8 else ""), "official", LOADER)
     if "encoder.patch_embed.proj.weight" in view and "decoder.proj_in.weight" in view and "encoder.cls_token" in view:
-        return Identity("magi1", "VAE", "MAGI-1", "official", PLANNED)
+        return Identity("magi1", "VAE", "MAGI-1", "official", LOADER)
     return None

@@ -329,3 +329,44 @@ def dense_weight(layer: nn.Module, dtype: torch.dtype) -> torch.Tensor:
     if isinstance(layer, QuantizedLinear):
         return layer.dequantized_weight(dtype, layer.weight.device)
     return layer.weight.to(dtype)
+
+
+class StaticInputFp8Linear(nn.Module):
+    """fp8 Linear whose input is quantised with stored scales (MAGI-1's fp8 release, magi1.md §2.3).
+
+    Tensors (checkpoint names): `weight` [1, out, in] e4m3, `weight_scale` [1], `input_scale` ([in] or [1]) and,
+    for the "smoothed" form, `smooth_scale` [1, in]. The input is divided by `smooth_scale` if present, else by
+    `input_scale`, clamped to ±448, rounded to bf16 and then to e4m3 (the reference's double rounding); the product
+    is scaled by `input_scale[0] * weight_scale[0]` (the reference's GEMM reads one value of each scale). Uses
+    `torch._scaled_mm` where the device runs fp8 matmuls, else an exact float32 emulation. The output is bf16, as the
+    reference's.
+    """
+
+    def __init__(self, in_features: int, out_features: int, smooth: bool, device: torch.device | str | None = None):
+        super().__init__()
+        self.in_features, self.out_features, self.smooth = in_features, out_features, smooth
+        f32 = torch.float32
+        params = {"weight": ((1, out_features, in_features), torch.float8_e4m3fn), "weight_scale": ((1,), f32),
+                  "input_scale": ((1,) if smooth else (in_features,), f32)}
+        if smooth:
+            params["smooth_scale"] = ((1, in_features), f32)
+        for name, (shape, dtype) in params.items():
+            self.register_parameter(name, nn.Parameter(torch.empty(shape, dtype=dtype, device=device),
+                                                       requires_grad=False))
+        self.declared_dtype_tensors = tuple(params)
+
+    def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
+        fp8_max = torch.finfo(torch.float8_e4m3fn).max
+        divisor = (self.smooth_scale if self.smooth else self.input_scale).float()
+        return (x.float() / divisor).clamp(-fp8_max, fp8_max).bfloat16().to(torch.float8_e4m3fn)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xq = self.quantize_input(x).reshape(-1, self.in_features)
+        w8 = self.weight[0]
+        a_scale, b_scale = self.input_scale.flatten()[:1].float(), self.weight_scale.flatten()[:1].float()
+        if fp8_matmul_supported(x.device) and self.in_features % 16 == 0 and self.out_features % 16 == 0:
+            y = torch._scaled_mm(xq, w8.t(), scale_a=a_scale.reshape(()), scale_b=b_scale.reshape(()),
+                                 out_dtype=torch.bfloat16)
+        else:
+            y = ((xq.float() @ w8.float().t()) * (a_scale * b_scale)).bfloat16()
+        return y.reshape(*x.shape[:-1], self.out_features)

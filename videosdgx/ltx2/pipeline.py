@@ -1,0 +1,228 @@
+"""LTX-2 pipeline: one checkpoint (DiT, video VAE, audio VAE, vocoder, text projection) + Gemma 3 -> video with
+its sound. Text-to-video and image-to-video (first-frame latent conditioning), distilled or dev sampling.
+
+`load_ltx2_pipeline` is the family's `pipeline` hook (families.py); `LTX2Pipeline.generate` takes a VideoRequest.
+Request options (`request.options`): `cross_timestep` ("mixed" | "cross" | "own"), `image_strength` (0..1,
+default 1: the first frame is kept exactly).
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+from dataclasses import dataclass, replace
+
+import torch
+
+from videosdgx.bundle_files import BundleFiles
+from videosdgx.job import Progress, VideoRequest, VideoResult
+from videosdgx.ltx2.loaders import load_dit
+from videosdgx.ltx2.media_loaders import load_audio_vae, load_upsampler, load_video_vae, load_vocoder
+from videosdgx.ltx2.sampler import Guidance, TextContext, VideoCondition, denoise, noised
+from videosdgx.ltx2.schedule import STAGE2_SIGMAS, distilled_sigmas, ltx2_sigmas
+from videosdgx.ltx2.text_encoder import load_ltx2_text_encoder
+from videosdgx.ltx2.variants import LTX2Variant
+from videosdgx.runtime.errors import ConfigurationError
+from videosdgx.runtime.memory import GB, memory_status
+from videosdgx.runtime.model_files import LoadRequest
+from videosdgx.sampling.noise import seeded_noise
+from videosdgx.wan.conditioning import VideoSize, image_to_video_pixels
+
+log = logging.getLogger(__name__)
+
+AUDIO_LATENTS_PER_SECOND = 16000 / 160 / 4  # mel rate / audio VAE time stride = 25
+VAE_STRIDE = 32  # sides are multiples of this per stage
+
+
+@dataclass(frozen=True)
+class LTX2Size:
+    width: int
+    height: int
+    frames: int
+    notes: tuple[str, ...] = ()
+
+
+def valid_size(width: int, height: int, frames: int, multiple: int = 32, frame_step: int = 8) -> LTX2Size:
+    """Round to sides that are multiples of `multiple` and `frame_step * k + 1` frames, with a note per change."""
+    if width < multiple or height < multiple or frames < 1:
+        raise ConfigurationError(
+            f"{width}x{height}, {frames} frames is too small for LTX-2: width and height must be at least {multiple} "
+            f"(multiples of it) and frames {frame_step}k+1 (1, 9, 17, ... 121)."
+        )
+    fixed_w, fixed_h = (max(multiple, round(v / multiple) * multiple) for v in (width, height))
+    fixed_f = (frames - 1 + frame_step // 2) // frame_step * frame_step + 1
+    notes = []
+    if (fixed_w, fixed_h) != (width, height):
+        notes.append(f"LTX-2 sizes are multiples of {multiple}: {width}x{height} became {fixed_w}x{fixed_h}.")
+    if fixed_f != frames:
+        notes.append(f"LTX-2 makes {frame_step}k+1 frames: {frames} became {fixed_f}.")
+    for note in notes:
+        log.warning(note)
+    return LTX2Size(fixed_w, fixed_h, fixed_f, tuple(notes))
+
+
+class LTX2Pipeline:
+    """Loaded LTX-2 components. With `low_memory`, Gemma is released after each prompt encoding and guidance
+    passes run one by one. `upsampler` (x2 latent upsampler) enables the two-stage distilled flow."""
+
+    def __init__(self, variant: LTX2Variant, dit, text_encoder, video_vae, audio_vae, vocoder, upsampler=None,
+                 low_memory: bool = False):
+        self.variant, self.dit, self.text_encoder = variant, dit, text_encoder
+        self.video_vae, self.audio_vae, self.vocoder, self.upsampler = video_vae, audio_vae, vocoder, upsampler
+        self.low_memory = low_memory
+
+    def generate(self, request: VideoRequest, progress: Progress | None = None) -> VideoResult:
+        """Video + sound for `request`; unset values take the variant's defaults. Two stages (half size, x2
+        latent upsample, 3 refining steps) when the variant is two-stage and an upsampler is loaded, unless
+        `request.options["two_stage"]` is False."""
+        variant = self.variant
+        two_stage = bool(request.options.get("two_stage", variant.two_stage)) and variant.distilled
+        if two_stage and self.upsampler is None:
+            raise ConfigurationError(
+                f"{variant.title} samples in two stages and needs the x2 latent upsampler "
+                "(ltx-2-spatial-upscaler-x2-1.0.safetensors in models/latent_upscale_models); install it with "
+                f"`python install.py --models {variant.name}`, or pass the option two_stage=false."
+            )
+        multiple = VAE_STRIDE * (2 if two_stage else 1)
+        size = valid_size(request.width or variant.width, request.height or variant.height,
+                          request.frames or variant.frames, multiple, variant.frame_step)
+        fps = float(request.fps or variant.fps)
+        self.dit.cross_timestep = request.options.get("cross_timestep", variant.cross_timestep)
+        guidance = self._guidance(request)
+        positive, negative = self._encode_text(request, guidance)
+        on_step = None if progress is None else (lambda done, total: progress("sampling", done, total))
+
+        def stage(stage_size: LTX2Size, sigmas: torch.Tensor, video=None, audio=None, seed_offset: int = 0):
+            return self._stage(request, stage_size, fps, sigmas, positive, negative, guidance, video, audio,
+                               seed_offset, on_step)
+
+        if two_stage:
+            half = LTX2Size(size.width // 2, size.height // 2, size.frames)
+            video, audio = stage(half, self._sigmas(request, None))
+            vae = self.video_vae
+            video = self.upsampler.upsample(video, vae.latents_mean.to(video), vae.latents_std.to(video))
+            video, audio = stage(size, torch.tensor(STAGE2_SIGMAS), video, audio, seed_offset=2)
+        else:
+            video, audio = stage(size, None)
+        frames = self._decode_video(video, progress)
+        waveform = self._decode_audio(audio)
+        return VideoResult(frames=frames, fps=fps, audio=waveform, latents=(video, audio), notes=size.notes)
+
+    def _stage(self, request, size, fps, sigmas, positive, negative, guidance, video, audio, seed_offset, on_step,
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One sampling stage; `video` / `audio` (optional) are latents to re-noise to `sigmas[0]`."""
+        device = next(self.dit.parameters()).device
+        video_shape, audio_shape = self._latent_shapes(size, fps)
+        sigmas = self._sigmas(request, video_shape) if sigmas is None else sigmas
+        condition = self._image_condition(request, size, video_shape, device)
+        start = float(sigmas[0])
+        base = torch.zeros(video_shape, device=device) if video is None else video.to(device)
+        mask = None
+        if condition is not None:
+            base = base * condition.mask + condition.clean * (1 - condition.mask)
+            mask = condition.mask
+        video = noised(base, seeded_noise(video_shape, request.seed + seed_offset, device=device), start, mask)
+        audio_base = torch.zeros(audio_shape, device=device) if audio is None else audio.to(device)
+        audio = noised(audio_base, seeded_noise(audio_shape, request.seed + seed_offset + 1, device=device), start)
+        return denoise(self.dit, video, audio, sigmas, positive, negative, guidance, fps, condition,
+                       batched=not self.low_memory, callback=on_step)
+
+    # ------------------------------------------------------------------------------------------------ steps
+    def _encode_text(self, request: VideoRequest, guidance: Guidance) -> tuple[TextContext, TextContext | None]:
+        prompts = [request.prompt]
+        if "uncond" in guidance.passes():
+            prompts.append(request.negative_prompt.strip() or self.variant.negative_prompt)
+        video, audio, mask = self.text_encoder.encode(prompts)
+        if self.low_memory:
+            self.text_encoder.release()
+            gc.collect()
+        device = next(self.dit.parameters()).device
+        contexts = [TextContext(v[None].to(device), a[None].to(device), m[None].to(device))
+                    for v, a, m in zip(video, audio, mask)]
+        return contexts[0], (contexts[1] if len(contexts) > 1 else None)
+
+    def _latent_shapes(self, size: LTX2Size, fps: float) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        vae = self.video_vae.config
+        video = (1, vae.latent_channels, (size.frames - 1) // vae.temporal_factor + 1,
+                 size.height // vae.spatial_factor, size.width // vae.spatial_factor)
+        audio_cfg = self.audio_vae.config
+        mel_bins = audio_cfg.packed_width // audio_cfg.latent_channels
+        audio = (1, audio_cfg.latent_channels, round(size.frames / fps * AUDIO_LATENTS_PER_SECOND), mel_bins)
+        return video, audio
+
+    def _sigmas(self, request: VideoRequest, video_shape: tuple[int, ...] | None) -> torch.Tensor:
+        steps = request.steps or self.variant.steps
+        if self.variant.distilled:
+            return distilled_sigmas(steps)
+        return ltx2_sigmas(steps, tokens=video_shape[2] * video_shape[3] * video_shape[4])
+
+    def _guidance(self, request: VideoRequest) -> Guidance:
+        """Distilled: none. Dev: the variant's; `request.guidance` replaces the video CFG scale."""
+        variant = self.variant
+        if variant.distilled:
+            return Guidance()
+        video = variant.video_guidance if request.guidance is None else replace(variant.video_guidance,
+                                                                                 cfg=request.guidance)
+        return Guidance(video, variant.audio_guidance, (variant.stg_block,))
+
+    def _image_condition(self, request: VideoRequest, size: LTX2Size, video_shape: tuple[int, ...],
+                         device: torch.device) -> VideoCondition | None:
+        if request.image is None:
+            return None
+        strength = float(request.options.get("image_strength", 1.0))
+        if not 0.0 <= strength <= 1.0:
+            raise ConfigurationError(f"image_strength must be in 0..1, got {strength}.")
+        pixels = image_to_video_pixels(request.image, VideoSize(size.width, size.height, 1))
+        first = self.video_vae.encode(pixels).to(device)
+        clean = torch.zeros(video_shape, device=device)
+        clean[:, :, :1] = first
+        mask = torch.ones(1, 1, *video_shape[2:], device=device)
+        mask[:, :, 0] = 1.0 - strength
+        return VideoCondition(clean, mask)
+
+    def _decode_video(self, latents: torch.Tensor, progress: Progress | None) -> torch.Tensor:
+        """Frames [T, H, W, 3] in 0..1, decoded as a stream; progress counts pixel frames."""
+        frames, done = [], 0
+        total = (latents.shape[2] - 1) * self.video_vae.config.temporal_factor + 1
+        for chunk in self.video_vae.decode_chunks(latents):
+            frames.append(((chunk[0].float().clamp(-1, 1) + 1) / 2).permute(1, 2, 3, 0).cpu())
+            done += frames[-1].shape[0]
+            if progress is not None:
+                progress("decoding", done, total)
+        return torch.cat(frames)
+
+    def _decode_audio(self, latents: torch.Tensor) -> dict:
+        mel = self.audio_vae.decode(latents)
+        with torch.no_grad():
+            waveform = self.vocoder(mel.to(next(self.vocoder.parameters()).dtype))
+        return {"waveform": waveform[:1].float().cpu(), "sample_rate": int(self.vocoder.sample_rate)}
+
+
+def memory_plan(files: BundleFiles, device: torch.device, low_memory: bool) -> bool:
+    """Decide, and say before anything loads, whether Gemma stays loaded: it is released after each prompt
+    encoding (and guidance passes run one by one) when asked, or when the files take over 80% of free memory."""
+    sizes = {role: sum(path.stat().st_size for path in files.all(role)) for role in files.paths}
+    gemma, total = sizes.get("text_encoder", 0), sum(sizes.values())
+    usable = memory_status(device).usable
+    tight = total > 0.8 * usable
+    plan = "Gemma is released after encoding" if low_memory or tight else "every model stays loaded"
+    log.info("LTX-2 plan: %.1f GB of weights (Gemma %.1f GB), %.1f GB free on %s: %s%s.", total / GB, gemma / GB,
+             usable / GB, device, plan, " (memory is tight)" if tight and not low_memory else "")
+    return low_memory or tight
+
+
+def load_ltx2_pipeline(variant: LTX2Variant, files: BundleFiles, load: LoadRequest,
+                       low_memory: bool = False) -> LTX2Pipeline:
+    """The family's `pipeline` hook: every component from the bundle's checkpoint + Gemma text encoder files."""
+    low_memory = memory_plan(files, load.device, low_memory)
+    checkpoint = files.one("checkpoint")
+    dit = load_dit(checkpoint, load, expected_version=variant.version, variant=variant.name,
+                   cross_timestep=variant.cross_timestep).module
+    text_encoder = load_ltx2_text_encoder(files.one("text_encoder"), checkpoint, load,
+                                          tokenizer=files.optional("tokenizer"))
+    video_vae = load_video_vae(checkpoint, load).module
+    audio_vae = load_audio_vae(checkpoint, load).module
+    vocoder = load_vocoder(checkpoint, replace(load, dtype=torch.float32)).module  # as ltx-core: fp32 waveform
+    upsampler_file = files.optional("upsampler")
+    upsampler = load_upsampler(upsampler_file, load).module if upsampler_file and variant.two_stage else None
+    return LTX2Pipeline(variant, dit, text_encoder, video_vae, audio_vae, vocoder, upsampler, low_memory)

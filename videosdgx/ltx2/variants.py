@@ -1,0 +1,77 @@
+"""Released LTX-2 variants and the official sampling defaults of ltx-pipelines (`utils/constants.py` @ 400fd310).
+
+Distilled: the 8 published sigmas, no guidance. Dev: LTX2Scheduler sigmas, video CFG 3 / audio CFG 7, STG 1 on
+block 29 (19B) or 28 (2.3), modality guidance 3, rescale 0.7; 40 steps for 19B, 30 for 2.3. Frames 8k + 1 and
+sides that are multiples of 32 (the video VAE's strides).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from videosdgx.job import Variant
+from videosdgx.ltx2.guidance import GuiderParams
+from videosdgx.runtime.errors import ConfigurationError
+
+# ltx-pipelines' default negative prompt (constants.py DEFAULT_NEGATIVE_PROMPT @ 400fd310).
+LTX2_NEGATIVE_PROMPT = (
+    "has_subtitles, has_blurbox, transition from black, transition to black, speech_ending_short, blurry, "
+    "out of focus, overexposed, underexposed, low contrast, washed out colors, excessive noise, grainy "
+    "texture, poor lighting, flickering, motion blur, distorted proportions, unnatural skin tones, deformed facial "
+    "features, asymmetrical face, missing facial features, extra limbs, disfigured hands, wrong hand count, "
+    "artifacts around text, inconsistent perspective, camera shake, incorrect depth of field, background too sharp, "
+    "background clutter, distracting reflections, harsh shadows, inconsistent lighting direction, color banding, "
+    "cartoonish rendering, 3D CGI look, unrealistic materials, uncanny valley effect, incorrect ethnicity, wrong "
+    "gender, exaggerated expressions, wrong gaze direction, mismatched lip sync, silent or muted audio, distorted "
+    "voice, robotic voice, echo, background noise, off-sync audio, incorrect dialogue, added dialogue, repetitive "
+    "speech, jittery movement, awkward pauses, incorrect timing, unnatural transitions, inconsistent framing, tilted "
+    "camera, flat lighting, inconsistent tone, cinematic oversaturation, stylized filters, or AI artifacts."
+)
+DEV_VIDEO = GuiderParams(cfg=3.0, stg=1.0, modality=3.0, rescale=0.7)
+DEV_AUDIO = GuiderParams(cfg=7.0, stg=1.0, modality=3.0, rescale=0.7)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LTX2Variant(Variant):
+    """`version` "19B" or "2.3" (the DiT generation the checkpoint must be); `distilled` selects the published
+    sigmas and no guidance; `cross_timestep` the cross-modal AdaLN timestep convention (config.py)."""
+
+    version: str
+    distilled: bool
+    video_guidance: GuiderParams = GuiderParams()
+    audio_guidance: GuiderParams = GuiderParams()
+    stg_block: int | None = None
+    two_stage: bool = False  # distilled: half size, x2 latent upsample, 3 refining steps (ltx-pipelines' default)
+    cross_timestep: str = "mixed"
+    family: str = "ltx2"
+    size_multiple: int = 32
+    frame_step: int = 8
+    inputs: frozenset[str] = field(default_factory=lambda: frozenset({"image"}))
+
+
+def _variant(name: str, title: str, version: str, distilled: bool, two_stage: bool = False) -> LTX2Variant:
+    common = dict(name=name, title=title, version=version, distilled=distilled, task="t2v+i2v", width=768,
+                  height=512, frames=121, fps=24)
+    if distilled and two_stage:
+        return LTX2Variant(**{**common, "width": 1536, "height": 1024}, steps=8, guidance=1.0, two_stage=True,
+                           size_multiple=64, workflows=(name, f"{name}-i2v"))
+    if distilled:
+        return LTX2Variant(**common, steps=8, guidance=1.0, workflows=(name, f"{name}-i2v"))
+    return LTX2Variant(**common, steps=40 if version == "19B" else 30, guidance=DEV_VIDEO.cfg,
+                       video_guidance=DEV_VIDEO, audio_guidance=DEV_AUDIO, stg_block=29 if version == "19B" else 28,
+                       negative_prompt=LTX2_NEGATIVE_PROMPT)
+
+
+LTX2_VARIANTS: dict[str, LTX2Variant] = {v.name: v for v in (
+    _variant("ltx-2-19b-distilled", "LTX-2 19B distilled (audio + video)", "19B", True, two_stage=True),
+    _variant("ltx-2-19b-dev", "LTX-2 19B dev (audio + video)", "19B", False),
+    _variant("ltx-2.3-22b-distilled", "LTX-2.3 22B distilled (audio + video)", "2.3", True),
+    _variant("ltx-2.3-22b-dev", "LTX-2.3 22B dev (audio + video)", "2.3", False),
+)}
+
+
+def ltx2_variant(name: str) -> LTX2Variant:
+    try:
+        return LTX2_VARIANTS[name]
+    except KeyError:
+        raise ConfigurationError(f"Unknown LTX-2 model '{name}'. Choose one of: {', '.join(LTX2_VARIANTS)}.") from None
