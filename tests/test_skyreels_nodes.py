@@ -37,7 +37,8 @@ def common(comfy, model_name: str, task: str, prompt: str):
 
 def test_schemas(comfy):
     ids = [n for n in comfy.nodes if n.startswith("VideosDGXSkyReels")]
-    assert ids == ["VideosDGXSkyReelsModelLoader", "VideosDGXSkyReelsReferenceToVideo", "VideosDGXSkyReelsExtendVideo"]
+    assert ids == ["VideosDGXSkyReelsModelLoader", "VideosDGXSkyReelsReferenceToVideo", "VideosDGXSkyReelsExtendVideo",
+                   "VideosDGXSkyReelsAudioEncoderLoader", "VideosDGXSkyReelsTalkingAvatar"]
     for node_id in ids:
         info = comfy.nodes[node_id].GET_SCHEMA().get_v1_info(comfy.nodes[node_id])
         assert info["category"] == "VideosDGX/SkyReels V3" and info["display_name"].startswith("SkyReels V3 ")

@@ -56,3 +56,28 @@ def test_v2v_workflows_load_the_input_video_with_core_nodes():
             ("VideosDGXWanTextEncode", "prompt"), ("LoadVideo", "file"), ("VideosDGXSkyReelsExtendVideo", "seed"),
             ("VideosDGXSkyReelsExtendVideo", "steps"), ("VideosDGXSkyReelsExtendVideo", "width"),
             ("VideosDGXSkyReelsExtendVideo", "height")}
+
+
+def test_avatar_workflow_settings_files_and_audio():
+    """Portrait (LoadImage) + speech (core LoadAudio) -> Talking Avatar -> CreateVideo with the audio; the pipeline
+    class's settings; every file of the avatar bundle; the client's parameters reach their nodes."""
+    name = "skyreels-v3-a2v-19b"
+    variant, workflow = workflow_variant(name), api_workflow(name)
+    [avatar_id] = [i for i, n in workflow.items() if n["class_type"] == "VideosDGXSkyReelsTalkingAvatar"]
+    avatar = workflow[avatar_id]["inputs"]
+    assert (avatar["steps"], avatar["shift"], avatar["cfg"], avatar["cfg_audio"], avatar["motion_frames"]) == (
+        variant.steps, variant.shift, variant.guidance, variant.guidance_audio, variant.motion_frames)
+    assert workflow[avatar["audio"][0]]["class_type"] == "LoadAudio"
+    [create] = [n["inputs"] for n in workflow.values() if n["class_type"] == "CreateVideo"]
+    assert create["fps"] == variant.fps and create["audio"] == [avatar_id, 1]
+    texts = {n["_meta"]["title"]: n["inputs"] for n in workflow.values() if n["class_type"] == "VideosDGXWanTextEncode"}
+    assert texts["Connection Prompt"]["prompt"] == "a person is talking"
+    assert texts["Prompt"]["negative_prompt"] == variant.negative_prompt
+    used = {value for n in workflow.values() for key, value in n["inputs"].items()
+            if key in MODEL_INPUTS + ("clip_name", "audio_encoder_name")}
+    assert used == {entry.filename for entry in load_manifest().bundle_entries(name)}
+    plan = plan_overrides(workflow, Overrides(prompt="p", seed=1, steps=2, width=64, height=48, frames=9,
+                                              image=Path("x.png"), audio=Path("x.wav")))
+    assert {(workflow[a.node_id]["class_type"], a.input) for a in plan} == {
+        ("VideosDGXWanTextEncode", "prompt"), ("LoadImage", "image"), ("LoadAudio", "audio"),
+        *{("VideosDGXSkyReelsTalkingAvatar", key) for key in ("seed", "steps", "width", "height", "length")}}

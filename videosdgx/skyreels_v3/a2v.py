@@ -18,10 +18,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from videosdgx.skyreels_v3.audio import audio_windows
+from videosdgx.skyreels_v3.audio import audio_windows, load_speech, speech_features
 from videosdgx.skyreels_v3.avatar import AvatarModel
 from videosdgx.skyreels_v3.colour import match_colours
-from videosdgx.skyreels_v3.variants import AVATAR_MAX_FRAMES
+from videosdgx.skyreels_v3.variants import AVATAR_MAX_FRAMES, AVATAR_MAX_SECONDS
+from videosdgx.skyreels_v3.wav2vec2 import Wav2Vec2Encoder
+from videosdgx.wan.pipeline import decode_frames
 
 CONNECTION_PROMPT = "a person is talking"  # the prompt of every chained clip (the user's prompt makes the keyframes)
 PSEUDO_FRAMES = 5
@@ -233,3 +235,33 @@ def portrait_pixels(image: torch.Tensor, height: int, width: int) -> torch.Tenso
     top, left = int(round((size[0] - height) / 2)), int(round((size[1] - width) / 2))
     pixels = (pixels[:, :, top: top + height, left: left + width].clamp(0, 1) * 255).round() / 255
     return (pixels * 2 - 1)[:, :, None]
+
+
+def trim_audio(audio: dict, seconds: float) -> dict:
+    """The AUDIO dict cut to `seconds` (the video may stop before the speech when `max_frames` caps it)."""
+    samples = round(seconds * int(audio["sample_rate"]))
+    return {**audio, "waveform": audio["waveform"][..., :samples]}
+
+
+def animate_portrait(model: AvatarModel, vae, clip_vision, audio_encoder: Wav2Vec2Encoder, text: AvatarText,
+                     image: torch.Tensor, audio: dict, height: int, width: int, settings: AvatarSettings, seed: int,
+                     callback: StepCallback | None = None, fps: int = 25) -> tuple[torch.Tensor, dict]:
+    """IMAGE `[1, H, W, 3]` portrait and AUDIO speech -> frames `[N, height, width, 3]` in 0..1 and the speech cut
+    to them (the loaded Wan 2.1 VAE, CLIP vision and wav2vec2 modules do the encoding)."""
+    features = speech_features(audio_encoder, load_speech(audio, AVATAR_MAX_SECONDS))
+    vae_parameter, clip_parameter = next(vae.parameters()), next(clip_vision.parameters())
+
+    def encode(pixels: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return vae.encode(pixels.to(vae_parameter.device, vae_parameter.dtype)).float()
+
+    def decode(latents: torch.Tensor) -> torch.Tensor:
+        return decode_frames(vae, latents).permute(3, 0, 1, 2)[None] * 2 - 1
+
+    def encode_clip(picture: torch.Tensor) -> torch.Tensor:
+        return clip_vision.encode(picture.to(clip_parameter.device, clip_parameter.dtype))
+
+    video = make_avatar_video(model, encode, decode, encode_clip, portrait_pixels(image, height, width), features,
+                              text, settings, seed, callback)
+    frames = video[0].permute(1, 2, 3, 0)
+    return frames, trim_audio(audio, frames.shape[0] / fps)

@@ -11,9 +11,7 @@ from videosdgx.bundle_files import BundleFiles
 from videosdgx.job import Progress, VideoRequest, VideoResult
 from videosdgx.runtime.errors import ConfigurationError
 from videosdgx.runtime.model_files import LoadRequest
-from videosdgx.skyreels_v3.a2v import (CONNECTION_PROMPT, AvatarSettings, AvatarText, make_avatar_video,
-                                      portrait_pixels)
-from videosdgx.skyreels_v3.audio import load_speech, speech_features
+from videosdgx.skyreels_v3.a2v import CONNECTION_PROMPT, AvatarSettings, AvatarText, animate_portrait
 from videosdgx.skyreels_v3.buckets import avatar_bucket_size, bucket_size
 from videosdgx.skyreels_v3.checks import check_request, v2v_mode_and_seconds
 from videosdgx.skyreels_v3.loaders import load_avatar_dit, load_skyreels_dit, load_wav2vec2
@@ -161,10 +159,6 @@ class A2VPipeline(SkyReelsPipeline):
         resolution = request.options.get("resolution", variant.resolution)
         height, width = avatar_bucket_size(request.image.shape[1], request.image.shape[2], resolution)
         size = valid_size(request.width or width, request.height or height, 1, variant.size_multiple)
-        features = speech_features(self.audio_encoder, load_speech(request.audio, variant.max_seconds))
-        if self.low_memory:
-            self.audio_encoder = None
-            gc.collect()
         text, connection = self.encode_text(request.prompt, request.negative_prompt, CONNECTION_PROMPT)
         settings = AvatarSettings(
             steps=request.steps or variant.steps, shift=request.shift or variant.shift,
@@ -173,36 +167,15 @@ class A2VPipeline(SkyReelsPipeline):
             clip_frames=variant.frames, motion_frames=variant.motion_frames, drop_frames=variant.drop_frames,
             max_frames=request.frames or AVATAR_MAX_FRAMES,
         )
-        log.info("A2V: %dx%d, %d audio frames, up to %d frames", size.width, size.height, features.shape[0],
-                 settings.max_frames)
+        log.info("A2V: %dx%d, up to %d frames", size.width, size.height, settings.max_frames)
         step_progress = None if progress is None else (lambda done, total: progress("sampling", done, total))
-        video = make_avatar_video(self.dit, self.encode_pixels, self.decode_pixels, self.encode_clip,
-                                  portrait_pixels(request.image, size.height, size.width), features,
-                                  AvatarText(text.positive, text.negative, connection), settings, request.seed,
-                                  step_progress)
-        frames = video[0].permute(1, 2, 3, 0)
+        frames, audio = animate_portrait(self.dit, self.vae, self.clip_vision, self.audio_encoder,
+                                         AvatarText(text.positive, text.negative, connection), request.image,
+                                         request.audio, size.height, size.width, settings, request.seed,
+                                         step_progress, variant.fps)
         given = request.width or request.height
         note = f"{size.width}x{size.height}{'' if given else f': the {resolution} portrait bucket'}"
-        return VideoResult(frames, float(variant.fps), audio=trim_audio(request.audio, frames.shape[0] / variant.fps),
-                           notes=(note,))
-
-    def encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
-        parameter = next(self.vae.parameters())
-        with torch.no_grad():
-            return self.vae.encode(pixels.to(parameter.device, parameter.dtype)).float()
-
-    def decode_pixels(self, latents: torch.Tensor) -> torch.Tensor:
-        return decode_frames(self.vae, latents).permute(3, 0, 1, 2)[None] * 2 - 1
-
-    def encode_clip(self, image: torch.Tensor) -> torch.Tensor:
-        parameter = next(self.clip_vision.parameters())
-        return self.clip_vision.encode(image.to(parameter.device, parameter.dtype))
-
-
-def trim_audio(audio: dict, seconds: float) -> dict:
-    """The AUDIO dict cut to `seconds` (the video may stop before the speech when `frames` caps it)."""
-    samples = round(seconds * int(audio["sample_rate"]))
-    return {**audio, "waveform": audio["waveform"][..., :samples]}
+        return VideoResult(frames, float(variant.fps), audio=audio, notes=(note,))
 
 
 def load_skyreels_pipeline(variant: SkyReelsVariant, files: BundleFiles, load: LoadRequest,

@@ -62,6 +62,7 @@ SKYREELS_V3_VARIANTS: dict[str, SkyReelsVariant] = {v.name: v for v in (
         task="a2v", width=1280, height=720, frames=81, fps=25, steps=40, guidance=5.0, shift=5.0, solver="euler",
         inputs=frozenset({"image", "audio"}), required=frozenset({"image", "audio"}), max_seconds=AVATAR_MAX_SECONDS,
         guidance_audio=4.0, motion_frames=25, drop_frames=12, negative_prompt=AVATAR_NEGATIVE_PROMPT,
+        workflows=("skyreels-v3-a2v-19b",),
     ),
 )}
 
