@@ -184,7 +184,8 @@ class SkyReelsAudioEncoderLoader(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="VideosDGXSkyReelsAudioEncoderLoader", display_name="SkyReels V3 Audio Encoder Loader (VideosDGX)",
-            category=CATEGORY, description="Loads the talking avatar's wav2vec2 speech encoder (chinese-wav2vec2-base).",
+            category=CATEGORY,
+            description="Loads the talking avatar's wav2vec2 speech encoder (chinese-wav2vec2-base).",
             inputs=[io.Combo.Input("audio_encoder_name", options=model_names("audio_encoders"))],
             outputs=[AudioEncoderType.Output(display_name="audio_encoder")],
         )
@@ -212,7 +213,8 @@ class SkyReelsTalkingAvatar(io.ComfyNode):
                 WanModelType.Input("model"), WanConditioningType.Input("conditioning"),
                 WanConditioningType.Input("connection", tooltip="The prompt of every chained clip (the release: "
                                           "'a person is talking'); conditioning's prompt makes the keyframes."),
-                WanVAEType.Input("vae"), WanClipVisionType.Input("clip_vision"), AudioEncoderType.Input("audio_encoder"),
+                WanVAEType.Input("vae"), WanClipVisionType.Input("clip_vision"),
+                AudioEncoderType.Input("audio_encoder"),
                 io.Image.Input("image", tooltip="The portrait."), io.Audio.Input("audio", tooltip="The speech."),
                 io.Combo.Input("resolution", options=list(AVATAR_BUCKETS), default=avatar.resolution),
                 io.Int.Input("width", default=0, min=0, max=4096, step=16, tooltip="0: from the bucket."),

@@ -46,7 +46,8 @@ def relative_error(got: torch.Tensor, expected: torch.Tensor) -> float:
 def parts(tmp_path_factory):
     """Our avatar DiT (loaded from a file with the reference weights) and VAE, and the shared stand-ins."""
     shapes = {k: tuple(v.shape) for k, v in meta_avatar().state_dict().items()}
-    path = save_safetensors(tmp_path_factory.mktemp("a2v") / "a2v.safetensors", seeded_weights(shapes, tiny.AVATAR_SEED))
+    path = save_safetensors(tmp_path_factory.mktemp("a2v") / "a2v.safetensors",
+                            seeded_weights(shapes, tiny.AVATAR_SEED))
     model = load_avatar_dit(path, LoadRequest()).module.eval()
     vae = WanVAE21(WanVAE21Config(dim=tiny.VAE_DIM, latents_mean=tuple(tiny.LATENTS_MEAN),
                                   latents_std=tuple(tiny.LATENTS_STD))).eval()

@@ -48,13 +48,17 @@ def write_clip(path, frames: int):
     return write_video(path, torch.rand(frames, 48, 64, 3, generator=torch.Generator().manual_seed(0)), 24)
 
 
-def test_cli_video_shot_switch_with_options(tmp_path):
-    """`--video in.mp4 --option mode=shot --option duration=2` on the (planned) V2V bundle with --demo."""
-    out = tmp_path / "shot.mp4"
-    code = main(["generate", "--demo", "--model", "skyreels-v3-v2v-14b", "--video", str(write_clip(tmp_path / "in.mp4", 30)),
-                 "--option", "mode=shot", "--option", "duration=2", "--prompt", "[ZOOM_IN_CUT] a new angle",
-                 "--width", "64", "--height", "32", "--steps", "1", "--out", str(out)])
-    assert code == 0 and read_video(out).frames.shape == (2 * 24 + 1, 32, 64, 3)
+@pytest.mark.parametrize("mode, seconds, frames", [
+    ("extend", 1, 4 * (9 + 7 - 1) + 1 - 25),  # 6 latent frames padded to 9 after the 7 of the last 25 input frames
+    ("shot", 2, 2 * 24 + 1),
+])
+def test_cli_video_extension_with_options(tmp_path, mode, seconds, frames):
+    """`--video in.mp4 --option mode=... --option duration=...` on the (planned) V2V bundle with --demo."""
+    out, video = tmp_path / "more.mp4", str(write_clip(tmp_path / "in.mp4", 30))
+    code = main(["generate", "--demo", "--model", "skyreels-v3-v2v-14b", "--video", video, "--option", f"mode={mode}",
+                 "--option", f"duration={seconds}", "--prompt", "[ZOOM_IN_CUT] a new angle", "--width", "64",
+                 "--height", "32", "--steps", "1", "--out", str(out)])
+    assert code == 0 and read_video(out).frames.shape == (frames, 32, 64, 3)
 
 
 @pytest.mark.parametrize("options, message", [

@@ -8,8 +8,9 @@ import torch
 from videosdgx.runtime.errors import ConfigurationError, WrongComponentError
 from videosdgx.testing.skyreels_v3 import write_skyreels_bundle
 
-CORE_TYPES = {"INT", "FLOAT", "STRING", "COMBO", "IMAGE", "LATENT"}
-WAN_TYPES = {"VDGX_WAN_MODEL", "VDGX_WAN_CONDITIONING", "VDGX_WAN_VAE"}
+CORE_TYPES = {"INT", "FLOAT", "STRING", "COMBO", "IMAGE", "LATENT", "AUDIO"}
+WAN_TYPES = {"VDGX_WAN_MODEL", "VDGX_WAN_CONDITIONING", "VDGX_WAN_VAE", "VDGX_WAN_CLIP_VISION",
+             "VDGX_SKYREELS_AUDIO_ENCODER"}
 
 
 @pytest.fixture(scope="module")

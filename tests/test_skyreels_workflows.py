@@ -51,7 +51,8 @@ def test_v2v_workflows_load_the_input_video_with_core_nodes():
         assert workflow[workflow[components]["inputs"]["video"][0]]["class_type"] == "LoadVideo"
         used = {value for n in workflow.values() for key, value in n["inputs"].items() if key in MODEL_INPUTS}
         assert dit in used and used <= bundle_files
-        plan = plan_overrides(workflow, Overrides(prompt="p", seed=1, steps=2, width=64, height=48, video=Path("x.mp4")))
+        overrides = Overrides(prompt="p", seed=1, steps=2, width=64, height=48, video=Path("x.mp4"))
+        plan = plan_overrides(workflow, overrides)
         assert {(workflow[a.node_id]["class_type"], a.input) for a in plan} == {
             ("VideosDGXWanTextEncode", "prompt"), ("LoadVideo", "file"), ("VideosDGXSkyReelsExtendVideo", "seed"),
             ("VideosDGXSkyReelsExtendVideo", "steps"), ("VideosDGXSkyReelsExtendVideo", "width"),

@@ -51,7 +51,8 @@ def check_avatar_request(variant: SkyReelsVariant, request: VideoRequest) -> Non
         )
     extra = [kind for kind in ("end_image", "video") if getattr(request, kind) is not None]
     if extra or request.references:
-        raise ConfigurationError(f"{variant.title} takes a portrait image and speech, not {', '.join(extra or ['references'])}.")
+        given = ", ".join(extra or ["references"])
+        raise ConfigurationError(f"{variant.title} takes a portrait image and speech, not {given}.")
 
 
 def v2v_mode_and_seconds(variant: SkyReelsVariant, request: VideoRequest) -> tuple[str, int]:

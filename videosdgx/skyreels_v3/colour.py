@@ -1,5 +1,6 @@
 """Colour matching of the talking avatar: each clip's per-frame CIE Lab mean and spread are moved to the
-portrait's (the release's `match_and_blend_colors` at strength 1, with kornia 0.9's sRGB <-> Lab under D65; the release pins no kornia version)."""
+portrait's (the release's `match_and_blend_colors` at strength 1, with kornia 0.9's sRGB <-> Lab under D65; the
+release pins no kornia version)."""
 
 from __future__ import annotations
 

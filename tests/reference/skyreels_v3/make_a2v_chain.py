@@ -67,7 +67,8 @@ def pipeline(inputs) -> official.TalkingAvatarPipeline:
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     model.load_state_dict(ref.seeded_weights(shapes, tiny.AVATAR_SEED), strict=True)
     pipe = official.TalkingAvatarPipeline.__new__(official.TalkingAvatarPipeline)
-    pipe.model, pipe.vae, pipe.clip, pipe.text_encoder = model, ref.official_vae_wrapper(), Clip(inputs["clip"]), Text(inputs)
+    pipe.model, pipe.vae = model, ref.official_vae_wrapper()
+    pipe.clip, pipe.text_encoder = Clip(inputs["clip"]), Text(inputs)
     pipe.device, pipe.param_dtype, pipe.rank, pipe.sp_size = torch.device("cpu"), torch.float32, 0, 1
     pipe.vae_stride, pipe.patch_size, pipe.num_timesteps, pipe.use_timestep_transform = (4, 8, 8), (1, 2, 2), 1000, True
     pipe.offload, pipe.low_vram, pipe.sample_neg_prompt = False, False, "negative"
