@@ -63,7 +63,7 @@ def test_widget_ranges_and_seed_controls(comfy):
         family = {"VideosDGX/Wan": "Wan ", "VideosDGX/LTX-2": "LTX-2 "}[info["category"]]
         # unmistakable in the node search: core has its own "Wan Image to Video", "Wan VAE Decode" ...
         assert info["display_name"].startswith(family) and info["display_name"].endswith(" (VideosDGX)")
-    assert seeds == 2  # WanSampler, LTX2Generate
+    assert seeds == 1  # WanSampler
 
 
 def test_loaders_list_the_model_folders(comfy, tmp_path):

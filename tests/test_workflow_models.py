@@ -1,43 +1,44 @@
-"""Every model file a shipped workflow names is a manifest entry of that workflow's bundle."""
+"""Every model file a shipped workflow names is a manifest entry of its variant's bundle, and the workflow uses
+every model file that bundle downloads (a sharded model counts as used when one of its shards is named: its
+loader reads the index beside it)."""
 
 import json
-from pathlib import Path
+from pathlib import PurePosixPath
 
 import pytest
 
+from videosdgx.families import shipped_workflows
 from videosdgx.manifest import load_manifest
+from workflow_harness import WORKFLOWS, workflow_variant
 
-WORKFLOWS = sorted((Path(__file__).parent.parent / "workflows" / "api").glob("*.json"))
+NAMES = sorted(shipped_workflows())
 MODEL_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".gguf")
 
 
-def bundle_of(workflow: Path) -> str:
-    name = workflow.stem
-    two_tasks = name.startswith("wan2.2-ti2v-5b-") or (name.startswith("ltx-") and name.endswith("-i2v"))
-    return name.rsplit("-", 1)[0] if two_tasks else name
-
-
-def model_files(workflow: Path) -> list[str]:
-    graph = json.loads(workflow.read_text())
+def model_files(name: str) -> list[str]:
+    graph = json.loads((WORKFLOWS / "api" / f"{name}.json").read_text())
     return [value for node in graph.values() for value in node["inputs"].values()
             if isinstance(value, str) and value.endswith(MODEL_SUFFIXES)]
 
 
-def test_there_are_workflows():
-    assert len(WORKFLOWS) >= 7
+def test_every_shipped_workflow_exists_in_both_formats():
+    assert len(NAMES) >= 7
+    for name in NAMES:
+        assert (WORKFLOWS / f"{name}.json").is_file() and (WORKFLOWS / "api" / f"{name}.json").is_file()
 
 
-@pytest.mark.parametrize("workflow", WORKFLOWS, ids=lambda p: p.stem)
-def test_workflow_model_files_are_in_its_bundle(workflow):
+@pytest.mark.parametrize("name", NAMES)
+def test_workflow_model_files_are_in_its_bundle(name):
     manifest = load_manifest()
-    bundle = manifest.bundle(bundle_of(workflow))
-    files = model_files(workflow)
-    assert files, f"{workflow.name} names no model file"
-    for name in files:
-        entries = manifest.find_by_filename(name)
-        assert entries, f"{workflow.name}: {name} is not in model_manifest.yaml"
-        assert any(e.id in bundle.entries for e in entries), f"{workflow.name}: {name} is not in bundle {bundle.name}"
-    bundle_files = {manifest.entry(i).filename for i in bundle.entries}
-    assert bundle_files <= set(files) | {f for f in bundle_files if not f.endswith(MODEL_SUFFIXES)}, (
-        f"bundle {bundle.name} downloads files {workflow.name} does not use: {bundle_files - set(files)}"
-    )
+    bundle = manifest.bundle(workflow_variant(name).name)
+    files = model_files(name)
+    assert files, f"{name} names no model file"
+    for file in files:
+        entries = manifest.find_by_filename(file)
+        assert entries, f"{name}: {file} is not in model_manifest.yaml"
+        assert any(e.id in bundle.entries for e in entries), f"{name}: {file} is not in bundle {bundle.name}"
+    used_folders = {PurePosixPath(file).parent for file in files if PurePosixPath(file).parent.name}
+    unused = {entry.filename for entry in manifest.bundle_entries(bundle.name)
+              if entry.filename.endswith(MODEL_SUFFIXES) and entry.filename not in files
+              and PurePosixPath(entry.filename).parent not in used_folders}
+    assert not unused, f"bundle {bundle.name} downloads files {name} does not use: {unused}"

@@ -75,7 +75,7 @@ class Scenario:
 class FakeComfy:
     """Serves one Scenario and records what the client did."""
 
-    def __init__(self, scenario: Scenario, lifetime: float = 20.0):
+    def __init__(self, scenario: Scenario, lifetime: float = 60.0):
         self.scenario = scenario
         self.lifetime = lifetime
         self.requests: list[tuple[str, str]] = []
