@@ -174,8 +174,8 @@ class A2VPipeline(SkyReelsPipeline):
                                          request.audio, size.height, size.width, settings, request.seed,
                                          step_progress, variant.fps)
         given = request.width or request.height
-        note = f"{size.width}x{size.height}{'' if given else f': the {resolution} portrait bucket'}"
-        return VideoResult(frames, float(variant.fps), audio=audio, notes=(note,))
+        notes = () if given else (f"{size.width}x{size.height}: the {resolution} portrait bucket",)
+        return VideoResult(frames, float(variant.fps), audio=audio, notes=notes)
 
 
 def load_skyreels_pipeline(variant: SkyReelsVariant, files: BundleFiles, load: LoadRequest,
