@@ -159,6 +159,7 @@ def test_cli_demo_makes_a_talking_video_with_the_speech(tmp_path, capsys):
                                                 "at most 200 s of video. Cut the audio."),
     (["--image", "{png}"], "needs --audio"),
     (["--image", "{png}", "--audio", "{wav}", "--option", "resolution=540P"], "Unknown resolution '540P' for"),
+    (["--image", "{png}", "--audio", "{wav}", "--option", "motion_frames=70"], "carries 1 to 68 frames into the next"),
 ])
 def test_cli_bad_avatar_inputs_fail_before_loading(tmp_path, caplog, inputs, message):
     def empty(path):

@@ -49,6 +49,10 @@ def check_avatar_request(variant: SkyReelsVariant, request: VideoRequest) -> Non
             f"The audio lasts {samples / rate:.1f} s; {variant.title} makes at most {variant.max_seconds:.0f} s of "
             "video. Cut the audio."
         )
+    motion, most = request.options.get("motion_frames", variant.motion_frames), variant.frames - variant.drop_frames - 1
+    if not isinstance(motion, int) or not 1 <= motion <= most:
+        raise ConfigurationError(f"--option motion_frames={motion}: {variant.title} carries 1 to {most} frames into "
+                                 "the next clip (the release's class: 25, its CLI: 5).")
     extra = [kind for kind in ("end_image", "video") if getattr(request, kind) is not None]
     if extra or request.references:
         given = ", ".join(extra or ["references"])
@@ -65,7 +69,7 @@ def v2v_mode_and_seconds(variant: SkyReelsVariant, request: VideoRequest) -> tup
 
 
 OPTIONS = {"r2v": ("resolution", "guidance_image"), "v2v": ("mode", "duration", "resolution"),
-           "a2v": ("resolution", "guidance_audio")}
+           "a2v": ("resolution", "guidance_audio", "motion_frames")}
 
 
 def check_video_request(variant: SkyReelsVariant, request: VideoRequest) -> None:

@@ -164,7 +164,8 @@ class A2VPipeline(SkyReelsPipeline):
             steps=request.steps or variant.steps, shift=request.shift or variant.shift,
             guidance=variant.guidance if request.guidance is None else request.guidance,
             guidance_audio=float(request.options.get("guidance_audio", variant.guidance_audio)),
-            clip_frames=variant.frames, motion_frames=variant.motion_frames, drop_frames=variant.drop_frames,
+            clip_frames=variant.frames, motion_frames=int(request.options.get("motion_frames", variant.motion_frames)),
+            drop_frames=variant.drop_frames,
             max_frames=request.frames or AVATAR_MAX_FRAMES,
         )
         log.info("A2V: %dx%d, up to %d frames", size.width, size.height, settings.max_frames)
