@@ -1,5 +1,6 @@
-"""SkyReels V3 nodes: the R2V / V2V model loader, reference-to-video and video-extension samplers. Text encoder,
-VAE, text encoding and decoding are the Wan nodes' (same UMT5, same Wan 2.1 VAE)."""
+"""SkyReels V3 nodes: the model loader (R2V / V2V / A2V), reference-to-video and video-extension samplers, the
+talking avatar and its wav2vec2 loader. Text encoder, VAE, CLIP vision, text encoding and decoding are the Wan
+nodes' (same UMT5, same Wan 2.1 VAE, same CLIP ViT-H)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import torch
 
 from videosdgx.runtime.errors import ConfigurationError
 from videosdgx.sampling import SOLVERS
-from videosdgx.skyreels_v3.buckets import RESOLUTIONS, bucket_size
-from videosdgx.skyreels_v3.loaders import load_skyreels_dit
+from videosdgx.skyreels_v3.a2v import AvatarSettings, AvatarText, animate_portrait
+from videosdgx.skyreels_v3.buckets import AVATAR_BUCKETS, RESOLUTIONS, avatar_bucket_size, bucket_size
+from videosdgx.skyreels_v3.loaders import load_avatar_dit, load_skyreels_dit, load_wav2vec2
+from videosdgx.skyreels_v3.variants import AVATAR_MAX_FRAMES, skyreels_variant
 from videosdgx.skyreels_v3.r2v import r2v_sigmas, sample_r2v
 from videosdgx.skyreels_v3.references import check_references, encode_references, size_from_reference
 from videosdgx.skyreels_v3.v2v import (check_duration, condition_frames, extend_single_shot, extension_sigmas,
@@ -18,11 +21,14 @@ from videosdgx.wan.pipeline import decode_frames
 
 from ._comfy import check_interrupt, io, missing_model, model_names, model_path, progress
 from .wan_loaders import WEIGHT_DTYPES, WEIGHT_FORMATS, load_request
-from .wan_types import WanConditioning, WanConditioningType, WanExperts, WanModelType, WanVAEType
+from .wan_types import (WanClipVisionType, WanConditioning, WanConditioningType, WanExperts, WanModelType,
+                        WanVAEType)
 
 CATEGORY = "VideosDGX/SkyReels V3"
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
-TASKS = {"r2v": "reference to video (R2V-14B)", "v2v": "video extension (V2V-14B transformer or shot_transformer)"}
+TASKS = {"r2v": "reference to video (R2V-14B)", "v2v": "video extension (V2V-14B transformer or shot_transformer)",
+         "a2v": "talking avatar (A2V-19B)"}
+AudioEncoderType = io.Custom("VDGX_SKYREELS_AUDIO_ENCODER")
 
 
 def _step_callback(steps: int):
@@ -47,7 +53,7 @@ class SkyReelsModelLoader(io.ComfyNode):
         return io.Schema(
             node_id="VideosDGXSkyReelsModelLoader", display_name="SkyReels V3 Model Loader (VideosDGX)",
             category=CATEGORY,
-            description="Loads a SkyReels V3 R2V-14B (diffusers keys) or V2V-14B (original Wan keys) model.",
+            description="Loads a SkyReels V3 R2V-14B (diffusers keys), V2V-14B or A2V-19B (original Wan keys) model.",
             inputs=[
                 io.Combo.Input("model_name", options=model_names("diffusion_models")),
                 io.Combo.Input("task", options=list(TASKS), default="r2v", tooltip="; ".join(
@@ -65,7 +71,8 @@ class SkyReelsModelLoader(io.ComfyNode):
     @classmethod
     def execute(cls, model_name: str, task: str, weight_dtype: str, weight_format: str) -> io.NodeOutput:
         path = model_path("diffusion_models", model_name)
-        model = load_skyreels_dit(task, path, load_request(weight_dtype, weight_format)).module
+        request = load_request(weight_dtype, weight_format)
+        model = (load_avatar_dit(path, request) if task == "a2v" else load_skyreels_dit(task, path, request)).module
         return io.NodeOutput(WanExperts((model,), None, (model_name,)))
 
 
@@ -172,4 +179,81 @@ class SkyReelsExtendVideo(io.ComfyNode):
         return io.NodeOutput(out)
 
 
-NODES = [SkyReelsModelLoader, SkyReelsReferenceToVideo, SkyReelsExtendVideo]
+class SkyReelsAudioEncoderLoader(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="VideosDGXSkyReelsAudioEncoderLoader", display_name="SkyReels V3 Audio Encoder Loader (VideosDGX)",
+            category=CATEGORY,
+            description="Loads the talking avatar's wav2vec2 speech encoder (chinese-wav2vec2-base).",
+            inputs=[io.Combo.Input("audio_encoder_name", options=model_names("audio_encoders"))],
+            outputs=[AudioEncoderType.Output(display_name="audio_encoder")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, audio_encoder_name: str) -> bool | str:
+        return missing_model("audio_encoders", audio_encoder_name)
+
+    @classmethod
+    def execute(cls, audio_encoder_name: str) -> io.NodeOutput:
+        path = model_path("audio_encoders", audio_encoder_name)
+        return io.NodeOutput(load_wav2vec2(path, load_request()).module)
+
+
+class SkyReelsTalkingAvatar(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        avatar = skyreels_variant("skyreels-v3-a2v-19b")
+        return io.Schema(
+            node_id="VideosDGXSkyReelsTalkingAvatar", display_name="SkyReels V3 Talking Avatar (VideosDGX)",
+            category=CATEGORY,
+            description="A portrait speaks the audio (up to 200 s at 25 fps): 81-frame clips chained as the release "
+                        "does. Returns the frames and the audio cut to them.",
+            inputs=[
+                WanModelType.Input("model"), WanConditioningType.Input("conditioning"),
+                WanConditioningType.Input("connection", tooltip="The prompt of every chained clip (the release: "
+                                          "'a person is talking'); conditioning's prompt makes the keyframes."),
+                WanVAEType.Input("vae"), WanClipVisionType.Input("clip_vision"),
+                AudioEncoderType.Input("audio_encoder"),
+                io.Image.Input("image", tooltip="The portrait."), io.Audio.Input("audio", tooltip="The speech."),
+                io.Combo.Input("resolution", options=list(AVATAR_BUCKETS), default=avatar.resolution),
+                io.Int.Input("width", default=0, min=0, max=4096, step=16, tooltip="0: from the bucket."),
+                io.Int.Input("height", default=0, min=0, max=4096, step=16, tooltip="0: from the bucket."),
+                io.Int.Input("length", default=AVATAR_MAX_FRAMES, min=1, max=AVATAR_MAX_FRAMES,
+                             tooltip="At most this many frames (the speech sets the length)."),
+                io.Int.Input("seed", default=0, min=0, max=MAX_SEED, control_after_generate=True),
+                io.Int.Input("steps", default=avatar.steps, min=1, max=200),
+                io.Float.Input("cfg", default=avatar.guidance, min=0.0, max=30.0, step=0.1, round=0.01),
+                io.Float.Input("cfg_audio", default=avatar.guidance_audio, min=0.0, max=30.0, step=0.1, round=0.01),
+                io.Float.Input("shift", default=avatar.shift, min=0.0, max=100.0, step=0.1, round=0.01),
+                io.Int.Input("motion_frames", default=avatar.motion_frames, min=1, max=40,
+                             tooltip="Frames of each clip carried into the next (the official CLI: 5)."),
+            ],
+            outputs=[io.Image.Output(display_name="images"), io.Audio.Output(display_name="audio")],
+        )
+
+    @classmethod
+    def execute(cls, model: WanExperts, conditioning: WanConditioning, connection: WanConditioning, vae, clip_vision,
+                audio_encoder, image: torch.Tensor, audio: dict, resolution: str, width: int, height: int,
+                length: int, seed: int, steps: int, cfg: float, cfg_audio: float, shift: float,
+                motion_frames: int) -> io.NodeOutput:
+        variant = skyreels_variant("skyreels-v3-a2v-19b")
+        bucket_h, bucket_w = avatar_bucket_size(image.shape[1], image.shape[2], resolution)
+        size = valid_size(width or bucket_w, height or bucket_h, 1, 16)
+        settings = AvatarSettings(steps=steps, shift=shift, guidance=cfg, guidance_audio=cfg_audio,
+                                  clip_frames=variant.frames, motion_frames=motion_frames,
+                                  drop_frames=variant.drop_frames, max_frames=length)
+        bar = progress(steps)
+
+        def on_step(done: int, total: int) -> None:
+            check_interrupt()
+            bar.update_absolute(done, total)
+
+        text = AvatarText(conditioning.text.positive, conditioning.text.negative, connection.text.positive)
+        frames, speech = animate_portrait(_single_model(model), vae, clip_vision, audio_encoder, text, image, audio,
+                                          size.height, size.width, settings, seed, on_step, variant.fps)
+        return io.NodeOutput(frames, speech)
+
+
+NODES = [SkyReelsModelLoader, SkyReelsReferenceToVideo, SkyReelsExtendVideo, SkyReelsAudioEncoderLoader,
+         SkyReelsTalkingAvatar]

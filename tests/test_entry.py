@@ -27,7 +27,8 @@ MAGI1_NODE_IDS = {
 }
 UPDATE_LINE = ("VideosDGX needs ComfyUI >= 0.3.60 with the V3 node API (comfy_api.latest); update ComfyUI. "
                "The VideosDGX nodes are not loaded.")
-SKYREELS_NODE_IDS = {"VideosDGXSkyReelsModelLoader", "VideosDGXSkyReelsReferenceToVideo", "VideosDGXSkyReelsExtendVideo"}
+SKYREELS_NODE_IDS = {"VideosDGXSkyReelsModelLoader", "VideosDGXSkyReelsReferenceToVideo", "VideosDGXSkyReelsExtendVideo",
+                     "VideosDGXSkyReelsAudioEncoderLoader", "VideosDGXSkyReelsTalkingAvatar"}
 NODE_IDS = WAN_NODE_IDS | LTX2_NODE_IDS | MAGI1_NODE_IDS | SKYREELS_NODE_IDS
 
 

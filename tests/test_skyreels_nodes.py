@@ -8,8 +8,9 @@ import torch
 from videosdgx.runtime.errors import ConfigurationError, WrongComponentError
 from videosdgx.testing.skyreels_v3 import write_skyreels_bundle
 
-CORE_TYPES = {"INT", "FLOAT", "STRING", "COMBO", "IMAGE", "LATENT"}
-WAN_TYPES = {"VDGX_WAN_MODEL", "VDGX_WAN_CONDITIONING", "VDGX_WAN_VAE"}
+CORE_TYPES = {"INT", "FLOAT", "STRING", "COMBO", "IMAGE", "LATENT", "AUDIO"}
+WAN_TYPES = {"VDGX_WAN_MODEL", "VDGX_WAN_CONDITIONING", "VDGX_WAN_VAE", "VDGX_WAN_CLIP_VISION",
+             "VDGX_SKYREELS_AUDIO_ENCODER"}
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,8 @@ def common(comfy, model_name: str, task: str, prompt: str):
 
 def test_schemas(comfy):
     ids = [n for n in comfy.nodes if n.startswith("VideosDGXSkyReels")]
-    assert ids == ["VideosDGXSkyReelsModelLoader", "VideosDGXSkyReelsReferenceToVideo", "VideosDGXSkyReelsExtendVideo"]
+    assert ids == ["VideosDGXSkyReelsModelLoader", "VideosDGXSkyReelsReferenceToVideo", "VideosDGXSkyReelsExtendVideo",
+                   "VideosDGXSkyReelsAudioEncoderLoader", "VideosDGXSkyReelsTalkingAvatar"]
     for node_id in ids:
         info = comfy.nodes[node_id].GET_SCHEMA().get_v1_info(comfy.nodes[node_id])
         assert info["category"] == "VideosDGX/SkyReels V3" and info["display_name"].startswith("SkyReels V3 ")

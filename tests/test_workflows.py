@@ -4,6 +4,7 @@ official settings, the manifest's file names and the headless client's title con
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,13 @@ TINY_BY_FAMILY = {  # family -> (overrides, frames of the video it makes)
     "ltx2": (Overrides(seed=3, steps=2, width=64, height=64, frames=9), 9),
     "magi1": (Overrides(seed=3, steps=4, width=32, height=32, frames=20), 24),
 }
+# Workflows whose length is not a frame count (V2V: the seconds added to the input video), and the frames their
+# tiny run makes with the shipped 5 s: extension 33 new latent frames decoded after the 7 prefix ones, less the 25
+# prefix frames; a 5 s shot 5 * 24 + 1.
+TINY_BY_WORKFLOW = {
+    "skyreels-v3-v2v-14b-extend": (replace(TINY, frames=None), 4 * (33 + 7 - 1) + 1 - 25),
+    "skyreels-v3-v2v-14b-shot": (replace(TINY, frames=None), 5 * 24 + 1),
+}
 
 
 def by_class(workflow: dict, class_type: str) -> dict:
@@ -45,7 +53,7 @@ def comfy(comfy_pack, tmp_path_factory):
 @pytest.mark.parametrize("name", NAMES)
 def test_api_workflow_runs_on_tiny_weights(comfy, name):
     variant = workflow_variant(name)
-    tiny, frames = TINY_BY_FAMILY.get(variant.family, (TINY, 5))
+    tiny, frames = TINY_BY_WORKFLOW.get(name) or TINY_BY_FAMILY.get(variant.family, (TINY, 5))
     prompt = apply_assignments(api_workflow(name), plan_overrides(api_workflow(name), tiny))
     ui = execute(prompt, comfy.classes)
     saved, = ui.values()

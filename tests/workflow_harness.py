@@ -32,17 +32,24 @@ def workflow_variant(name: str):
 
 def prepare_comfy(comfy_pack, base: Path, names: list[str]):
     """The ComfyUI stand-in with tiny files of every bundle the workflows use (each variant's own bundle, through
-    its family's demo writer), the example.png ComfyUI ships, and the core nodes the workflows connect to."""
+    its family's demo writer), the example.png ComfyUI ships (and a video and a speech clip to load), and the core
+    nodes the workflows connect to."""
     import core_nodes
+    import torch
     from PIL import Image
+
+    from videosdgx.media import write_audio, write_video
 
     for variant in {workflow_variant(name) for name in names}:
         family(variant.family).hook("demo")(variant.name, base / "models")
     (base / "input").mkdir()
     Image.new("RGB", (48, 40), (200, 120, 40)).save(base / "input" / "example.png")
+    write_video(base / "input" / "example.mp4", torch.rand(40, 40, 48, 3, generator=torch.Generator().manual_seed(0)),
+                24)
+    write_audio(base / "input" / "example.wav", {"waveform": 0.1 * torch.randn(1, 1, 16000,
+                                                 generator=torch.Generator().manual_seed(1)), "sample_rate": 16000})
     comfy_pack.folder_paths.set_base(base)
-    comfy_pack.classes = {**comfy_pack.nodes, "CreateVideo": core_nodes.CreateVideo,
-                          "SaveVideo": core_nodes.SaveVideo, "LoadImage": core_nodes.LoadImage}
+    comfy_pack.classes = {**comfy_pack.nodes, **{name: getattr(core_nodes, name) for name in CORE_OBJECT_INFO}}
     return comfy_pack
 
 

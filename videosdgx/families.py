@@ -85,7 +85,8 @@ FAMILIES: tuple[Family, ...] = (
         variants="videosdgx.skyreels_v3.variants:SKYREELS_V3_VARIANTS",
         pipeline="videosdgx.skyreels_v3.pipeline:load_skyreels_pipeline",
         demo="videosdgx.testing.skyreels_v3:write_skyreels_bundle",
-        workflows=("skyreels-v3-r2v-14b",),
+        workflows=("skyreels-v3-r2v-14b", "skyreels-v3-v2v-14b-extend", "skyreels-v3-v2v-14b-shot",
+                   "skyreels-v3-a2v-19b"),
     ),
     Family(id="waver", title="Waver", status="not_released"),
 )

@@ -48,6 +48,9 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
     values.add_argument("--cfg-low", type=float, help="guidance scale of the low-noise expert (Wan A14B)")
     values.add_argument("--seed", type=int, default=0)
     values.add_argument("--solver", choices=("unipc", "euler"))
+    values.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="a model-specific setting (repeatable), e.g. --option mode=shot --option duration=3 "
+                             "(SkyReels V3 V2V), --option resolution=480P; checked before loading")
     where = parser.add_argument_group("where the model files are")
     where.add_argument("--models-dir", help="a models folder laid out like ComfyUI's (diffusion_models/, vae/, ...)")
     where.add_argument("--comfyui", help="a ComfyUI folder (default: found from the current folder or $COMFYUI_PATH; "

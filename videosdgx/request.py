@@ -8,6 +8,7 @@ exist. Everything that is corrected (sizes rounded to the model's grid) is said 
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import os
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from videosdgx.families import family
 from videosdgx.job import INPUT_KINDS, LoraChoice, Variant, VideoRequest, fit_size
 from videosdgx.manifest import Bundle, load_manifest
 from videosdgx.runtime.errors import ConfigurationError
+
+log = logging.getLogger(__name__)
 
 DTYPES = ("auto", "bf16", "fp16", "fp32")
 WEIGHT_FORMATS = ("default", "fp8_e4m3fn")
@@ -68,7 +71,7 @@ def models_epilog() -> str:
 
 def check_job(args: argparse.Namespace) -> GenerateJob:
     """Every check that can be made before loading; raises RequestError naming the option and the fix."""
-    bundle, variant = _bundle_and_variant(args.model)
+    bundle, variant = _bundle_and_variant(args.model, bool(args.demo) and not args.server)
     request = VideoRequest(
         prompt=args.prompt[0], prompts=tuple(args.prompt), negative_prompt=args.negative,
         width=_positive(args, "width"), height=_positive(args, "height"), frames=_positive(args, "frames"),
@@ -76,6 +79,7 @@ def check_job(args: argparse.Namespace) -> GenerateJob:
         guidance_low=_scale(args, "cfg_low"), shift=_shift(args.shift), solver=args.solver,
         seed=_seed(args.seed), image=_image(args.image, "--image"), end_image=_image(args.end_image, "--end-image"),
         references=tuple(_image(path, "--reference") for path in args.reference),
+        options=_options(getattr(args, "option", None) or []),
     )
     request.loras = _loras(args, bundle, variant)
     if args.video:
@@ -99,17 +103,44 @@ def check_job(args: argparse.Namespace) -> GenerateJob:
                        _dtype(args.dtype), args.weight_format, args.low_memory)
 
 
-def _bundle_and_variant(name: str) -> tuple[Bundle, Variant]:
+def _bundle_and_variant(name: str, demo: bool = False) -> tuple[Bundle, Variant]:
+    """The bundle and its variant; planned bundles of a family with a pipeline run with --demo only."""
     manifest = load_manifest()
     if name not in manifest.bundles:
         raise RequestError(f"--model {name}: no such bundle. Choose one of: {', '.join(installable_bundles())} "
                            "(`videosdgx generate --help` describes them).")
     bundle = manifest.bundles[name]
     row = family(bundle.family)
+    if demo and bundle.status == "planned" and row.pipeline and row.demo:
+        log.warning("--model %s is planned (its download is not verified yet); --demo runs its pipeline on tiny "
+                    "random files in the bundle's layout", name)
+        return bundle, row.variant_table()[bundle.variant]
     if bundle.status != "available" or not row.pipeline:
         why = bundle.message or f"{row.title} does not run in this release yet; its files can be downloaded"
         raise RequestError(f"--model {name}: {why}. Runnable bundles: {', '.join(installable_bundles())}.")
     return bundle, row.variant_table()[bundle.variant]
+
+
+def _options(pairs: list[str]) -> dict[str, int | float | str]:
+    """`--option KEY=VALUE` (repeatable) -> `request.options`; numbers become int / float, the rest stays text.
+    What a key means and which values it takes is the family's (`Variant.check` refuses what it cannot use)."""
+    options: dict[str, int | float | str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not key.isidentifier() or not value:
+            raise RequestError(f"--option {pair}: write KEY=VALUE, e.g. --option mode=extend.")
+        if key in options:
+            raise RequestError(f"--option {key} is given twice; give each option once.")
+        for kind in (int, float):
+            try:
+                options[key] = kind(value)
+                break
+            except ValueError:
+                continue
+        else:
+            options[key] = value
+    return options
 
 
 def _positive(args: argparse.Namespace, name: str) -> int | None:
@@ -296,7 +327,7 @@ def server_overrides(job: GenerateJob, args: argparse.Namespace, workflow: dict,
 
     local_only = {"--device": args.device != "auto", "--low-memory": args.low_memory, "--download": args.download,
                   "--demo": args.demo, "--models-dir": bool(args.models_dir), "--comfyui": bool(args.comfyui),
-                  "--lora": bool(args.lora), "--lora-low": bool(args.lora_low)}
+                  "--lora": bool(args.lora), "--lora-low": bool(args.lora_low), "--option": bool(args.option)}
     refused = [flag for flag, given in local_only.items() if given]
     if refused:
         raise RequestError(f"{', '.join(refused)} only apply in-process; the ComfyUI server chooses its own "

@@ -1,7 +1,9 @@
 """Emulations of the ComfyUI core nodes the shipped workflows use, with the real schemas and behaviour:
-CreateVideo and SaveVideo (comfy_extras/nodes_video.py, V3) and LoadImage (nodes.py, V1)."""
+CreateVideo, SaveVideo, LoadVideo and GetVideoComponents (comfy_extras/nodes_video.py, V3), LoadImage (nodes.py,
+V1) and LoadAudio (comfy_extras/nodes_audio.py, V1)."""
 
 import os
+from pathlib import Path
 from fractions import Fraction
 
 import numpy as np
@@ -85,3 +87,62 @@ class LoadImage:
         else:
             mask = torch.zeros((64, 64), dtype=torch.float32)
         return pixels, mask.unsqueeze(0)
+
+
+VIDEO_SUFFIXES = {".mp4", ".webm", ".mov", ".mkv", ".avi", ".gif", ".m4v"}  # folder_paths' "video" content types
+AUDIO_SUFFIXES = {".wav", ".mp3", ".flac", ".ogg", ".m4a", ".aac", ".opus"}
+
+
+def _input_files(suffixes: set[str]) -> list[str]:
+    """Files of the input folder by content type, as `folder_paths.filter_files_content_types` sorts them."""
+    folder = folder_paths.get_input_directory()
+    return sorted(f for f in os.listdir(folder)
+                  if os.path.isfile(os.path.join(folder, f)) and Path(f).suffix.lower() in suffixes)
+
+
+class GetVideoComponents(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="GetVideoComponents", display_name="Get Video Components", category="image/video",
+            description="Extracts all components from a video: frames, audio, and framerate.",
+            inputs=[io.Video.Input("video", tooltip="The video to extract components from.")],
+            outputs=[io.Image.Output(display_name="images"), io.Audio.Output(display_name="audio"),
+                     io.Float.Output(display_name="fps")],
+        )
+
+    @classmethod
+    def execute(cls, video):
+        components = video.get_components()
+        return io.NodeOutput(components.images, components.audio, float(components.frame_rate))
+
+
+class LoadVideo(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="LoadVideo", display_name="Load Video", category="image/video",
+            inputs=[io.Combo.Input("file", options=_input_files(VIDEO_SUFFIXES), upload=io.UploadType.video)],
+            outputs=[io.Video.Output()],
+        )
+
+    @classmethod
+    def execute(cls, file):
+        return io.NodeOutput(InputImpl.VideoFromFile(folder_paths.get_annotated_filepath(file)))
+
+
+class LoadAudio:
+    """V1 node: the first audio track as AUDIO {"waveform": [1, C, N] float, "sample_rate"} at the file's rate."""
+
+    CATEGORY = "audio"
+    RETURN_TYPES = ("AUDIO",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):  # noqa: N802 - ComfyUI's name
+        return {"required": {"audio": (_input_files(AUDIO_SUFFIXES | VIDEO_SUFFIXES), {"audio_upload": True})}}
+
+    def load(self, audio):
+        from videosdgx.media import read_audio
+
+        return (read_audio(folder_paths.get_annotated_filepath(audio)),)

@@ -11,63 +11,19 @@ from videosdgx.bundle_files import BundleFiles
 from videosdgx.job import Progress, VideoRequest, VideoResult
 from videosdgx.runtime.errors import ConfigurationError
 from videosdgx.runtime.model_files import LoadRequest
-from videosdgx.skyreels_v3.buckets import RESOLUTIONS, bucket_size
-from videosdgx.skyreels_v3.loaders import load_skyreels_dit
+from videosdgx.skyreels_v3.a2v import CONNECTION_PROMPT, AvatarSettings, AvatarText, animate_portrait
+from videosdgx.skyreels_v3.buckets import avatar_bucket_size, bucket_size
+from videosdgx.skyreels_v3.checks import check_request, v2v_mode_and_seconds
+from videosdgx.skyreels_v3.loaders import load_avatar_dit, load_skyreels_dit, load_wav2vec2
 from videosdgx.skyreels_v3.r2v import r2v_sigmas, sample_r2v
-from videosdgx.skyreels_v3.references import check_references, encode_references, size_from_reference
-from videosdgx.skyreels_v3.v2v import (check_duration, condition_frames, extend_single_shot, extension_sigmas,
-                                      resize_nearest, switch_shot)
-from videosdgx.skyreels_v3.variants import EXTENSION_CHUNK_SECONDS, SkyReelsVariant
-from videosdgx.wan.conditioning import encode_text, valid_size
-from videosdgx.wan.loaders import WanTextEncoder, load_text_encoder, load_vae
+from videosdgx.skyreels_v3.references import encode_references, size_from_reference
+from videosdgx.skyreels_v3.v2v import extend_single_shot, extension_sigmas, resize_nearest, switch_shot
+from videosdgx.skyreels_v3.variants import AVATAR_MAX_FRAMES, SkyReelsVariant
+from videosdgx.wan.conditioning import TextConditioning, encode_text, valid_size
+from videosdgx.wan.loaders import WanTextEncoder, load_clip_vision, load_text_encoder, load_vae
 from videosdgx.wan.pipeline import decode_frames
 
 log = logging.getLogger(__name__)
-
-
-def check_request(variant: SkyReelsVariant, request: VideoRequest) -> None:
-    """Refuse inputs the variant cannot use, before any weight is read."""
-    resolution = request.options.get("resolution", variant.resolution)
-    if resolution not in RESOLUTIONS:
-        raise ConfigurationError(f"Unknown resolution {resolution!r}; choose one of {', '.join(RESOLUTIONS)}.")
-    if variant.task == "r2v":
-        check_references(request.references)
-        for kind in ("image", "end_image", "video", "audio"):
-            if getattr(request, kind) is not None:
-                raise ConfigurationError(f"{variant.title} takes 1-4 reference images and a prompt, not an {kind}.")
-    if variant.task == "v2v":
-        check_video_request(variant, request)
-
-
-def v2v_mode_and_seconds(variant: SkyReelsVariant, request: VideoRequest) -> tuple[str, int]:
-    """`options["mode"]` ("extend", default, or "shot") and the seconds to add (`options["duration"]`, else
-    `frames / fps` rounded, else 5)."""
-    mode = request.options.get("mode", "extend")
-    fps = request.fps or variant.fps
-    default = round(request.frames / fps) if request.frames else EXTENSION_CHUNK_SECONDS
-    return mode, int(request.options.get("duration", default))
-
-
-def check_video_request(variant: SkyReelsVariant, request: VideoRequest) -> None:
-    mode, seconds = v2v_mode_and_seconds(variant, request)
-    check_duration(seconds, mode)
-    video = request.video
-    if video is None:
-        raise ConfigurationError(f"{variant.title} continues a video: give one (--video clip.mp4).")
-    if not isinstance(video, torch.Tensor) or video.ndim != 4 or video.shape[-1] < 3:
-        shape = list(video.shape) if isinstance(video, torch.Tensor) else type(video).__name__
-        raise ConfigurationError(f"The input video must be IMAGE frames [T, H, W, 3], got {shape}.")
-    needed = condition_frames(mode, seconds)
-    if video.shape[0] < needed:
-        what = f"a {seconds}-second shot switch" if mode == "shot" else "extension"
-        raise ConfigurationError(
-            f"The input video has {video.shape[0]} frames; SkyReels V3 {what} needs at least {needed} "
-            "(its last frames condition the new ones). Give a longer video."
-        )
-    extra = [kind for kind in ("image", "end_image", "audio") if getattr(request, kind) is not None]
-    if extra or request.references:
-        given = ", ".join(extra or ["reference images"])
-        raise ConfigurationError(f"{variant.title} takes a video and a prompt, not {given}.")
 
 
 class SkyReelsPipeline:
@@ -78,15 +34,18 @@ class SkyReelsPipeline:
         self.vae = load_vae(files.one("vae"), load).module
         self._text_encoder: WanTextEncoder | None = None
 
-    def encode_text(self, prompt: str, negative: str):
+    def encode_text(self, prompt: str, negative: str, *more: str) -> TextConditioning | tuple:
+        """The prompt pair (the variant's negative prompt when `negative` is empty); with `more` prompts, also their
+        states `[tokens, 4096]` after the pair."""
         if self._text_encoder is None:
             tokenizer = self.files.optional("tokenizer")
             self._text_encoder = load_text_encoder(self.files.one("text_encoder"), self.load, tokenizer)
         text = encode_text(self._text_encoder, prompt, negative, self.variant.negative_prompt)
+        extra = [encode_text(self._text_encoder, p, negative, self.variant.negative_prompt).positive for p in more]
         if self.low_memory:
             self._text_encoder = None
             gc.collect()
-        return text
+        return (text, *extra) if more else text
 
     def decode(self, latents: torch.Tensor, progress: Progress | None) -> torch.Tensor:
         on_chunk = None if progress is None else (lambda done, total: progress("decoding", done, total))
@@ -185,6 +144,41 @@ class V2VPipeline(SkyReelsPipeline):
         return decode_frames(self.vae, latents)
 
 
+class A2VPipeline(SkyReelsPipeline):
+    """Talking avatar: a portrait and speech (up to 200 s) -> 25 fps video carrying that speech."""
+
+    def __init__(self, variant: SkyReelsVariant, files: BundleFiles, load: LoadRequest, low_memory: bool):
+        super().__init__(variant, files, load, low_memory)
+        self.dit = load_avatar_dit(files.one("dit"), load).module
+        self.clip_vision = load_clip_vision(files.one("clip_vision"), load).module
+        self.audio_encoder = load_wav2vec2(files.one("audio_encoder"), load).module
+
+    def generate(self, request: VideoRequest, progress: Progress | None = None) -> VideoResult:
+        variant = self.variant
+        check_request(variant, request)
+        resolution = request.options.get("resolution", variant.resolution)
+        height, width = avatar_bucket_size(request.image.shape[1], request.image.shape[2], resolution)
+        size = valid_size(request.width or width, request.height or height, 1, variant.size_multiple)
+        text, connection = self.encode_text(request.prompt, request.negative_prompt, CONNECTION_PROMPT)
+        settings = AvatarSettings(
+            steps=request.steps or variant.steps, shift=request.shift or variant.shift,
+            guidance=variant.guidance if request.guidance is None else request.guidance,
+            guidance_audio=float(request.options.get("guidance_audio", variant.guidance_audio)),
+            clip_frames=variant.frames, motion_frames=int(request.options.get("motion_frames", variant.motion_frames)),
+            drop_frames=variant.drop_frames,
+            max_frames=request.frames or AVATAR_MAX_FRAMES,
+        )
+        log.info("A2V: %dx%d, up to %d frames", size.width, size.height, settings.max_frames)
+        step_progress = None if progress is None else (lambda done, total: progress("sampling", done, total))
+        frames, audio = animate_portrait(self.dit, self.vae, self.clip_vision, self.audio_encoder,
+                                         AvatarText(text.positive, text.negative, connection), request.image,
+                                         request.audio, size.height, size.width, settings, request.seed,
+                                         step_progress, variant.fps)
+        given = request.width or request.height
+        notes = () if given else (f"{size.width}x{size.height}: the {resolution} portrait bucket",)
+        return VideoResult(frames, float(variant.fps), audio=audio, notes=notes)
+
+
 def load_skyreels_pipeline(variant: SkyReelsVariant, files: BundleFiles, load: LoadRequest,
                            low_memory: bool = False) -> SkyReelsPipeline:
     """The registry's `pipeline` hook."""
@@ -192,4 +186,6 @@ def load_skyreels_pipeline(variant: SkyReelsVariant, files: BundleFiles, load: L
         return R2VPipeline(variant, files, load, low_memory)
     if variant.task == "v2v":
         return V2VPipeline(variant, files, load, low_memory)
+    if variant.task == "a2v":
+        return A2VPipeline(variant, files, load, low_memory)
     raise ConfigurationError(f"{variant.title} has no pipeline in this release yet.")

@@ -1,7 +1,9 @@
 """Tiny random SkyReels V3 checkpoints in the published key layouts, where a manifest bundle's lookup finds them.
 
-R2V-14B's DiT is written with diffusers keys, V2V-14B's with the original Wan keys; the UMT5 text encoder and the
-Wan 2.1 VAE are the shared Wan fixtures. The weights are random: a video made from them is noise.
+R2V-14B's DiT is written with diffusers keys, V2V-14B's and A2V-19B's with the original Wan keys (the avatar's
+audio layers under the release's names); the avatar's wav2vec2 with Hugging Face `Wav2Vec2Model` keys (12 layers, as
+the avatar's audio projector expects, 64 wide); the UMT5 text encoder, the Wan 2.1 VAE and CLIP vision are the
+shared Wan fixtures. The weights are random: a video made from them is noise.
 """
 
 from __future__ import annotations
@@ -15,10 +17,16 @@ from videosdgx.install.comfyui import model_folders
 from videosdgx.manifest import load_manifest
 from videosdgx.skyreels_v3.variants import skyreels_variant
 from videosdgx.testing.files import save_safetensors
-from videosdgx.testing.wan import _dit_state, _store, _text_encoder_state, _vae_state, tiny_dit_config
+from videosdgx.skyreels_v3.avatar import AvatarConfig, AvatarModel
+from videosdgx.skyreels_v3.wav2vec2 import Wav2Vec2Config, Wav2Vec2Encoder
+from videosdgx.testing.files import random_like_state_dict
+from videosdgx.testing.wan import _clip_state, _dit_state, _store, _text_encoder_state, _vae_state, tiny_dit_config
 from videosdgx.wan.keys import to_diffusers_key
 
 DIFFUSERS_LAYOUT_TASKS = ("r2v",)
+# 64 wide: one head of 64, as the loader reads a released wav2vec 2.0 (heads are 64 wide).
+TINY_WAV2VEC2 = Wav2Vec2Config(hidden=64, layers=12, heads=1, intermediate=64, conv_dims=(16,) * 6 + (32,),
+                               position_kernel=16, position_groups=4)
 
 
 def skyreels_dit_state(task: str, seed: int) -> dict[str, torch.Tensor]:
@@ -29,16 +37,34 @@ def skyreels_dit_state(task: str, seed: int) -> dict[str, torch.Tensor]:
     return state
 
 
+def avatar_dit_state(seed: int) -> dict[str, torch.Tensor]:
+    """A tiny A2V DiT: the tiny Wan I2V DiT plus the audio layers for `TINY_WAV2VEC2` features (4 audio tokens)."""
+    cfg = AvatarConfig(wan=tiny_dit_config("i2v", "2.1", True), audio_channels=TINY_WAV2VEC2.hidden,
+                       intermediate_dim=16, audio_dim=32, context_tokens=4)
+    with torch.device("meta"):
+        model = AvatarModel(cfg)
+    return random_like_state_dict(model, seed, std=0.05)
+
+
+def wav2vec2_state(seed: int) -> dict[str, torch.Tensor]:
+    """`TINY_WAV2VEC2` (module names are the checkpoint's: the position convolution as `weight_g` / `weight_v`)."""
+    with torch.device("meta"):
+        model = Wav2Vec2Encoder(TINY_WAV2VEC2)
+    return random_like_state_dict(model, seed, std=0.1)
+
+
 def write_skyreels_bundle(bundle: str, models_dir: str | Path, seed: int = 0) -> BundleFiles:
     """Write every file of a SkyReels V3 manifest bundle under `models_dir/<folder>/<filename>`."""
     manifest = load_manifest()
     task = skyreels_variant(manifest.bundle(bundle).variant or bundle).task
     models_dir = Path(models_dir)
     builders = {
-        "dit": lambda: skyreels_dit_state(task, seed),
+        "dit": lambda: avatar_dit_state(seed) if task == "a2v" else skyreels_dit_state(task, seed),
         "dit_shot": lambda: skyreels_dit_state(task, seed + 1),
         "text_encoder": lambda: _text_encoder_state(seed + 10),
         "vae": lambda: _vae_state("2.1", seed + 20),
+        "clip_vision": lambda: _clip_state(seed + 30),
+        "audio_encoder": lambda: wav2vec2_state(seed + 40),
     }
     for entry in manifest.bundle_entries(bundle):
         if entry.role not in builders:

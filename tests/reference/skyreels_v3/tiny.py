@@ -50,3 +50,27 @@ def avatar_inputs() -> dict[str, torch.Tensor]:
         "text": torch.randn(9, TEXT_DIM, generator=generator),
         "t": torch.tensor([600.0]),
     }
+
+
+# The avatar clip chaining: 21-frame clips, 5 motion frames, 4 dropped, 2 steps, both guidances on (3 passes).
+CHAIN = dict(frame_num=21, motion_frame=5, drop_frame=4, shift=11.0, sampling_steps=2, text_guide_scale=2.0,
+             audio_guide_scale=1.5, seed=5)
+CHAIN_FRAMES, SHORT_FRAMES = 50, 15  # speech frames: chained (5 clips) and one clip cut short
+PORTRAIT = (16, 32)  # height, width: the one avatar bucket of the chaining case ({"0.50": ([16, 32], 1)})
+
+
+def chain_inputs() -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(SEED + 2)
+    return {
+        "portrait_uint8": (torch.rand(*PORTRAIT, 3, generator=generator) * 255).to(torch.uint8),
+        "features": torch.randn(CHAIN_FRAMES, 12, 768, generator=generator),
+        "prompt": torch.randn(9, TEXT_DIM, generator=generator),
+        "negative": torch.randn(7, TEXT_DIM, generator=generator),
+        "connection": torch.randn(5, TEXT_DIM, generator=generator),
+        "clip": torch.randn(1, 257, 1280, generator=generator),
+    }
+
+
+def fake_clip(base: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """Stands in for CLIP on both sides: tokens that depend on which image `[1, 3, H, W]` they are given."""
+    return base * (1 + image.mean()) + image.std()

@@ -71,8 +71,20 @@ class VideoFromComponents:
 
 
 class VideoFromFile:
+    """A video file; `get_components` decodes every frame (float 0..1), the first audio track and the rate."""
+
     def __init__(self, file):
         self.file = file
+
+    def get_components(self) -> VideoComponents:
+        from videosdgx.media import read_video
+
+        clip = read_video(self.file)
+        return VideoComponents(images=clip.frames, audio=clip.audio, frame_rate=Fraction(clip.fps).limit_denominator())
+
+    def get_dimensions(self) -> tuple[int, int]:
+        images = self.get_components().images
+        return images.shape[2], images.shape[1]
 
 
 class Input:
