@@ -448,3 +448,19 @@ def test_negative_resolves_to_the_prompt_node_of_shipped_workflows():
     updated = apply_assignments(workflow, plan_overrides(workflow, Overrides(prompt="a fox", negative="blurry")))
     prompt_nodes = [n for n in updated.values() if n.get("_meta", {}).get("title") == "Prompt"]
     assert [(n["inputs"]["prompt"], n["inputs"]["negative_prompt"]) for n in prompt_nodes] == [("a fox", "blurry")]
+
+
+def test_node_text_outputs_reach_the_log(caplog):
+    """A node's text output (the sizes a VideosDGX node rounded) is shown to the headless user."""
+    import logging
+
+    from videosdgx.client.progress import ProgressLine
+    from videosdgx.client.tracker import JobTracker
+
+    workflow = {"5": {"class_type": "VideosDGXWanEmptyLatent", "_meta": {"title": "Video Size"}}}
+    tracker = JobTracker("p1", workflow, ProgressLine(1))
+    with caplog.at_level(logging.WARNING):
+        tracker.handle({"type": "executed", "data": {"prompt_id": "p1", "node": "5", "output": {
+            "text": ["size 840x480 is not a multiple of 16; using 832x480"]}}})
+    assert 'node 5 (VideosDGXWanEmptyLatent "Video Size"): size 840x480 is not a multiple of 16; using 832x480' in \
+        caplog.messages

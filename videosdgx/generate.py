@@ -231,6 +231,7 @@ def generate_on_server(job: GenerateJob, args: argparse.Namespace) -> int:
 
 def run_generate(args: argparse.Namespace) -> int:
     from videosdgx.client import ClientError
+    from videosdgx.install.errors import DownloadInterrupted
     from videosdgx.runtime.errors import VideosDGXError
 
     try:
@@ -242,6 +243,9 @@ def run_generate(args: argparse.Namespace) -> int:
     except RequestError as exc:
         log.error("%s", exc)
         return 2
+    except DownloadInterrupted as exc:
+        log.error("%s", exc)
+        return 130
     except ClientError as exc:
         log.error("%s", exc)
         return int(exc.exit_code)

@@ -1,11 +1,14 @@
 """Follows the websocket events of one prompt and decides when it has ended (spec §5 event table)."""
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from videosdgx.client.overrides import node_title
 from videosdgx.client.progress import ProgressLine
+
+log = logging.getLogger(__name__)
 
 TERMINAL = {"execution_success": "success", "execution_error": "error", "execution_interrupted": "interrupted"}
 FAILED = ("execution_error", "execution_interrupted")
@@ -90,7 +93,11 @@ class JobTracker:
             self.progress.step(value, maximum)
             self._seen(f"{self.progress.describe_step(value, maximum)} of node {self.describe_node(node)}")
         elif kind == "executed":
-            self._seen(f"node {self.describe_node(str(data.get('node')))} finished")
+            node = str(data.get("node"))
+            for text in as_list(as_object(data.get("output")).get("text")):
+                if isinstance(text, str) and text:
+                    log.warning("node %s: %s", self.describe_node(node), text)  # e.g. the sizes it rounded
+            self._seen(f"node {self.describe_node(node)} finished")
         return None
 
     def title(self, node_id: str) -> str:
