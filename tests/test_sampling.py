@@ -295,3 +295,32 @@ def test_cfg_and_batched_forward():
     batches.clear()
     torch.testing.assert_close(cfg_forward(model, x, c, u, 1.0), x * 6 + 0.5)
     assert batches == [1]
+
+
+def test_nan_weights_stop_the_run_after_the_first_step_naming_the_file(tmp_path):
+    """A DiT whose weights hold NaN is caught when the first step's latents stop being finite, not at the end."""
+    import pytest
+    import torch
+
+    from videosdgx.runtime.model_files import LoadRequest
+    from videosdgx.sampling import NonFiniteLatentsError
+    from videosdgx.testing.files import save_safetensors
+    from videosdgx.testing.wan import write_wan_models
+    from videosdgx.wan.loaders import load_dit
+    from videosdgx.wan.sampler import SamplingSettings, sample_wan
+    from videosdgx.wan.conditioning import TextConditioning
+
+    files = write_wan_models("wan2.1-t2v-1.3b", tmp_path)
+    from safetensors.torch import load_file
+
+    state = load_file(files.dit[0])
+    state["head.head.weight"] = torch.full_like(state["head.head.weight"], float("nan"))
+    broken = tmp_path / "broken_dit.safetensors"
+    save_safetensors(broken, state)
+    model = load_dit(broken, LoadRequest()).module
+    text = TextConditioning(torch.randn(3, 64), torch.randn(2, 64))
+    settings = SamplingSettings(steps=3, shift=5.0, guidance=5.0, seed=0, solver="unipc")
+    steps = []
+    with pytest.raises(NonFiniteLatentsError, match=r"after sampling step 1: the weights of .*broken_dit\.safetensors"):
+        sample_wan([model], text, (16, 1, 4, 4), settings, callback=lambda step, total, x: steps.append(step))
+    assert steps == []

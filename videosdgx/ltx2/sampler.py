@@ -17,6 +17,7 @@ from einops import rearrange
 from videosdgx.ltx2.guidance import GuiderParams, guide
 from videosdgx.ltx2.rope import audio_positions, video_positions
 from videosdgx.ltx2.transformer import LTX2Model, Modality, Perturbation
+from videosdgx.sampling.loop import check_finite
 from videosdgx.sampling.solvers import EulerSolver, FlowSolver
 
 PASSES = ("cond", "uncond", "perturbed", "isolated")
@@ -107,6 +108,8 @@ def denoise(
             v0 = v0 * mask + clean * (1 - mask)
         vx = video_solver.step(vx, (vx - v0) / sigma, step)
         ax = audio_solver.step(ax, (ax - a0) / sigma, step)
+        check_finite(vx, step, (model,))
+        check_finite(ax, step, (model,))
         if mask is not None and getattr(video_solver, "renoises", False):
             vx = vx * mask + clean * (1 - mask)
         if on_latent is not None:

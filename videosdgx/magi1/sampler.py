@@ -15,6 +15,7 @@ import torch
 from videosdgx.magi1.cache import ChunkKVCache
 from videosdgx.magi1.schedule import distill_step_size, guidance_scales, kv_range, time_schedule, window_stages
 from videosdgx.magi1.transformer import ChunkLayout, MagiDiT
+from videosdgx.sampling.loop import check_finite
 
 NULL_CAPTION_TOKENS = 50  # the reference's null caption: its first 50 rows are attended
 
@@ -146,6 +147,7 @@ class ChunkSampler:
         for k, c in enumerate(chunks[n_extra:]):
             j = k + n_extra
             self.latents[c] = x[:, :, j * cw:(j + 1) * cw] + velocity[:, :, k * cw:(k + 1) * cw] * dt[k]
+            check_finite(self.latents[c], steps[j], (self.model,))
 
     def _force_prefix(self, x: torch.Tensor, t: torch.Tensor, first: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Overwrite the input's frames that the prefix covers (whole prefix chunks also get t = 1)."""

@@ -125,7 +125,7 @@ def sample_wan(
 
     log.info("sampling %d steps (%s, shift %.1f, cfg %.1f%s)", len(sigmas) - 1, settings.solver, settings.shift,
              settings.guidance, "" if settings.boundary is None else f", {switch} high-noise steps")
-    return sample(velocity, x.to(device), sigmas, settings.solver, callback=after_step).cpu()
+    return sample(velocity, x.to(device), sigmas, settings.solver, callback=after_step, models=experts).cpu()
 
 
 def _check_inputs(model: WanModel, latent_shape: tuple[int, ...], image: ImageConditioning) -> None:
