@@ -51,6 +51,11 @@ def check_files(**files: tuple[str, str]) -> bool | str:
     return True
 
 
+def first_problem(*answers: bool | str) -> bool | str:
+    """The first `validate_inputs` answer that is not True (every check is made first: they are cheap)."""
+    return next((answer for answer in answers if answer is not True), True)
+
+
 def check_choice(name: str, value: str, options) -> bool | str:
     """A combo value ComfyUI does not check itself (V3 combos) must be one of its options."""
     return True if value in options else f"{name} '{value}' is not one of: {', '.join(map(str, options))}."

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import torch
 
+from videosdgx.request import WEIGHT_FORMATS
 from videosdgx.runtime.errors import ConfigurationError
 from videosdgx.sampling import SOLVERS
 from videosdgx.skyreels_v3.a2v import AvatarSettings, AvatarText, animate_portrait
@@ -19,8 +20,8 @@ from videosdgx.skyreels_v3.v2v import (check_duration, condition_frames, extend_
 from videosdgx.wan.conditioning import valid_size
 from videosdgx.wan.pipeline import decode_frames
 
-from ._comfy import check_interrupt, io, missing_model, model_names, model_path, progress
-from .wan_loaders import WEIGHT_DTYPES, WEIGHT_FORMATS, load_request
+from ._comfy import check_interrupt, io, model_names, model_path, progress
+from ._loaders import WEIGHT_DTYPES, check_choice, check_files, first_problem, load_request
 from .wan_types import (WanClipVisionType, WanConditioning, WanConditioningType, WanExperts, WanModelType,
                         WanVAEType)
 
@@ -65,8 +66,12 @@ class SkyReelsModelLoader(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, model_name: str) -> bool | str:
-        return missing_model("diffusion_models", model_name)
+    def validate_inputs(cls, model_name: str, task: str = "r2v", weight_dtype: str = "default",
+                        weight_format: str = "default") -> bool | str:
+        return first_problem(check_choice("task", task, TASKS),
+                             check_choice("weight_dtype", weight_dtype, WEIGHT_DTYPES),
+                             check_choice("weight_format", weight_format, WEIGHT_FORMATS),
+                             check_files(model=("diffusion_models", model_name)))
 
     @classmethod
     def execute(cls, model_name: str, task: str, weight_dtype: str, weight_format: str) -> io.NodeOutput:
@@ -103,6 +108,11 @@ class SkyReelsReferenceToVideo(io.ComfyNode):
             ],
             outputs=[io.Latent.Output(display_name="latent")],
         )
+
+    @classmethod
+    def validate_inputs(cls, resolution: str = "720P", sampler: str = "unipc") -> bool | str:
+        return first_problem(check_choice("resolution", resolution, RESOLUTIONS),
+                             check_choice("sampler", sampler, SOLVERS))
 
     @classmethod
     def execute(cls, model: WanExperts, conditioning: WanConditioning, vae, reference_1: torch.Tensor,
@@ -151,6 +161,12 @@ class SkyReelsExtendVideo(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, mode: str = "extend", resolution: str = "720P", sampler: str = "unipc") -> bool | str:
+        return first_problem(check_choice("mode", mode, ("extend", "shot")),
+                             check_choice("resolution", resolution, RESOLUTIONS),
+                             check_choice("sampler", sampler, SOLVERS))
+
+    @classmethod
     def execute(cls, model: WanExperts, conditioning: WanConditioning, vae, video: torch.Tensor, mode: str,
                 duration: int, resolution: str, width: int, height: int, seed: int, steps: int, cfg: float,
                 shift: float, sampler: str) -> io.NodeOutput:
@@ -192,7 +208,7 @@ class SkyReelsAudioEncoderLoader(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, audio_encoder_name: str) -> bool | str:
-        return missing_model("audio_encoders", audio_encoder_name)
+        return check_files(audio_encoder=("audio_encoders", audio_encoder_name))
 
     @classmethod
     def execute(cls, audio_encoder_name: str) -> io.NodeOutput:
@@ -231,6 +247,10 @@ class SkyReelsTalkingAvatar(io.ComfyNode):
             ],
             outputs=[io.Image.Output(display_name="images"), io.Audio.Output(display_name="audio")],
         )
+
+    @classmethod
+    def validate_inputs(cls, resolution: str = "720P") -> bool | str:
+        return check_choice("resolution", resolution, AVATAR_BUCKETS)
 
     @classmethod
     def execute(cls, model: WanExperts, conditioning: WanConditioning, connection: WanConditioning, vae, clip_vision,

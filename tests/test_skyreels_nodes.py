@@ -77,3 +77,16 @@ def test_extend_video_chain_and_bad_input(comfy):
     with pytest.raises(WrongComponentError, match="diffusers key layout of SkyReels V3 R2V-14B"):
         run(comfy, "VideosDGXSkyReelsModelLoader", model_name="skyreels_v3_r2v_14B.safetensors", task="v2v",
             weight_dtype="default", weight_format="default")
+
+
+@pytest.mark.parametrize("node_id, inputs, message", [
+    ("VideosDGXSkyReelsModelLoader", {"model_name": "x.safetensors", "task": "t2v"}, "task 't2v' is not one of"),
+    ("VideosDGXSkyReelsModelLoader", {"model_name": "x.safetensors", "weight_format": "int4"}, "weight_format 'int4'"),
+    ("VideosDGXSkyReelsReferenceToVideo", {"resolution": "1080P"}, "resolution '1080P' is not one of"),
+    ("VideosDGXSkyReelsReferenceToVideo", {"sampler": "ddim"}, "sampler 'ddim' is not one of"),
+    ("VideosDGXSkyReelsExtendVideo", {"mode": "loop"}, "mode 'loop' is not one of: extend, shot"),
+    ("VideosDGXSkyReelsTalkingAvatar", {"resolution": "540P"}, "resolution '540P' is not one of"),
+])
+def test_combo_values_are_validated_before_the_run(comfy, node_id, inputs, message):
+    answer = comfy.nodes[node_id].validate_inputs(**inputs)
+    assert isinstance(answer, str) and message in answer
