@@ -10,7 +10,8 @@ from videosdgx.media import read_video
 from videosdgx.testing import ltx25
 from videosdgx.testing.ltx2 import DEMO_BUNDLES
 
-BUNDLES = ("ltx-2-19b-distilled", "ltx-2-19b-dev", "ltx-2-19b-dev-fp8", "ltx-2.3-22b-distilled", "ltx-2.3-22b-dev")
+BUNDLES = ("ltx-2-19b-distilled", "ltx-2-19b-dev", "ltx-2-19b-dev-fp8", "ltx-2-19b-dev-fp4", "ltx-2.3-22b-distilled",
+           "ltx-2.3-22b-dev")
 
 
 def test_every_available_ltx2_bundle_has_demo_files_and_is_run_here():

@@ -93,7 +93,7 @@ def write_ltx2_checkpoint(path: Path, cfg: LTX2Config, seed: int = 0, quantizati
 # ------------------------------------------------------------------------------------------------- demo bundles
 VIDEO_LATENT, AUDIO_LATENT, MEL_BINS = 8, 4, 16  # the media writer's tiny models: audio tokens 4 x 16 / 4 wide
 DEMO_BUNDLES = {"ltx-2-19b-distilled": "19B", "ltx-2.3-22b-distilled": "2.3", "ltx-2-19b-dev": "19B",
-                "ltx-2-19b-dev-fp8": "19B", "ltx-2.3-22b-dev": "2.3"}
+                "ltx-2-19b-dev-fp8": "19B", "ltx-2-19b-dev-fp4": "19B", "ltx-2.3-22b-dev": "2.3"}
 
 
 def text_config(version: str, dit: LTX2Config):
@@ -168,7 +168,8 @@ def write_ltx2_bundle(bundle: str, models_dir: str | Path, seed: int = 0) -> Non
     for entry in load_manifest().bundle_entries(bundle):
         path = Path(models_dir) / entry.folder / entry.filename
         if entry.role == "checkpoint":
-            write_demo_checkpoint(path, version, seed, quantization="fp8" if "fp8" in entry.filename else "none")
+            quantization = "fp8" if "fp8" in entry.filename else "nvfp4" if "fp4" in entry.filename else "none"
+            write_demo_checkpoint(path, version, seed, quantization=quantization)
         elif entry.role == "lora":
             save_safetensors(path, distilled_lora_state(demo_dit_config(version), seed=seed + 3))
         elif entry.role == "text_encoder":
