@@ -23,7 +23,7 @@ from torch import nn
 
 from videosdgx.layers.half_rope import apply_half_rope
 from videosdgx.runtime.attention import attention
-from videosdgx.text.gemma3 import attention_masks
+from videosdgx.text.gemma3 import Gemma3MLP, attention_masks
 
 
 @dataclass(frozen=True)
@@ -96,22 +96,11 @@ class Gemma4Attention(nn.Module):
         return self.o_proj(out.transpose(1, 2).flatten(2))
 
 
-class Gemma4MLP(nn.Module):
-    def __init__(self, cfg: Gemma4Config):
-        super().__init__()
-        self.gate_proj = nn.Linear(cfg.hidden, cfg.intermediate, bias=False)
-        self.up_proj = nn.Linear(cfg.hidden, cfg.intermediate, bias=False)
-        self.down_proj = nn.Linear(cfg.intermediate, cfg.hidden, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.gelu(self.gate_proj(x), approximate="tanh") * self.up_proj(x))
-
-
 class Gemma4DecoderLayer(nn.Module):
     def __init__(self, cfg: Gemma4Config, is_global: bool):
         super().__init__()
         self.self_attn = Gemma4Attention(cfg, is_global)
-        self.mlp = Gemma4MLP(cfg)
+        self.mlp = Gemma3MLP(cfg)  # the same gated-GELU feed-forward, key for key
         self.input_layernorm = Gemma4RMSNorm(cfg.hidden, cfg.eps)
         self.post_attention_layernorm = Gemma4RMSNorm(cfg.hidden, cfg.eps)
         self.pre_feedforward_layernorm = Gemma4RMSNorm(cfg.hidden, cfg.eps)
