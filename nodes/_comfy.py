@@ -67,21 +67,37 @@ def byte_progress(node_id: str | None = None) -> Callable[[int, int], None]:
     return lambda done, total: bar.update_absolute(done, total)
 
 
-def latent_previewer(latent_format: str):
-    """ComfyUI's live previewer for a latent space named like core's `comfy.latent_formats` classes ("Wan21",
-    "Wan22", ...), or None (ComfyUI started without --preview-method, too old, or not knowing the format).
+def latent_previewer(latent_format: str) -> Callable[[torch.Tensor], object]:
+    """A `preview(latents)` function giving ComfyUI's live preview image for a latent space named like core's
+    `comfy.latent_formats` classes ("Wan21", "Wan22", "LTXV", ...); it gives None when there is nothing to show
+    (ComfyUI started without --preview-method, too old, or not knowing the format).
 
     Each family names its own format: our latents are normalised like core's, so its latent2rgb factors and TAE
-    decoders apply.
+    decoders apply. A preview never ends a run: if one fails (latents that do not fit the format's factors), the
+    reason is logged once and previews stop for this run.
     """
     try:
         import comfy.latent_formats as formats
         import latent_preview
     except ImportError:
-        return None
+        return lambda latents: None
     if not hasattr(formats, latent_format):
-        return None
-    return latent_preview.get_previewer(torch_device(), getattr(formats, latent_format)())
+        return lambda latents: None
+    previewer = latent_preview.get_previewer(torch_device(), getattr(formats, latent_format)())
+    failed: list[Exception] = []
+
+    def preview(latents: torch.Tensor):
+        if previewer is None or failed:
+            return None
+        try:
+            return previewer.decode_latent_to_preview_image("JPEG", latents)
+        except Exception as error:  # a preview is a nicety: log it and sample on
+            failed.append(error)
+            log.warning("live previews stopped: the %s preview cannot show latents of shape %s (%s)",
+                        latent_format, list(latents.shape), error)
+            return None
+
+    return preview
 
 
 def check_interrupt() -> None:

@@ -112,13 +112,12 @@ class LTX2Sampler(io.ComfyNode):
         device = next(model.dit.parameters()).device
         positive, negative = (TextContext(c.video.to(device), c.audio.to(device), c.mask.to(device))
                               for c in (conditioning.positive, conditioning.negative))
-        previewer = latent_previewer(LATENT_FORMAT)
+        preview = latent_previewer(LATENT_FORMAT)
         bars: dict[str, object] = {}
         shown: list = [None]
 
         def on_latent(latent: torch.Tensor) -> None:
-            if previewer is not None:
-                shown[0] = previewer.decode_latent_to_preview_image("JPEG", latent)
+            shown[0] = preview(latent)
 
         def on_progress(stage: str, done: int, total: int) -> None:
             check_interrupt()

@@ -75,12 +75,11 @@ class WanSampler(io.ComfyNode):
         settings = SamplingSettings(steps=steps, shift=shift, guidance=cfg, seed=seed, solver=sampler,
                                     guidance_low=cfg_low_noise, boundary=model.boundary, denoise=denoise, sigmas=grid)
         bar = progress(steps)
-        previewer = latent_previewer(model.latent_format)
+        preview = latent_previewer(model.latent_format)
 
         def on_step(step: int, total: int, x: torch.Tensor) -> None:
             check_interrupt()
-            preview = None if previewer is None else previewer.decode_latent_to_preview_image("JPEG", x)
-            bar.update_absolute(step + 1, total, preview)
+            bar.update_absolute(step + 1, total, preview(x))
 
         check_interrupt()
         with expert_loras_applied(model.models, model.loras):

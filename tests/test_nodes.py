@@ -276,3 +276,27 @@ def test_loaders_validate_file_names_before_the_run(comfy):
     assert "install.py --models wan2.2-i2v-a14b" in message
     message = nodes["VideosDGXWanCLIPVisionLoader"].validate_inputs(clip_name="nope.safetensors")
     assert "'nope.safetensors' is not in clip_vision" in message and "models/clip_vision" in message
+
+
+def test_a_failing_live_preview_never_ends_the_run(comfy, monkeypatch, caplog):
+    """Latents that do not fit a format's preview factors (tiny demo models) stop previews, not the sampling."""
+    import logging
+    import sys
+    import types
+
+    calls = []
+
+    class Previewer:
+        def decode_latent_to_preview_image(self, kind, latents):
+            calls.append(latents.shape)
+            raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    formats = types.SimpleNamespace(LTXV=lambda: "ltxv")
+    monkeypatch.setitem(sys.modules, "comfy.latent_formats", formats)
+    monkeypatch.setitem(sys.modules, "latent_preview", types.SimpleNamespace(get_previewer=lambda *a: Previewer()))
+    from importlib import import_module
+
+    preview = import_module(comfy.pack.__name__ + ".nodes._comfy").latent_previewer("LTXV")
+    with caplog.at_level(logging.WARNING):
+        assert preview(torch.zeros(1, 8, 2, 4, 4)) is None and preview(torch.zeros(1, 8, 2, 4, 4)) is None
+    assert len(calls) == 1 and "live previews stopped" in caplog.text
