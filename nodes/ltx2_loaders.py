@@ -18,6 +18,7 @@ from videosdgx.request import WEIGHT_FORMATS
 from ._comfy import io, model_path, register_model_folders
 from ._loaders import (NONE, WEIGHT_DTYPES, check_choice, check_file_in, check_files, load_request, model_file,
                        model_file_in, path_in, weight_options)
+from ._model_manager import manage
 from .ltx2_types import (CATEGORY, LTX2AudioDecoder, LTX2AudioVAEType, LTX2Model, LTX2ModelType,
                          LTX2TextEncoderType, LTX2UpsamplerType, LTX2VAEType)
 
@@ -76,7 +77,7 @@ class LTX2Loader(io.ComfyNode):
         dit = load_dit(path_in(DIT_FOLDERS, ckpt_name), request, expected_version=chosen.version, variant=variant,
                        cross_timestep=chosen.cross_timestep).module
         lora = None if distilled_lora == NONE else load_ltx2_lora(model_path("loras", distilled_lora), request)
-        return io.NodeOutput(LTX2Model(chosen, dit, lora))
+        return io.NodeOutput(manage(LTX2Model(chosen, dit, lora), "LTX-2 diffusion model"))
 
 
 class LTX2TextEncoderLoader(io.ComfyNode):
@@ -134,7 +135,8 @@ class LTX2VAELoader(io.ComfyNode):
 
     @classmethod
     def execute(cls, vae_name: str, weight_dtype: str) -> io.NodeOutput:
-        return io.NodeOutput(load_video_vae(path_in(VAE_FOLDERS, vae_name), load_request(weight_dtype)).module)
+        return io.NodeOutput(manage(load_video_vae(path_in(VAE_FOLDERS, vae_name), load_request(weight_dtype)).module,
+                                    "LTX-2 video VAE"))
 
 
 class LTX2AudioVAELoader(io.ComfyNode):
@@ -161,7 +163,7 @@ class LTX2AudioVAELoader(io.ComfyNode):
     def execute(cls, audio_vae_name: str, weight_dtype: str) -> io.NodeOutput:
         path, request = path_in(VAE_FOLDERS, audio_vae_name), load_request(weight_dtype)
         vocoder = load_vocoder(path, replace(request, dtype=torch.float32)).module  # as ltx-core: fp32 waveform
-        return io.NodeOutput(LTX2AudioDecoder(load_audio_vae(path, request).module, vocoder))
+        return io.NodeOutput(manage(LTX2AudioDecoder(load_audio_vae(path, request).module, vocoder), "LTX-2 audio VAE"))
 
 
 class LTX2UpsamplerLoader(io.ComfyNode):
@@ -188,4 +190,4 @@ class LTX2UpsamplerLoader(io.ComfyNode):
     @classmethod
     def execute(cls, upsampler_name: str, weight_dtype: str) -> io.NodeOutput:
         path = model_path("latent_upscale_models", upsampler_name)
-        return io.NodeOutput(load_upsampler(path, load_request(weight_dtype)).module)
+        return io.NodeOutput(manage(load_upsampler(path, load_request(weight_dtype)).module, "LTX-2 latent upsampler"))

@@ -13,6 +13,7 @@ from videosdgx.ltx2.text_encoder import LTX2TextEncoder
 from videosdgx.ltx2.variants import DEV_AUDIO, DEV_VIDEO, LTX2_NEGATIVE_PROMPT
 
 from ._comfy import check_interrupt, io, latent_previewer, progress
+from ._model_manager import use
 from .ltx2_types import (CATEGORY, LATENT_FORMAT, LTX2AudioDecoder, LTX2AudioVAEType, LTX2Conditioning,
                          LTX2ConditioningType, LTX2Latents, LTX2LatentType, LTX2Model, LTX2ModelType,
                          LTX2TextEncoderType, LTX2UpsamplerType, LTX2VAEType)
@@ -103,6 +104,7 @@ class LTX2Sampler(io.ComfyNode):
                 width: int, height: int, length: int, fps: int, seed: int, steps: int, cfg: float, audio_cfg: float,
                 stg: float, modality: float, rescale: float, two_stage: bool, upsampler=None,
                 image: torch.Tensor | None = None) -> io.NodeOutput:
+        use(model, vae, audio_vae, upsampler)
         pipe = LTX2Pipeline(model.variant, model.dit, None, vae, audio_vae.audio_vae, audio_vae.vocoder, upsampler,
                             stage2_lora=model.stage2_lora)
         request = VideoRequest(prompt="", width=width, height=height, frames=length, fps=fps, seed=seed,
@@ -145,6 +147,7 @@ class LTX2Decode(io.ComfyNode):
 
     @classmethod
     def execute(cls, latent: LTX2Latents, vae, audio_vae: LTX2AudioDecoder) -> io.NodeOutput:
+        use(vae, audio_vae)
         bar = None
 
         def on_progress(stage: str, done: int, total: int) -> None:

@@ -15,6 +15,7 @@ from videosdgx.magi1.variants import MAGI1_VARIANTS
 
 from ._comfy import check_interrupt, io, model_path, progress
 from ._loaders import WEIGHT_DTYPES, check_choice, check_files, load_request, model_file
+from ._model_manager import manage, use
 from .magi1_types import (CATEGORY, MagiConditioning, MagiConditioningType, MagiModel, MagiModelType, MagiText,
                           MagiTextEncoderType, MagiVAEType)
 
@@ -52,7 +53,8 @@ class MagiModelLoader(io.ComfyNode):
     def execute(cls, model_name: str, variant: str, weight_dtype: str) -> io.NodeOutput:
         found = MAGI1_VARIANTS[variant]
         folder = Path(model_path("diffusion_models", model_name)).parent
-        return io.NodeOutput(MagiModel(load_dit(folder, load_request(weight_dtype), found.size), found))
+        return io.NodeOutput(manage(MagiModel(load_dit(folder, load_request(weight_dtype), found.size), found),
+                                    "MAGI-1 diffusion model"))
 
 
 class MagiTextEncoderLoader(io.ComfyNode):
@@ -79,7 +81,7 @@ class MagiTextEncoderLoader(io.ComfyNode):
         index = path.parent / T5_INDEX
         encoder = load_text_encoder(index if index.is_file() else path, path.parent / "spiece.model", load_request())
         tokens = load_special_tokens(model_path("text_encoders", SPECIAL_TOKENS))
-        return io.NodeOutput(MagiText(encoder, tokens))
+        return io.NodeOutput(manage(MagiText(encoder, tokens), "MAGI-1 T5 text encoder"))
 
 
 class MagiVAELoader(io.ComfyNode):
@@ -98,7 +100,7 @@ class MagiVAELoader(io.ComfyNode):
 
     @classmethod
     def execute(cls, vae_name: str) -> io.NodeOutput:
-        return io.NodeOutput(load_vae(model_path("vae", vae_name), None, load_request()))
+        return io.NodeOutput(manage(load_vae(model_path("vae", vae_name), None, load_request()), "MAGI-1 VAE"))
 
 
 class MagiTextEncode(io.ComfyNode):
@@ -114,6 +116,7 @@ class MagiTextEncode(io.ComfyNode):
 
     @classmethod
     def execute(cls, text_encoder: MagiText, prompt: str) -> io.NodeOutput:
+        use(text_encoder)
         lines = tuple(line.strip() for line in prompt.splitlines() if line.strip()) or ("",)
         captions = tuple(text_encoder.encoder.encode(list(lines)))
         return io.NodeOutput(MagiConditioning(lines, captions, text_encoder.tokens))
@@ -148,6 +151,7 @@ class MagiChunkSampler(io.ComfyNode):
     def execute(cls, model: MagiModel, conditioning: MagiConditioning, vae, width: int, height: int, length: int,
                 steps: int, seed: int, image: torch.Tensor | None = None,
                 video: torch.Tensor | None = None) -> io.NodeOutput:
+        use(model, vae)
         request = VideoRequest(prompt=conditioning.prompts[0], prompts=conditioning.prompts, width=width,
                                height=height, frames=length, steps=steps, seed=seed, image=image, video=video)
         model.variant.check(request)

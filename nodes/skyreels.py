@@ -22,6 +22,7 @@ from videosdgx.wan.pipeline import decode_frames
 
 from ._comfy import check_interrupt, io, model_names, model_path, progress
 from ._loaders import WEIGHT_DTYPES, check_choice, check_files, first_problem, load_request
+from ._model_manager import manage, use
 from .wan_types import (WanClipVisionType, WanConditioning, WanConditioningType, WanExperts, WanModelType,
                         WanVAEType)
 
@@ -78,7 +79,7 @@ class SkyReelsModelLoader(io.ComfyNode):
         path = model_path("diffusion_models", model_name)
         request = load_request(weight_dtype, weight_format)
         model = (load_avatar_dit(path, request) if task == "a2v" else load_skyreels_dit(task, path, request)).module
-        return io.NodeOutput(WanExperts((model,), None, (model_name,)))
+        return io.NodeOutput(manage(WanExperts((model,), None, (model_name,)), "SkyReels V3 diffusion model"))
 
 
 class SkyReelsReferenceToVideo(io.ComfyNode):
@@ -119,6 +120,7 @@ class SkyReelsReferenceToVideo(io.ComfyNode):
                 resolution: str, width: int, height: int, length: int, seed: int, steps: int, cfg: float,
                 cfg_image: float, shift: float, sampler: str, reference_2: torch.Tensor | None = None,
                 reference_3: torch.Tensor | None = None, reference_4: torch.Tensor | None = None) -> io.NodeOutput:
+        use(model, vae)
         references = tuple(r[:1] for r in (reference_1, reference_2, reference_3, reference_4) if r is not None)
         check_references(references)
         dit = _single_model(model)
@@ -171,6 +173,7 @@ class SkyReelsExtendVideo(io.ComfyNode):
                 duration: int, resolution: str, width: int, height: int, seed: int, steps: int, cfg: float,
                 shift: float, sampler: str) -> io.NodeOutput:
         check_duration(duration, mode)
+        use(model, vae)
         needed = condition_frames(mode, duration)
         if video.shape[0] < needed:
             raise ConfigurationError(f"The input video has {video.shape[0]} frames; {mode} needs at least {needed}.")
@@ -213,7 +216,7 @@ class SkyReelsAudioEncoderLoader(io.ComfyNode):
     @classmethod
     def execute(cls, audio_encoder_name: str) -> io.NodeOutput:
         path = model_path("audio_encoders", audio_encoder_name)
-        return io.NodeOutput(load_wav2vec2(path, load_request()).module)
+        return io.NodeOutput(manage(load_wav2vec2(path, load_request()).module, "SkyReels V3 audio encoder"))
 
 
 class SkyReelsTalkingAvatar(io.ComfyNode):
@@ -257,6 +260,7 @@ class SkyReelsTalkingAvatar(io.ComfyNode):
                 audio_encoder, image: torch.Tensor, audio: dict, resolution: str, width: int, height: int,
                 length: int, seed: int, steps: int, cfg: float, cfg_audio: float, shift: float,
                 motion_frames: int) -> io.NodeOutput:
+        use(model, vae, clip_vision, audio_encoder)
         variant = skyreels_variant("skyreels-v3-a2v-19b")
         bucket_h, bucket_w = avatar_bucket_size(image.shape[1], image.shape[2], resolution)
         size = valid_size(width or bucket_w, height or bucket_h, 1, 16)

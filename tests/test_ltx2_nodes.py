@@ -172,3 +172,23 @@ def test_shipped_workflows_use_the_official_settings(name):
 def decode_id(workflow: dict) -> str:
     [node_id] = [i for i, node in workflow.items() if node["class_type"] == "VideosDGXLTX2Decode"]
     return node_id
+
+
+def test_ltx2_models_take_part_in_comfyui_model_management(comfy):
+    """"Unload models" drops the LTX-2 DiT, VAEs and upsampler; the next sampler / decode run streams them back."""
+    from videosdgx.runtime.model_files import weights_dropped
+
+    mm = comfy.model_management
+    mm.current_loaded_models.clear()
+    model, encoder, vae, audio_vae, upsampler = parts(comfy)
+    managed = {entry.model.model for entry in mm.current_loaded_models}
+    assert {model.dit, vae, audio_vae.audio_vae, upsampler} <= managed
+    conditioning, = run(comfy, "VideosDGXLTX2TextEncode", text_encoder=encoder, prompt="a drum solo",
+                        negative_prompt="", release_gemma=True)
+    mm.unload_all_models()  # what POST /free {"unload_models": true} runs
+    assert all(weights_dropped(m) for m in (model.dit, vae, audio_vae.audio_vae, upsampler))
+    latent = sample(comfy, model, conditioning, vae, audio_vae, upsampler)
+    images, _ = run(comfy, "VideosDGXLTX2Decode", latent=latent, vae=vae, audio_vae=audio_vae)
+    assert not any(weights_dropped(m) for m in (model.dit, vae, audio_vae.audio_vae, upsampler))
+    assert images.shape == (9, 64, 128, 3) and torch.isfinite(images).all()
+    mm.current_loaded_models.clear()
