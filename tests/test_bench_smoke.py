@@ -15,7 +15,7 @@ def bench():
     """Import a bench script by file name, with bench/ on sys.path as when it runs as a script."""
     sys.path.insert(0, str(BENCH))
     modules = {}
-    for name in ("load", "wan", "plan", "magi1"):
+    for name in ("load", "wan", "plan", "magi1", "ltx2_dit", "lora"):
         spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
         modules[name] = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(modules[name])
@@ -82,15 +82,8 @@ def test_plan_bench_tiny(bench, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_ltx2_dit_bench_tiny(tmp_path):
-    sys.path.insert(0, str(BENCH))
-    try:
-        spec = importlib.util.spec_from_file_location("bench_ltx2_dit", BENCH / "ltx2_dit.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        result = module.main(["--tiny", "--repeat", "1", "--workdir", str(tmp_path)])
-    finally:
-        sys.path.remove(str(BENCH))
+def test_ltx2_dit_bench_tiny(bench, tmp_path):
+    result = bench["ltx2_dit"].main(["--tiny", "--repeat", "1", "--workdir", str(tmp_path)])
     runs = result["runs"]
     assert runs["ours"]["shapes"] == runs["diffusers"]["shapes"] == [[1, 12, 8], [1, 5, 8]]
     assert max(result["errors"]) < 1e-4 and "ours/diffusers" in result["report"]
@@ -103,3 +96,15 @@ def test_magi1_bench_tiny(bench, tmp_path, monkeypatch):
     ours = result["runs"]["ours"]
     assert ours["shape"] == [1, 16, 6, 4, 4] and ours["cache_bytes"] == 3 * 2 * 24 * 2 * 2 * 16 * 4
     assert "official: skipped" in result["report"]
+
+
+def test_lora_bench_tiny(bench, tmp_path):
+    result = bench["lora"].main(["--tiny", "--repeat", "1", "--workdir", str(tmp_path)])
+    runs = result["runs"]
+    assert runs["ours"]["lora_bytes"] >= 0 and "ours: LoRA / no LoRA" in result["report"]
+    assert len(runs["ours"]["spans"]) == len(runs["ours"]["base_spans"]) == 1
+    assert (runs["sample-default"]["rows"], runs["sample-default"]["calls"]) == (80, 40)
+    assert (runs["sample-lightning"]["rows"], runs["sample-lightning"]["calls"]) == (4, 4)
+    if "lora" in result["errors"]:
+        assert result["errors"]["lora"] < 1e-4
+    assert list(tmp_path.iterdir()) == []

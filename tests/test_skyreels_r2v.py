@@ -17,7 +17,7 @@ from videosdgx.skyreels_v3.pipeline import check_request, load_skyreels_pipeline
 from videosdgx.skyreels_v3.r2v import r2v_sigmas, sample_r2v
 from videosdgx.skyreels_v3.references import fit_reference, lanczos_resize
 from videosdgx.skyreels_v3.variants import skyreels_variant
-from videosdgx.testing.files import save_safetensors
+from videosdgx.testing.files import randomize_reference, save_safetensors
 from videosdgx.testing.skyreels_v3 import skyreels_dit_state, write_skyreels_bundle
 from videosdgx.testing.wan import _dit_state, tiny_dit_config
 from videosdgx.wan.conditioning import TextConditioning
@@ -36,17 +36,7 @@ def diffusers_dit(seed: int) -> WanTransformer3DModel:
         text_dim=TEXT_DIM, freq_dim=64, ffn_dim=192, num_layers=3, cross_attn_norm=True,
         qk_norm="rms_norm_across_heads", eps=1e-6, image_dim=None, added_kv_proj_dim=None, rope_max_seq_len=1024,
     )
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            noise = torch.randn(param.shape, generator=generator)
-            if "norm" in name and name.endswith("weight"):
-                param.copy_(1 + 0.2 * noise)
-            elif param.ndim >= 2 and not name.endswith("scale_shift_table"):
-                param.copy_(noise / param[0].numel() ** 0.5)
-            else:
-                param.copy_(0.3 * noise)
-    return model.eval()
+    return randomize_reference(model, seed)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanTransformer3
 
 from videosdgx.runtime.model_files import LoadRequest
 from videosdgx.sampling import boundary_step, flow_sigmas
-from videosdgx.testing.files import save_safetensors
+from videosdgx.testing.files import randomize_reference, save_safetensors
 from videosdgx.testing.wan import CORPUS, tiny_sentencepiece
 from videosdgx.text.tokenizer import load_tokenizer
 from videosdgx.wan import sampler as wan_sampler
@@ -39,21 +39,6 @@ LATENTS_STD = [0.5 + 0.1 * i for i in range(16)]
 LATENT_TOLERANCE = 1e-3
 
 
-def _randomize(model: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """Random values for every parameter (diffusers zero-inits some): norm scales near 1, matrices ~1/sqrt(fan-in)."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            noise = torch.randn(param.shape, generator=generator)
-            if "norm" in name and name.endswith("weight"):
-                param.copy_(1 + 0.2 * noise)
-            elif param.ndim >= 2 and not name.endswith("scale_shift_table"):
-                param.copy_(noise / param[0].numel() ** 0.5)
-            else:
-                param.copy_(0.3 * noise)
-    return model.eval()
-
-
 def diffusers_transformer(seed: int) -> WanTransformer3DModel:
     """Tiny T2V DiT (wan.md §10): 2 heads of 32, 2 layers, text width 32."""
     model = WanTransformer3DModel(
@@ -61,7 +46,7 @@ def diffusers_transformer(seed: int) -> WanTransformer3DModel:
         text_dim=TEXT_DIM, freq_dim=32, ffn_dim=128, num_layers=2, cross_attn_norm=True,
         qk_norm="rms_norm_across_heads", eps=1e-6, image_dim=None, added_kv_proj_dim=None, rope_max_seq_len=1024,
     )
-    return _randomize(model, seed)
+    return randomize_reference(model, seed)
 
 
 def ours_transformer(reference: WanTransformer3DModel) -> WanModel:
@@ -239,7 +224,7 @@ def umt5(tmp_path_factory):
     config = transformers.UMT5Config(vocab_size=128, d_model=32, d_kv=8, num_heads=4, d_ff=64, num_layers=2,
                                      relative_attention_num_buckets=32, relative_attention_max_distance=128,
                                      feed_forward_proj="gated-gelu", dropout_rate=0.0)
-    hf_encoder = _randomize(transformers.UMT5EncoderModel(config), seed=4)
+    hf_encoder = randomize_reference(transformers.UMT5EncoderModel(config), seed=4)
     state = {key: value.clone() for key, value in hf_encoder.state_dict().items()}
     state["spiece_model"] = torch.frombuffer(bytearray(proto), dtype=torch.uint8)
     path = save_safetensors(tmp_path_factory.mktemp("umt5") / "umt5_tiny.safetensors", state)

@@ -22,6 +22,22 @@ def random_like_state_dict(module: nn.Module, seed: int, std: float = 0.5) -> di
     return out
 
 
+def randomize_reference(model: nn.Module, seed: int) -> nn.Module:
+    """Random values for every parameter of a reference model (diffusers zero-inits some): norm scales near 1,
+    matrices ~1/sqrt(fan-in), the rest small. Returns the model in eval mode."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            noise = torch.randn(param.shape, generator=generator)
+            if "norm" in name and name.endswith("weight"):
+                param.copy_(1 + 0.2 * noise)
+            elif param.ndim >= 2 and not name.endswith("scale_shift_table"):
+                param.copy_(noise / param[0].numel() ** 0.5)
+            else:
+                param.copy_(0.3 * noise)
+    return model.eval()
+
+
 def save_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata=metadata)

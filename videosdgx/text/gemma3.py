@@ -148,17 +148,26 @@ class Gemma3TextModel(nn.Module):
         self.norm = Gemma3RMSNorm(cfg.hidden, cfg.eps)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> list[torch.Tensor]:
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        weight = self.embed_tokens.weight
-        x = F.embedding(input_ids, weight) * torch.tensor(self.cfg.hidden ** 0.5, dtype=weight.dtype)
-        length, device = input_ids.shape[1], input_ids.device
-        masks = attention_masks(attention_mask, self.cfg.sliding_window)
-        ropes = [rope_tables(self.cfg, length, device, is_global) for is_global in (True, False)]
-        states = [x]
-        for i, layer in enumerate(self.layers):
-            kind = 0 if self.cfg.is_global(i) else 1
-            x = layer(x, ropes[kind], masks[kind])
-            states.append(x)
-        states[-1] = self.norm(x)
-        return states
+        return hidden_states(self, input_ids, attention_mask, rope_tables,
+                             [self.cfg.is_global(i) for i in range(len(self.layers))])
+
+
+def hidden_states(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, tables,
+                  global_layers: list[bool]) -> list[torch.Tensor]:
+    """Every hidden state of a Gemma text model (`embed_tokens`, `layers`, `norm`, `cfg`): the scaled embedding,
+    each layer's output, the last after the final norm. `tables(cfg, length, device, is_global)` gives the RoPE of
+    the global and sliding-window layers; `global_layers` says which kind each layer is."""
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    cfg, weight = model.cfg, model.embed_tokens.weight
+    x = F.embedding(input_ids, weight) * torch.tensor(cfg.hidden ** 0.5, dtype=weight.dtype)
+    length, device = input_ids.shape[1], input_ids.device
+    masks = attention_masks(attention_mask, cfg.sliding_window)
+    ropes = [tables(cfg, length, device, is_global) for is_global in (True, False)]
+    states = [x]
+    for layer, is_global in zip(model.layers, global_layers):
+        kind = 0 if is_global else 1
+        x = layer(x, ropes[kind], masks[kind])
+        states.append(x)
+    states[-1] = model.norm(x)
+    return states

@@ -23,7 +23,7 @@ from torch import nn
 
 from videosdgx.layers.half_rope import apply_half_rope
 from videosdgx.runtime.attention import attention
-from videosdgx.text.gemma3 import Gemma3MLP, attention_masks
+from videosdgx.text.gemma3 import Gemma3MLP, hidden_states
 
 
 @dataclass(frozen=True)
@@ -137,17 +137,4 @@ class Gemma4TextModel(nn.Module):
         self.norm = Gemma4RMSNorm(cfg.hidden, cfg.eps)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> list[torch.Tensor]:
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        weight = self.embed_tokens.weight
-        x = F.embedding(input_ids, weight) * torch.tensor(self.cfg.hidden ** 0.5, dtype=weight.dtype)
-        length, device = input_ids.shape[1], input_ids.device
-        masks = attention_masks(attention_mask, self.cfg.sliding_window)
-        ropes = [rope_tables(self.cfg, length, device, is_global) for is_global in (True, False)]
-        states = [x]
-        for layer, is_global in zip(self.layers, self.cfg.global_layers):
-            kind = 0 if is_global else 1
-            x = layer(x, ropes[kind], masks[kind])
-            states.append(x)
-        states[-1] = self.norm(x)
-        return states
+        return hidden_states(self, input_ids, attention_mask, rope_tables, list(self.cfg.global_layers))
