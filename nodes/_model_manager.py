@@ -8,8 +8,10 @@ its tensors become meta) on unified memory and on CPU, where "offloading to the 
 discrete GPU it offloads them to the CPU as core does. `use` (at the start of every node that runs a model)
 brings them back, streamed from the file with a progress bar, into the same module object the graph holds.
 
-Only the patcher is registered; ComfyUI keeps a weak reference to it, the module keeps the patcher, so a
-module dropped from the node cache leaves the model manager by itself (core's `cleanup_models`).
+Only the patcher is registered. ComfyUI keeps weak references to it and to what it calls the real model (here the
+patcher itself, not the module), and this file keeps the patcher alive until the module is gone and the entry has
+left core's list (`forget_collected`, run by every call into this file). A module that a garbage collection frees
+in the middle of one of core's loops over its list therefore never leaves a dead entry in that loop.
 """
 
 from __future__ import annotations
@@ -53,15 +55,23 @@ class ManagedWeights:
         self.size = resident_weight_bytes(module)
         self.dtype = source.request.dtype
 
+    def __repr__(self) -> str:
+        return f"ManagedWeights({self.title})"
+
     @property
-    def model(self) -> nn.Module | None:
+    def module(self) -> nn.Module | None:
         return self._module()
 
+    @property
+    def model(self) -> ManagedWeights:
+        """What core's LoadedModel holds weakly as the real model: this patcher, which outlives its module."""
+        return self
+
     def model_size(self) -> int:
-        return self.size
+        return self.size if self.module is not None else 0
 
     def loaded_size(self) -> int:
-        module = self.model
+        module = self.module
         if module is None:
             return 0
         return sum(t.numel() * t.element_size() for t in module.state_dict(keep_vars=True).values()
@@ -83,12 +93,14 @@ class ManagedWeights:
         return 0
 
     def is_clone(self, other) -> bool:
-        return getattr(other, "model", None) is self.model
+        """As core's ModelPatcher: true for itself (core re-lists a model that is loaded again) and for patchers of
+        the same module."""
+        return other is self or getattr(other, "module", None) is self.module is not None
 
     def partially_load(self, device_to: torch.device, extra_memory: float = 0,
                        force_patch_weights: bool = False) -> int:
         """Bring every weight back (whole models only): streamed from the file, or moved back from the CPU."""
-        module = self.model
+        module = self.module
         missing = self.size - self.loaded_size()
         if module is None or missing <= 0:
             return 0
@@ -105,7 +117,7 @@ class ManagedWeights:
 
     def detach(self, unpatch_all: bool = True) -> nn.Module | None:
         """Release the weights (core's unload); `unpatch_all=False` (a clone being re-registered) keeps them."""
-        module = self.model
+        module = self.module
         if module is None or not unpatch_all or not self.loaded_size():
             return module
         if self.offload_device == self.load_device:
@@ -120,8 +132,26 @@ class ManagedWeights:
         return None
 
 
+_alive: list[ManagedWeights] = []  # every patcher core may still list
+
+
+def forget_collected() -> None:
+    """Take the patchers of modules that no longer exist out of core's list of loaded models, and let them go."""
+    dead = [p for p in _alive if p.module is None]
+    if not dead:
+        return
+    listed = model_management.current_loaded_models
+    for i in reversed(range(len(listed))):
+        if any(listed[i].model is p for p in dead):
+            entry = listed.pop(i)
+            if entry.model_finalizer is not None:
+                entry.model_finalizer.detach()
+    _alive[:] = [p for p in _alive if p.module is not None]
+
+
 def make_room(required: int, device: torch.device) -> None:
     """Have ComfyUI unload models (its own and ours, in its order) until `required` bytes fit on `device`."""
+    forget_collected()
     model_management.free_memory(required + model_management.extra_reserved_memory(), device)
 
 
@@ -142,10 +172,12 @@ def patcher(module: nn.Module) -> ManagedWeights | None:
 
 def manage(value, title: str):
     """Register the modules of a loader's output with ComfyUI's model manager; returns `value`."""
+    forget_collected()
     patchers = []
     for module in modules_of(value):
         if patcher(module) is None:
             object.__setattr__(module, PATCHER, ManagedWeights(module, title))
+            _alive.append(patcher(module))
         patchers.append(patcher(module))
     if patchers:
         model_management.load_models_gpu(patchers)
@@ -155,6 +187,7 @@ def manage(value, title: str):
 def use(*values, memory_required: int = 0) -> None:
     """Before a node runs models: reload any that were unloaded and have ComfyUI free `memory_required` bytes
     for the activations (unloading other models, least recently used first)."""
+    forget_collected()
     patchers = [patcher(m) for value in values for m in modules_of(value) if patcher(m) is not None]
     if patchers:
         model_management.load_models_gpu(patchers, memory_required=memory_required)

@@ -181,7 +181,7 @@ def test_ltx2_models_take_part_in_comfyui_model_management(comfy):
     mm = comfy.model_management
     mm.current_loaded_models.clear()
     model, encoder, vae, audio_vae, upsampler = parts(comfy)
-    managed = {entry.model.model for entry in mm.current_loaded_models}
+    managed = {entry.model.module for entry in mm.current_loaded_models}
     assert {model.dit, vae, audio_vae.audio_vae, upsampler} <= managed
     conditioning, = run(comfy, "VideosDGXLTX2TextEncode", text_encoder=encoder, prompt="a drum solo",
                         negative_prompt="", release_gemma=True)
