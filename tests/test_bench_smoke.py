@@ -15,7 +15,7 @@ def bench():
     """Import a bench script by file name, with bench/ on sys.path as when it runs as a script."""
     sys.path.insert(0, str(BENCH))
     modules = {}
-    for name in ("load", "wan", "plan", "magi1", "ltx2_dit", "lora"):
+    for name in ("load", "wan", "plan", "magi1", "ltx2_dit", "lora", "skyreels"):
         spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
         modules[name] = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(modules[name])
@@ -108,3 +108,12 @@ def test_lora_bench_tiny(bench, tmp_path):
     if "lora" in result["errors"]:
         assert result["errors"]["lora"] < 1e-4
     assert list(tmp_path.iterdir()) == []
+
+
+def test_skyreels_bench_tiny(bench, monkeypatch):
+    monkeypatch.delenv("SKYREELS_V3_SRC", raising=False)  # the official projector is not part of the test suite
+    result = bench["skyreels"].main(["--tiny", "--repeat", "1"])
+    runs = result["runs"]
+    assert result["errors"]["w2v"] < 1e-5 and "skipped" in runs["proj-official"]
+    assert all(runs[name]["seconds"] > 0 for name in ("w2v-ours", "w2v-transformers", "proj-ours"))
+    assert "wav2vec2, 10 s audio" in result["report"] and "audio projector" in result["report"]

@@ -17,6 +17,7 @@ from videosdgx.runtime.model_files import LoadRequest
 from videosdgx.skyreels_v3.audio import (audio_windows, integrated_loudness, load_speech, normalize_loudness,
                                          speech_features)
 from videosdgx.skyreels_v3.avatar import AvatarConfig, AvatarModel, avatar_config_from_shapes
+from videosdgx.skyreels_v3 import wav2vec2
 from videosdgx.skyreels_v3.loaders import load_avatar_dit, load_wav2vec2
 from videosdgx.skyreels_v3.wav2vec2 import Wav2Vec2Encoder, config_from_shapes, wav2vec2_key
 from videosdgx.testing.files import save_safetensors
@@ -55,8 +56,11 @@ def pair():
     return reference, ours
 
 
-def test_hidden_states_match_transformers(pair):
+@pytest.mark.parametrize("chunk", [None, 29], ids=["whole", "chunked-convs"])
+def test_hidden_states_match_transformers(pair, chunk, monkeypatch):
     reference, ours = pair
+    if chunk:  # every conv layer in several calls, the last one short
+        monkeypatch.setattr(wav2vec2, "CONV_CHUNK", chunk)
     waveform = torch.randn(2, 3200, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         expected = reference(waveform, output_hidden_states=True).hidden_states
@@ -64,6 +68,16 @@ def test_hidden_states_match_transformers(pair):
     assert len(got) == len(expected) == 4
     for layer, (a, b) in enumerate(zip(got, expected)):
         assert (a - b).abs().max().item() <= 1e-5 * b.abs().max().item(), layer
+
+
+@pytest.mark.parametrize("n_in,kernel,stride,samples", [(1, 10, 5, 3203), (6, 3, 2, 101), (6, 2, 2, 100)])
+def test_convolution_in_chunks_is_bit_identical(n_in, kernel, stride, samples):
+    conv = torch.nn.Conv1d(n_in, 5, kernel, stride=stride, bias=False)
+    x = torch.randn(2, n_in, samples, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        expected = conv(x)
+        for chunk in (1, 7, expected.shape[-1] - 1, expected.shape[-1]):
+            assert torch.equal(wav2vec2.conv_in_chunks(conv, x, chunk), expected), chunk
 
 
 def test_features_resampled_to_video_frames_as_skyreels(pair):

@@ -80,7 +80,8 @@ class AudioProjection(nn.Module):
             self.norm = LayerNormFP32(cfg.audio_dim, eps=1e-5)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        return self.project(*self.split(audio))
+        # two calls, so that the split windows (the largest tensor here) are freed before the output is made
+        return self.project(self.embed_windows(*self.split(audio)))
 
     def split(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The first video frame's window `[B, 1, window, s, c]`, and per later latent frame (4 video frames) the
@@ -98,12 +99,16 @@ class AudioProjection(nn.Module):
         later = torch.cat([groups[:, :, 0, : middle + 1], groups[:, :, 1:-1, middle], groups[:, :, -1, middle:]], dim=2)
         return audio[:, :1], later
 
-    def project(self, first: torch.Tensor, later: torch.Tensor) -> torch.Tensor:
-        """Split windows -> audio tokens `[B, T_latent, tokens, dim]`."""
-        cfg = self.cfg
+    def embed_windows(self, first: torch.Tensor, later: torch.Tensor) -> torch.Tensor:
+        """Split windows -> one embedding per latent frame `[B, T_latent, intermediate_dim]`."""
         first = torch.relu(self.proj1(first.flatten(2)))
         later = torch.relu(self.proj1_vf(later.flatten(2)))
-        hidden = torch.relu(self.proj2(torch.cat([first, later], dim=1)))
+        return torch.cat([first, later], dim=1)
+
+    def project(self, embedded: torch.Tensor) -> torch.Tensor:
+        """Window embeddings -> audio tokens `[B, T_latent, tokens, dim]`."""
+        cfg = self.cfg
+        hidden = torch.relu(self.proj2(embedded))
         tokens = self.proj3(hidden).unflatten(-1, (cfg.context_tokens, cfg.audio_dim))
         return self.norm(tokens).to(tokens.dtype) if cfg.norm_output_audio else tokens
 
