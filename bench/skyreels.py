@@ -3,9 +3,10 @@ audio projector vs the official `AudioProjModel`, same random weights and inputs
 
 Measured, each in its own fresh process: one wav2vec2 forward (base width: 12 layers of 768, hidden states of every
 layer) on 10 s of 16 kHz audio; one audio-projector forward on the windows of 10 s of video (249 frames at 25 fps,
-windows of 5 x 12 x 768 -> 63 latent frames of 32 tokens x 768). Wall time (best of `--repeat`) and the RSS increase
-during the forward. The official projector needs the SkyReels-V3 sources: `SKYREELS_V3_SRC=/path/to/SkyReels-V3`
-and `/work/shared/reference` (skyreels_v3_cpu_stubs) on PYTHONPATH; without them its row is skipped.
+windows of 5 x 12 x 768 -> 63 latent frames of 32 tokens x 768). Wall time and the RSS increase during the forward
+of the fastest of `--repeat` runs, and the spread of both over the runs. The official projector needs the SkyReels-V3
+sources: `SKYREELS_V3_SRC=/path/to/SkyReels-V3` and `/work/shared/reference` (skyreels_v3_cpu_stubs) on PYTHONPATH;
+without them its row is skipped.
 
     python bench/skyreels.py             # real widths
     python bench/skyreels.py --tiny      # a smoke run
@@ -115,7 +116,9 @@ def child(args: argparse.Namespace) -> None:
     first = out[-1] if isinstance(out, (list, tuple)) else out
     torch.save(first, Path(args.folder) / f"{args.child}.pt")
     best = min(runs, key=lambda r: r["seconds"])
-    write_result(args.result, {"seconds": best["seconds"], "peak": best["peak"] - best["baseline"]})
+    write_result(args.result, {"seconds": best["seconds"], "peak": best["peak"] - best["baseline"],
+                               "all_seconds": [r["seconds"] for r in runs],
+                               "all_peaks": [r["peak"] - r["baseline"] for r in runs]})
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -148,6 +151,12 @@ def main(argv: list[str] | None = None) -> dict:
                      gb(ours["peak"]), gb(ref["peak"]), ratio(ours["peak"], ref["peak"]), f"{error[kind]:.1e}"])
     text = table(["what", "ours s", "ref s", "time ratio", "ours peak GB", "ref peak GB", "peak ratio",
                   "rel. max error"], rows)
+    spread = "\n".join(
+        f"{name}: {min(run['all_seconds']):.3f}-{max(run['all_seconds']):.3f} s, "
+        f"peak {gb(min(run['all_peaks']))}-{gb(max(run['all_peaks']))} GB over {len(run['all_seconds'])} runs"
+        for name, run in runs.items() if "skipped" not in run
+    )
+    text = f"{text}\n\nSpread over the repeats (the table shows the fastest run):\n{spread}"
     log.info("\n%s", text)
     return {"runs": runs, "errors": error, "report": text}
 

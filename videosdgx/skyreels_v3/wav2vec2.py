@@ -20,7 +20,7 @@ from videosdgx.runtime.errors import CheckpointError, ConfigurationError
 
 IGNORED_PREFIXES = ("masked_spec_embed", "quantizer.", "project_q.", "project_hid.", "lm_head.", "dropout_features")
 HF_PREFIX = "wav2vec2."
-CONV_CHUNK = 4096  # output frames per feature-extractor convolution call (`conv_in_chunks`)
+CONV_INPUT_LIMIT = 1 << 22  # input elements per feature-extractor convolution call (`conv_in_chunks`)
 WEIGHT_NORM = {"parametrizations.weight.original0": "weight_g", "parametrizations.weight.original1": "weight_v"}
 
 
@@ -66,14 +66,16 @@ def config_from_shapes(shapes: Mapping[str, Sequence[int]], heads: int | None = 
     )
 
 
-def conv_in_chunks(conv: nn.Conv1d, x: torch.Tensor, chunk: int) -> torch.Tensor:
-    """`conv(x)` computed `chunk` output frames at a time into one preallocated output (bit-identical). One call
-    over 10 s of audio takes a workspace about as large as the first layers' outputs (65 MB at base width), which
-    set the forward's peak."""
+def conv_in_chunks(conv: nn.Conv1d, x: torch.Tensor, limit: int) -> torch.Tensor:
+    """`conv(x)` in about `x.numel() / limit` calls over consecutive output frames, into one preallocated output
+    (bit-identical). One call takes a workspace about as large as its input: over 10 s of audio the second layer's
+    (65 MB at base width) set the forward's peak. More calls are slower, hence a limit rather than a chunk size."""
     (kernel,), (stride,) = conv.kernel_size, conv.stride
     length = (x.shape[-1] - kernel) // stride + 1
-    if length <= chunk:
+    calls = min(length, -(-x.numel() // limit))
+    if calls <= 1:
         return conv(x)
+    chunk = -(-length // calls)
     out = x.new_empty(x.shape[0], conv.out_channels, length)
     for start in range(0, length, chunk):
         stop = min(start + chunk, length)
@@ -89,7 +91,7 @@ class ConvLayer(nn.Module):
             self.layer_norm = nn.GroupNorm(n_out, n_out, affine=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = conv_in_chunks(self.conv, x, CONV_CHUNK)
+        x = conv_in_chunks(self.conv, x, CONV_INPUT_LIMIT)
         if hasattr(self, "layer_norm"):
             x = self.layer_norm(x)  # rebinding frees the conv output before the activation
         return torch.ops.aten.gelu_(x)
@@ -132,7 +134,7 @@ class PositionConv(nn.Module):
         self.bias = nn.Parameter(torch.zeros(cfg.hidden))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = self.weight_g * self.weight_v / self.weight_v.norm(dim=(0, 1), keepdim=True)
+        weight = torch._weight_norm(self.weight_v, self.weight_g, 2)  # the kernel nn.utils' weight norm runs
         out = F.conv1d(x, weight, self.bias, padding=self.kernel // 2, groups=self.groups)
         return out[..., :-1] if self.kernel % 2 == 0 else out
 
