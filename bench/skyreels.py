@@ -4,11 +4,12 @@ audio projector vs the official `AudioProjModel`, same random weights and inputs
 Measured, each in its own fresh process: one wav2vec2 forward (base width: 12 layers of 768, hidden states of every
 layer) on 10 s of 16 kHz audio; one audio-projector forward on the windows of 10 s of video (249 frames at 25 fps,
 windows of 5 x 12 x 768 -> 63 latent frames of 32 tokens x 768). Wall time and the RSS increase during the forward
-of the fastest of `--repeat` runs, and the spread of both over the runs. The official projector needs the SkyReels-V3
-sources: `SKYREELS_V3_SRC=/path/to/SkyReels-V3` and `/work/shared/reference` (skyreels_v3_cpu_stubs) on PYTHONPATH;
-without them its row is skipped.
+of the fastest run (`--repeat` forwards in each of `--rounds` processes per side, the sides alternating), the ratio
+of the least CPU times (user + system: less sensitive than wall time to other jobs on a shared machine), and the
+spread over all runs. The official projector needs the SkyReels-V3 sources: `SKYREELS_V3_SRC=/path/to/SkyReels-V3`
+and `/work/shared/reference` (skyreels_v3_cpu_stubs) on PYTHONPATH; without them its row is skipped.
 
-    python bench/skyreels.py             # real widths
+    python bench/skyreels.py --repeat 4 --rounds 3   # real widths
     python bench/skyreels.py --tiny      # a smoke run
 """
 
@@ -110,21 +111,31 @@ def child(args: argparse.Namespace) -> None:
     runs = []
     with torch.no_grad():
         for _ in range(args.repeat):
+            cpu = time.process_time()
             with Span() as span:
                 out = call()
-            runs.append(span.as_dict())
+            runs.append({**span.as_dict(), "cpu": time.process_time() - cpu})
     first = out[-1] if isinstance(out, (list, tuple)) else out
     torch.save(first, Path(args.folder) / f"{args.child}.pt")
-    best = min(runs, key=lambda r: r["seconds"])
-    write_result(args.result, {"seconds": best["seconds"], "peak": best["peak"] - best["baseline"],
-                               "all_seconds": [r["seconds"] for r in runs],
+    write_result(args.result, {"all_seconds": [r["seconds"] for r in runs], "all_cpu": [r["cpu"] for r in runs],
                                "all_peaks": [r["peak"] - r["baseline"] for r in runs]})
+
+
+def merged(results: list[dict]) -> dict:
+    """The runs of every round together; `seconds`, `cpu` and `peak` are the fastest run's."""
+    if "skipped" in results[0]:
+        return results[0]
+    run = {key: [v for r in results for v in r[key]] for key in ("all_seconds", "all_cpu", "all_peaks")}
+    best = min(range(len(run["all_seconds"])), key=run["all_seconds"].__getitem__)
+    return {**run, "seconds": run["all_seconds"][best], "cpu": run["all_cpu"][best], "peak": run["all_peaks"][best]}
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true")
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=2, help="forwards per process")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="processes per side, ours and the reference alternating (a shared machine's load drifts)")
     parser.add_argument("--child", choices=CHILDREN, help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
@@ -134,8 +145,12 @@ def main(argv: list[str] | None = None) -> dict:
         return {}
     passed = ["--repeat", str(args.repeat)] + (["--tiny"] if args.tiny else [])
     with tempfile.TemporaryDirectory(prefix="videosdgx-bench-skyreels-") as tmp:
-        runs = {name: run_child(SCRIPT, [*passed, "--child", name, "--folder", tmp], Path(tmp) / "result.json")
-                for name in CHILDREN}
+        results = {name: [] for name in CHILDREN}
+        for round_ in range(args.rounds):
+            for name in CHILDREN if round_ % 2 == 0 else CHILDREN[1::-1] + CHILDREN[:1:-1]:
+                results[name].append(run_child(SCRIPT, [*passed, "--child", name, "--folder", tmp],
+                                               Path(tmp) / "result.json"))
+        runs = {name: merged(r) for name, r in results.items()}
         error = {}
         for kind, other in (("w2v", "transformers"), ("proj", "official")):
             if "skipped" not in runs[f"{kind}-{other}"]:
@@ -145,14 +160,16 @@ def main(argv: list[str] | None = None) -> dict:
     for kind, other, what in (("w2v", "transformers", "wav2vec2, 10 s audio"), ("proj", "official", "audio projector")):
         ours, ref = runs[f"{kind}-ours"], runs[f"{kind}-{other}"]
         if "skipped" in ref:
-            rows.append([what, f"{ours['seconds']:.3f}", "skipped", "", gb(ours["peak"]), "", "", ""])
+            rows.append([what, f"{ours['seconds']:.3f}", "skipped", "", "", gb(ours["peak"]), "", "", ""])
             continue
         rows.append([what, f"{ours['seconds']:.3f}", f"{ref['seconds']:.3f}", ratio(ours["seconds"], ref["seconds"]),
-                     gb(ours["peak"]), gb(ref["peak"]), ratio(ours["peak"], ref["peak"]), f"{error[kind]:.1e}"])
-    text = table(["what", "ours s", "ref s", "time ratio", "ours peak GB", "ref peak GB", "peak ratio",
-                  "rel. max error"], rows)
+                     ratio(min(ours["all_cpu"]), min(ref["all_cpu"])), gb(ours["peak"]), gb(ref["peak"]),
+                     ratio(ours["peak"], ref["peak"]), f"{error[kind]:.1e}"])
+    text = table(["what", "ours s", "ref s", "time ratio", "cpu-time ratio", "ours peak GB", "ref peak GB",
+                  "peak ratio", "rel. max error"], rows)
     spread = "\n".join(
-        f"{name}: {min(run['all_seconds']):.3f}-{max(run['all_seconds']):.3f} s, "
+        f"{name}: {min(run['all_seconds']):.3f}-{max(run['all_seconds']):.3f} s "
+        f"(cpu {min(run['all_cpu']):.3f}-{max(run['all_cpu']):.3f} s), "
         f"peak {gb(min(run['all_peaks']))}-{gb(max(run['all_peaks']))} GB over {len(run['all_seconds'])} runs"
         for name, run in runs.items() if "skipped" not in run
     )

@@ -112,8 +112,17 @@ def test_lora_bench_tiny(bench, tmp_path):
 
 def test_skyreels_bench_tiny(bench, monkeypatch):
     monkeypatch.delenv("SKYREELS_V3_SRC", raising=False)  # the official projector is not part of the test suite
-    result = bench["skyreels"].main(["--tiny", "--repeat", "1"])
+    result = bench["skyreels"].main(["--tiny", "--repeat", "2"])
     runs = result["runs"]
     assert result["errors"]["w2v"] < 1e-5 and "skipped" in runs["proj-official"]
-    assert all(runs[name]["seconds"] > 0 for name in ("w2v-ours", "w2v-transformers", "proj-ours"))
+    for name in ("w2v-ours", "w2v-transformers", "proj-ours"):
+        assert len(runs[name]["all_seconds"]) == 2 and runs[name]["seconds"] == min(runs[name]["all_seconds"])
     assert "wav2vec2, 10 s audio" in result["report"] and "audio projector" in result["report"]
+
+
+def test_skyreels_bench_merges_rounds(bench):
+    rounds = [{"all_seconds": [3.0, 2.0], "all_cpu": [5.0, 4.0], "all_peaks": [7, 8]},
+              {"all_seconds": [2.5], "all_cpu": [3.5], "all_peaks": [6]}]
+    merged = bench["skyreels"].merged(rounds)
+    assert (merged["seconds"], merged["cpu"], merged["peak"]) == (2.0, 4.0, 8)
+    assert merged["all_seconds"] == [3.0, 2.0, 2.5] and bench["skyreels"].merged([{"skipped": "x"}]) == {"skipped": "x"}
