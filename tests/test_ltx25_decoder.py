@@ -9,10 +9,6 @@ import dataclasses
 
 import pytest
 import torch
-from diffusers import LTX2VideoDiffusionDecoderModel
-
-from videosdgx.ltx2.diffusion_decoder import DiffusionDecoderConfig
-from videosdgx.ltx2.diffusion_decoder_files import diffusers_key
 from videosdgx.ltx2.media_loaders import load_diffusion_decoder, load_video_vae
 from videosdgx.ltx2.neighborhood import neighborhood_attention, window_starts
 from videosdgx.runtime.checkpoint import open_checkpoint
@@ -20,7 +16,7 @@ from videosdgx.runtime.errors import WrongComponentError
 from videosdgx.runtime.identify import identify
 from videosdgx.runtime.model_files import LoadRequest
 from videosdgx.testing.files import save_safetensors
-from videosdgx.testing.ltx25_decoder import TINY_DECODER, write_diffusion_vae
+from videosdgx.testing.ltx25_decoder import TINY_DECODER, diffusers_decoder, write_diffusion_vae
 from videosdgx.testing.ltx2_media import video_vae_state
 
 F32 = LoadRequest(dtype=torch.float32)
@@ -40,24 +36,6 @@ def eager_flex(monkeypatch):
     monkeypatch.setattr(flex, "_FLEX_ATTENTION_DISABLE_COMPILE_DEBUG", True, raising=False)
 
 
-def diffusers_twin(cfg: DiffusionDecoderConfig, ours: torch.nn.Module) -> LTX2VideoDiffusionDecoderModel:
-    """diffusers' decoder with `ours`' weights, its names matched to ours through our key mapping."""
-    model = LTX2VideoDiffusionDecoderModel(
-        out_channels=cfg.out_channels, latent_channels=cfg.latent_channels, patch_size=cfg.patch_size,
-        decoder_head_dim=cfg.head_dim, decoder_stage_channels=cfg.stage_channels,
-        decoder_stage_depths=cfg.stage_depths, decoder_stage_kernels=cfg.stage_kernels,
-        decoder_upsample_strides=tuple(s for s, _ in cfg.upsamples),
-        decoder_upsample_channel_reductions=tuple(r for _, r in cfg.upsamples),
-        decoder_stage5_kernel=cfg.stage5_kernel, decoder_t_emb_dim=cfg.t_emb_dim,
-        decoder_timestep_scale_multiplier=cfg.timestep_scale, decoder_model_output_type=cfg.prediction,
-        decoder_num_inference_steps=cfg.steps)
-    theirs = {diffusers_key(k): k for k in model.state_dict()}
-    ours_state = ours.state_dict()
-    assert set(theirs) == set(ours_state)
-    model.load_state_dict({theirs[k]: v for k, v in ours_state.items()})
-    return model.eval()
-
-
 def relative(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max() / b.abs().max())
 
@@ -68,7 +46,7 @@ def test_raw_release_file_decodes_like_diffusers(tmp_path, name):
     path = write_diffusion_vae(tmp_path / "ltx-2.5-video-vae-bf16.safetensors", cfg)
     ours = load_diffusion_decoder(path, F32).module
     assert ours.config == cfg  # the nested header config and the shapes
-    reference = diffusers_twin(cfg, ours)
+    reference = diffusers_decoder(cfg, ours.state_dict())
     latents = torch.randn(LATENT, generator=torch.Generator().manual_seed(1))
     got = ours.decode(latents, torch.Generator().manual_seed(2))
     mean, std = (t.view(1, -1, 1, 1, 1) for t in (ours.latents_mean, ours.latents_std))
@@ -85,7 +63,7 @@ def test_diffusers_and_bare_layouts_load_the_same_weights(tmp_path):
     bare = load_diffusion_decoder(write_diffusion_vae(tmp_path / "bare" / "vae.safetensors", prefixed=False),
                                   F32).module
     cfg = dataclasses.replace(TINY_DECODER, prediction="x0", steps=1, timestep_scale=1000.0)
-    diffusers_twin(cfg, raw).save_pretrained(tmp_path / "diffusers")
+    diffusers_decoder(cfg, raw.state_dict()).save_pretrained(tmp_path / "diffusers")
     saved = tmp_path / "diffusers" / "diffusion_pytorch_model.safetensors"
     converted = load_diffusion_decoder(saved, F32).module
     assert converted.config == cfg  # from its config.json

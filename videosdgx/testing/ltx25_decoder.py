@@ -50,6 +50,31 @@ def decoder_state(cfg: DiffusionDecoderConfig = TINY_DECODER, seed: int = 0) -> 
     return state
 
 
+def diffusers_decoder(cfg: DiffusionDecoderConfig, state: dict[str, torch.Tensor]):
+    """diffusers' `LTX2VideoDiffusionDecoderModel` (test / bench reference) holding `state` (our names), matched
+    through our key mapping; its default (flex attention) processor."""
+    from diffusers import LTX2VideoDiffusionDecoderModel
+
+    from videosdgx.ltx2.diffusion_decoder_files import diffusers_key
+
+    with torch.device("meta"):
+        model = LTX2VideoDiffusionDecoderModel(
+            out_channels=cfg.out_channels, latent_channels=cfg.latent_channels, patch_size=cfg.patch_size,
+            decoder_head_dim=cfg.head_dim, decoder_stage_channels=cfg.stage_channels,
+            decoder_stage_depths=cfg.stage_depths, decoder_stage_kernels=cfg.stage_kernels,
+            decoder_upsample_strides=tuple(s for s, _ in cfg.upsamples),
+            decoder_upsample_channel_reductions=tuple(r for _, r in cfg.upsamples),
+            decoder_stage5_kernel=cfg.stage5_kernel, decoder_t_emb_dim=cfg.t_emb_dim,
+            decoder_timestep_scale_multiplier=cfg.timestep_scale, decoder_model_output_type=cfg.prediction,
+            decoder_num_inference_steps=cfg.steps)
+    theirs = {diffusers_key(k): k for k in model.state_dict()}
+    if set(theirs) != set(state):
+        raise KeyError(f"diffusers' names map to {sorted(set(theirs) ^ set(state))[:4]}... that ours lack or add")
+    model.load_state_dict({theirs[k]: v for k, v in state.items()}, assign=True)
+    assert not any(t.is_meta for t in model.state_dict().values())
+    return model.eval()
+
+
 def raw_decoder_tensors(state: dict[str, torch.Tensor], cfg: DiffusionDecoderConfig, seed: int = 0,
                         prefix: str = "vae.") -> dict[str, torch.Tensor]:
     """Our-names `state` in the release layout: the diffusion blocks' gates drawn at random and divided out of

@@ -1,0 +1,151 @@
+"""LTX-2.5 video decoders on the CPU in float32: our diffusion decoder (windowed neighbourhood attention) vs our conv
+decoder vs diffusers' diffusion decoder (its default flex-attention processor with the dense neighbourhood mask).
+
+The diffusion decoders run at the widths of diffusers' `LTX2VideoDiffusionDecoderModel` defaults (2048 -> 256
+channels, 64-wide heads, windows 3x7x7 / 3x5x5, stage 5 11x11x11), with at most `--blocks` blocks per stage (the
+release has 4, 6, 4, 2, 8: full depth is slow on a CPU), both filled with the same seeded random weights through
+our key mapping and decoding the same latent with the same noise. The conv decoder is the LTX-2.3 video VAE's at
+its released widths (assumed to be 2.5's conv decoder). Each side runs in its own fresh process. Reported: best
+wall time of `--repeat` runs, the RSS increase during the decode and the absolute peak, and the diffusion
+outputs' difference. diffusers' flex attention is compiled (first run included in no timing: `--repeat` >= 2
+reports the compiled run) unless `--eager-flex`, which materialises every score (small clips only).
+
+    python bench/ltx25.py                         # latent 2 x 7 x 7 -> 9 frames of 224 x 224, 1 block per stage
+    python bench/ltx25.py --blocks 2 --repeat 2
+    python bench/ltx25.py --tiny                  # smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import tempfile
+from pathlib import Path
+
+import torch
+from _measure import Span, gb, ratio, run_child, table, write_result
+
+from videosdgx.ltx2.diffusion_decoder import DiffusionDecoderConfig, DiffusionVideoDecoder
+from videosdgx.testing.ltx25_decoder import TINY_DECODER, decoder_state, diffusers_decoder
+
+log = logging.getLogger("bench.ltx25")
+SCRIPT = Path(__file__).resolve()
+CHILDREN = ("diffusion-ours", "conv-ours", "diffusion-diffusers")
+RELEASED = DiffusionDecoderConfig(
+    stage_channels=(2048, 1024, 512, 512, 256), stage_depths=(4, 6, 4, 2, 8), stage5_kernel=(11, 11, 11),
+    t_emb_dim=384, steps=1, timestep_scale=1000.0, prediction="x0")
+
+
+def decoder_config(args: argparse.Namespace) -> DiffusionDecoderConfig:
+    cfg = TINY_DECODER if args.tiny else RELEASED
+    return dataclasses.replace(cfg, stage_depths=tuple(min(d, args.blocks) for d in cfg.stage_depths),
+                               steps=args.steps or cfg.steps)
+
+
+def build_ours(cfg: DiffusionDecoderConfig, seed: int) -> DiffusionVideoDecoder:
+    with torch.device("meta"):
+        model = DiffusionVideoDecoder(cfg)
+    model.load_state_dict(decoder_state(cfg, seed), assign=True)
+    return model.eval()
+
+
+def build_conv(args: argparse.Namespace, channels: int):
+    from ltx2_vae import build_ours as build_conv_vae
+    from ltx2_vae import released_config
+
+    from videosdgx.testing.ltx2_media import video_vae_config
+
+    cfg = video_vae_config("2.3", channels) if args.tiny else released_config("2.3")
+    return build_conv_vae(dataclasses.replace(cfg, encoder_blocks=()), seed=7)
+
+
+def child(args: argparse.Namespace, folder: Path) -> None:
+    cfg = decoder_config(args)
+    latents = torch.randn(1, cfg.latent_channels, args.frames, *args.size, generator=torch.Generator().manual_seed(1))
+    result: dict = {"spans": []}
+    with torch.inference_mode():
+        if args.child == "diffusion-ours":
+            model = build_ours(cfg, seed=7)
+            run = lambda: model.decode(latents, torch.Generator().manual_seed(2))  # noqa: E731
+        elif args.child == "conv-ours":
+            model = build_conv(args, cfg.latent_channels)
+            run = lambda: torch.cat(list(model.decode_chunks(latents)), dim=2)  # noqa: E731
+        else:
+            if args.eager_flex:
+                import torch.nn.attention.flex_attention as flex
+
+                flex._FLEX_ATTENTION_DISABLE_COMPILE_DEBUG = True
+            model = diffusers_decoder(cfg, decoder_state(cfg, seed=7))
+            state = decoder_state(cfg, seed=7)
+            mean, std = (state[k].view(1, -1, 1, 1, 1) for k in ("latents_mean", "latents_std"))
+            z = latents * std + mean  # diffusers' decoder takes un-normalised latents
+            run = lambda: model.decode(z, generator=torch.Generator().manual_seed(2)).sample  # noqa: E731
+        for _ in range(args.repeat):
+            with Span() as span:
+                out = run()
+            result["spans"].append(span.as_dict())
+    torch.save(out.float(), folder / f"{args.child}.pt")
+    result["shape"] = list(out.shape)
+    result["weights"] = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    write_result(args.result, result)
+
+
+def report(runs: dict, error: float, args: argparse.Namespace) -> str:
+    def summary(run: dict) -> tuple[float, int, int]:
+        spans = run["spans"]
+        return (min(s["seconds"] for s in spans), min(s["peak"] - s["baseline"] for s in spans),
+                min(s["peak"] for s in spans))
+
+    sums = {name: summary(run) for name, run in runs.items()}
+    rows = [[name, f"{t:.2f}", gb(inc), gb(peak), gb(runs[name]["weights"])] for name, (t, inc, peak) in sums.items()]
+    (t_o, inc_o, _), (t_c, inc_c, _), (t_d, inc_d, _) = (sums[name] for name in CHILDREN)
+    rows += [["diffusion ours/diffusers", ratio(t_o, t_d), ratio(inc_o, inc_d), "", ""],
+             ["diffusion ours/conv ours", ratio(t_o, t_c), ratio(inc_o, inc_c), "", ""]]
+    cfg = decoder_config(args)
+    return "\n".join([
+        f"LTX-2.5 video decoders ({'TINY' if args.tiny else 'released'} widths), float32, CPU, "
+        f"{torch.get_num_threads()} threads; latent {args.frames} x {args.size[0]} x {args.size[1]} -> "
+        f"{runs['diffusion-ours']['shape']}; diffusion: stage depths {cfg.stage_depths}, {cfg.steps} step(s), "
+        f"flex {'eager' if args.eager_flex else 'compiled'}; best of {args.repeat}.",
+        f"Diffusion output max |ours - diffusers| / max |diffusers| = {error:.2e}.",
+        table(["side", "best s", "increase GB", "peak GB", "weights GB"], rows),
+    ])
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--frames", type=int, default=2, help="latent frames (pixel frames = 8 (F - 1) + 1)")
+    parser.add_argument("--size", type=int, nargs=2, default=(7, 7), help="latent height, width (>= 7)")
+    parser.add_argument("--blocks", type=int, default=1, help="at most this many blocks per stage")
+    parser.add_argument("--steps", type=int, default=0, help="diffusion steps (0: the config's)")
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--eager-flex", action="store_true", help="diffusers' flex attention without compiling")
+    parser.add_argument("--tiny", action="store_true", help="toy widths (smoke test)")
+    parser.add_argument("--child", choices=CHILDREN, help=argparse.SUPPRESS)
+    parser.add_argument("--folder", help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    if args.child:
+        child(args, Path(args.folder))
+        return {}
+    passed = ["--frames", str(args.frames), "--size", *map(str, args.size), "--blocks", str(args.blocks),
+              "--steps", str(args.steps), "--repeat", str(args.repeat)]
+    passed += ["--tiny"] * args.tiny + ["--eager-flex"] * args.eager_flex
+    with tempfile.TemporaryDirectory(prefix="videosdgx-bench-ltx25-") as tmp:
+        runs = {name: run_child(SCRIPT, [*passed, "--child", name, "--folder", tmp], Path(tmp) / "result.json")
+                for name in CHILDREN}
+        ours, ref = (torch.load(Path(tmp) / f"{name}.pt") for name in ("diffusion-ours", "diffusion-diffusers"))
+    error = ((ours - ref).abs().max() / ref.abs().max()).item()
+    text = report(runs, error, args)
+    log.info("\n%s", text)
+    return {"runs": runs, "error": error, "report": text}
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    main()
