@@ -7,8 +7,9 @@ release has 4, 6, 4, 2, 8: full depth is slow on a CPU), both filled with the sa
 our key mapping and decoding the same latent with the same noise. The conv decoder is the LTX-2.3 video VAE's at
 its released widths (assumed to be 2.5's conv decoder). Each side runs in its own fresh process. Reported: best
 wall time of `--repeat` runs, the RSS increase during the decode and the absolute peak, and the diffusion
-outputs' difference. diffusers' flex attention is compiled (first run included in no timing: `--repeat` >= 2
-reports the compiled run) unless `--eager-flex`, which materialises every score (small clips only).
+outputs' difference. diffusers' flex attention is wrapped in `torch.compile` (unfused, it materialises every
+score: 224 x 224 x 9 frames needs more than 20 GB); its first run includes the compilation, `--repeat 2` reports
+the compiled run. `--eager-flex` skips compiling (tiny clips only).
 
     python bench/ltx25.py                         # latent 2 x 7 x 7 -> 9 frames of 224 x 224, 1 block per stage
     python bench/ltx25.py --blocks 2 --repeat 2
@@ -72,10 +73,12 @@ def child(args: argparse.Namespace, folder: Path) -> None:
             model = build_conv(args, cfg.latent_channels)
             run = lambda: torch.cat(list(model.decode_chunks(latents)), dim=2)  # noqa: E731
         else:
-            if args.eager_flex:
-                import torch.nn.attention.flex_attention as flex
+            import torch.nn.attention.flex_attention as flex
 
+            if args.eager_flex:
                 flex._FLEX_ATTENTION_DISABLE_COMPILE_DEBUG = True
+            else:  # diffusers calls the module's function: compiled, it is block-sparse instead of dense
+                flex.flex_attention = torch.compile(flex.flex_attention, dynamic=False)
             model = diffusers_decoder(cfg, decoder_state(cfg, seed=7))
             state = decoder_state(cfg, seed=7)
             mean, std = (state[k].view(1, -1, 1, 1, 1) for k in ("latents_mean", "latents_std"))

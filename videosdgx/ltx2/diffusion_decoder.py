@@ -21,7 +21,7 @@ from torch import nn
 
 from videosdgx.layers.embeddings import timestep_embedding
 from videosdgx.layers.norms import RMSNorm
-from videosdgx.ltx2.diffusion_decoder_blocks import MODULATION_ROWS, DiffusionNABlock, Kernel, NABlock, PixelShuffleUp
+from videosdgx.ltx2.diffusion_decoder_blocks import DiffusionNABlock, Kernel, NABlock, PixelShuffleUp, SharedAdaLN
 from videosdgx.ltx2.transformer_blocks import TimestepEmbedding
 from videosdgx.wan.vae_blocks import patchify, unpatchify
 
@@ -86,8 +86,7 @@ class DiffusionVideoDecoder(nn.Module):
         pixels = c.out_channels * c.patch_size ** 2
         self.t_embedder = TimestepEmbedding(c.t_emb_dim)
         self.conv_in_x_t = nn.Linear(pixels, width)
-        self.shared_adaln = nn.Module()
-        self.shared_adaln.proj = nn.Linear(c.t_emb_dim, MODULATION_ROWS * width)
+        self.shared_adaln = SharedAdaLN(width, c.t_emb_dim)
         self.diff_blocks = nn.ModuleList(DiffusionNABlock(width, context, c.stage5_kernel, head)
                                          for _ in range(c.stage_depths[-1]))
         self.norm_out = RMSNorm(width)
@@ -132,7 +131,7 @@ class DiffusionVideoDecoder(nn.Module):
         mlp = self.t_embedder.timestep_embedder
         sinusoid = timestep_embedding(c.timestep_scale * t, mlp.linear_1.in_features, compute_dtype=torch.float32)
         embedded = mlp.linear_2(nn.functional.silu(mlp.linear_1(sinusoid.to(x.dtype))))
-        modulation = self.shared_adaln.proj(nn.functional.silu(embedded)).unflatten(-1, (MODULATION_ROWS, -1))
+        modulation = self.shared_adaln(embedded)
         h = self.conv_in_x_t(patchify(x, c.patch_size).permute(0, 2, 3, 4, 1))
         for block in self.diff_blocks:
             h = block(h, context, modulation)

@@ -110,6 +110,17 @@ class NABlock(nn.Module):
 MODULATION_ROWS = 7  # scale/shift/gate (attention), scale/shift/gate (MLP), context gate; the gates are unused
 
 
+class SharedAdaLN(nn.Module):
+    """The diffusion stage's one timestep modulation: `proj(silu(embedding))` as `[B, 7, C]` rows."""
+
+    def __init__(self, dim: int, t_emb_dim: int):
+        super().__init__()
+        self.proj = nn.Linear(t_emb_dim, MODULATION_ROWS * dim)
+
+    def forward(self, embedded: torch.Tensor) -> torch.Tensor:
+        return self.proj(F.silu(embedded)).unflatten(-1, (MODULATION_ROWS, -1))
+
+
 class DiffusionNABlock(nn.Module):
     """Pixel-diffusion block: adds the projected context, then AdaLN-modulated attention and SwiGLU (the shared
     modulation plus the block's `scale_shift_table`; residuals ungated, the release's gates are folded in)."""

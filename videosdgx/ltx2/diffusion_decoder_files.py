@@ -116,6 +116,10 @@ def config_from_files(shapes: dict[str, tuple[int, ...]], vae_header: dict | Non
                       prediction=settings["decoder_model_output_type"], out_channels=settings["out_channels"])
     else:
         vae = vae_header or {}
+        if "decoder" not in vae:
+            log.warning("The diffusion video VAE's header has no `vae.decoder` config: using ltx-core's defaults "
+                        "(windows, strides, %d steps, %s prediction)", DiffusionDecoderConfig.steps,
+                        DiffusionDecoderConfig.prediction)
         decoder = vae.get("decoder", vae)
         default = DiffusionDecoderConfig()
         strides = ([tuple(stride) for stride, _ in decoder["upsamples"]] if "upsamples" in decoder

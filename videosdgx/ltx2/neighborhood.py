@@ -75,16 +75,16 @@ def neighborhood_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, ke
     for t, start in enumerate(starts):
         query = q[:, t][:, q_rows, q_cols]  # [B, nr, nc, th, tw, heads, dim]
         query = query.reshape(batch, n_rows * n_cols, th * tw, heads, dim).permute(0, 1, 3, 2, 4)
-        window = slice(start, start + kt)
-
-        def block(x: torch.Tensor) -> torch.Tensor:
-            x = x[:, window][:, :, k_rows, k_cols]  # [B, kt, nr, nc, span_h, span_w, heads, dim]
-            x = x.permute(0, 2, 3, 6, 1, 4, 5, 7)
-            return x.reshape(batch, n_rows * n_cols, heads, kt * span_h * span_w, dim)
-
-        tiles = attention(query.flatten(0, 1), block(k).flatten(0, 1), block(v).flatten(0, 1),
-                          mask=mask, scale=1.0)
+        keys, values = (_key_blocks(x[:, start:start + kt], k_rows, k_cols) for x in (k, v))
+        tiles = attention(query.flatten(0, 1), keys, values, mask=mask, scale=1.0)
         tiles = tiles.reshape(batch, n_rows, n_cols, heads, th, tw, dim).permute(0, 1, 4, 2, 5, 3, 6)
         tiles = tiles.reshape(batch, n_rows * th, n_cols * tw, heads, dim)
         out.append(tiles.index_select(1, rows.kept).index_select(2, cols.kept))
     return torch.stack(out, dim=1)
+
+
+def _key_blocks(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """The key block of every tile: `x [B, kt, H, W, heads, dim]` -> `[B * tiles, heads, kt * span_h * span_w, dim]`."""
+    x = x[:, :, rows, cols]  # [B, kt, n_rows, n_cols, span_h, span_w, heads, dim]
+    x = x.permute(0, 2, 3, 6, 1, 4, 5, 7)
+    return x.reshape(x.shape[0] * x.shape[1] * x.shape[2], x.shape[3], -1, x.shape[-1])
