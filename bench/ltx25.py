@@ -2,8 +2,9 @@
 decoder vs diffusers' diffusion decoder (its default flex-attention processor with the dense neighbourhood mask).
 
 The diffusion decoders run at the widths of diffusers' `LTX2VideoDiffusionDecoderModel` defaults (2048 -> 256
-channels, 64-wide heads, windows 3x7x7 / 3x5x5, stage 5 11x11x11), with at most `--blocks` blocks per stage (the
-release has 4, 6, 4, 2, 8: full depth is slow on a CPU), both filled with the same seeded random weights through
+channels, 64-wide heads, windows 3x7x7 / 3x5x5, stage 5 11x11x11, one x0 step) or, with `--config ltx-core`,
+ltx-core's class defaults (1024 -> 128 channels, stage 5 3x7x7, two v steps), with at most `--blocks` blocks per
+stage (the release has 4, 6, 4, 2, 8: full depth is slow on a CPU), both filled with the same seeded random weights through
 our key mapping and decoding the same latent with the same noise. The conv decoder is the LTX-2.3 video VAE's at
 its released widths (assumed to be 2.5's conv decoder). Each side runs in its own fresh process. Reported: best
 wall time of `--repeat` runs, the RSS increase during the decode and the absolute peak, and the diffusion
@@ -13,6 +14,7 @@ the compiled run. `--eager-flex` skips compiling (tiny clips only).
 
     python bench/ltx25.py                         # latent 3 x 7 x 7 -> 17 frames of 224 x 224, 1 block per stage
     python bench/ltx25.py --blocks 2 --repeat 2 --limit-gb 14
+    python bench/ltx25.py --config ltx-core --frames 2   # diffusers' dense mask fits at this size
     python bench/ltx25.py --tiny                  # smoke test
 """
 
@@ -34,13 +36,16 @@ from videosdgx.testing.ltx25_decoder import TINY_DECODER, decoder_state, diffuse
 log = logging.getLogger("bench.ltx25")
 SCRIPT = Path(__file__).resolve()
 CHILDREN = ("diffusion-ours", "conv-ours", "diffusion-diffusers")
-RELEASED = DiffusionDecoderConfig(
-    stage_channels=(2048, 1024, 512, 512, 256), stage_depths=(4, 6, 4, 2, 8), stage5_kernel=(11, 11, 11),
-    t_emb_dim=384, steps=1, timestep_scale=1000.0, prediction="x0")
+CONFIGS = {  # the two candidates for the release's header values (not read from a real file yet)
+    "diffusers": DiffusionDecoderConfig(
+        stage_channels=(2048, 1024, 512, 512, 256), stage_depths=(4, 6, 4, 2, 8), stage5_kernel=(11, 11, 11),
+        t_emb_dim=384, steps=1, timestep_scale=1000.0, prediction="x0"),
+    "ltx-core": DiffusionDecoderConfig(),  # ltx-core's class defaults: 1024 -> 128 channels, stage 5 3x7x7
+}
 
 
 def decoder_config(args: argparse.Namespace) -> DiffusionDecoderConfig:
-    cfg = TINY_DECODER if args.tiny else RELEASED
+    cfg = TINY_DECODER if args.tiny else CONFIGS[args.config]
     return dataclasses.replace(cfg, stage_depths=tuple(min(d, args.blocks) for d in cfg.stage_depths),
                                steps=args.steps or cfg.steps)
 
@@ -114,8 +119,12 @@ def report(runs: dict, error: float, args: argparse.Namespace) -> str:
              for label, a, b in pairs if a in sums and b in sums]
     cfg = decoder_config(args)
     failures = [f"{name} failed: {run['failed']}" for name, run in runs.items() if "failed" in run]
+    minimum = cfg.min_latent_size()
+    if any(n < m for n, m in zip((args.frames, *args.size), minimum)):
+        failures.append(f"The latent is smaller than {minimum} (T, H, W): ours pads it first, as ltx-core does; "
+                        "diffusers does not, so the diffusion outputs differ by design at this size.")
     return "\n".join([
-        f"LTX-2.5 video decoders ({'TINY' if args.tiny else 'released'} widths), float32, CPU, "
+        f"LTX-2.5 video decoders ({'TINY' if args.tiny else args.config + ' config'} widths), float32, CPU, "
         f"{torch.get_num_threads()} threads; latent {args.frames} x {args.size[0]} x {args.size[1]} -> "
         f"{runs['diffusion-ours']['shape']}; diffusion: stage depths {cfg.stage_depths}, {cfg.steps} step(s), "
         f"flex {'eager' if args.eager_flex else 'compiled'}; best of {args.repeat}"
@@ -129,6 +138,7 @@ def report(runs: dict, error: float, args: argparse.Namespace) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", choices=tuple(CONFIGS), default="diffusers", help="diffusion decoder widths")
     parser.add_argument("--frames", type=int, default=3, help="latent frames (pixel frames = 8 (F - 1) + 1; >= 3:"
                         " diffusers refuses fewer than 11 context frames)")
     parser.add_argument("--size", type=int, nargs=2, default=(7, 7), help="latent height, width (>= 7)")
@@ -149,7 +159,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.child:
         child(args, Path(args.folder))
         return {}
-    passed = ["--frames", str(args.frames), "--size", *map(str, args.size), "--blocks", str(args.blocks),
+    passed = ["--config", args.config, "--frames", str(args.frames), "--size", *map(str, args.size), "--blocks", str(args.blocks),
               "--steps", str(args.steps), "--repeat", str(args.repeat)]
     passed += ["--tiny"] * args.tiny + ["--eager-flex"] * args.eager_flex
     passed += ["--limit-gb", str(args.limit_gb)] if args.limit_gb else []
