@@ -95,6 +95,18 @@ def test_small_latents_are_padded_and_cropped_back(tmp_path):
     assert torch.equal(image, decoder.decode(one, torch.Generator().manual_seed(0)))
 
 
+def test_a_clip_shorter_than_the_window_repeats_its_last_noise_frame(tmp_path):
+    """ltx-core: noise over the clip's 9 frames, the last repeated up to an 11-frame context (multi-step); a single
+    x0 step draws over the whole context."""
+    decoder = load_diffusion_decoder(write_diffusion_vae(tmp_path / "vae.safetensors"), F32).module
+    z, context = torch.zeros(1, 8, 2, 2, 3), torch.zeros(1, 11, 8, 12, 16)
+    x = decoder.noise(z, context, torch.Generator().manual_seed(0), single_x0=False)
+    assert x.shape == (1, 3, 11, 16, 24) and all(torch.equal(x[:, :, i], x[:, :, 8]) for i in (9, 10))
+    assert not torch.equal(x[:, :, 7], x[:, :, 8])
+    x = decoder.noise(z, context, torch.Generator().manual_seed(0), single_x0=True)
+    assert x.shape == (1, 3, 11, 16, 24) and not torch.equal(x[:, :, 9], x[:, :, 10])
+
+
 def dense_neighborhood(q, k, v, kernel):
     """The dense-mask definition (diffusers' flex mask_mod) on [B, T, H, W, heads, dim]."""
     sizes = q.shape[1:4]

@@ -8,7 +8,8 @@ Latents (the LTX-2 video VAE's, normalised) -> video in [-1, 1]:
   velocity (`v`) or the clean pixels (`x0`).
 Borders (ltx-core): the last latent frame is repeated `(stage-1 kernel_t // 2) * 2` more times through stages
 1-4 and those frames are cut off the context, so the last real frames are not at the attention's shifted border;
-latents smaller than every stage's kernel are padded first (edge-replicated) and the pixels cropped back.
+latents smaller than every stage's kernel are padded first (edge-replicated) and the pixels cropped back; a clip
+shorter than stage 5's temporal window keeps some ghost frames and repeats its last noise frame over them.
 """
 
 from __future__ import annotations
@@ -104,13 +105,22 @@ class DiffusionVideoDecoder(nn.Module):
         z, pads = pad_to_min(z, c.min_latent_size())
         z = z * self.latents_std.view(1, -1, 1, 1, 1) + self.latents_mean.view(1, -1, 1, 1, 1)
         context = self.context(z)
-        shape = (z.shape[0], c.out_channels, context.shape[1], context.shape[2] * c.patch_size,
-                 context.shape[3] * c.patch_size)
-        noise_device = generator.device if generator is not None else z.device
-        x = torch.randn(shape, generator=generator, device=noise_device, dtype=z.dtype).to(z.device)
-        x = self.denoise(context, x, steps or c.steps)
+        steps = steps or c.steps
+        x = self.noise(z, context, generator, single_x0=steps == 1 and c.prediction == "x0")
+        x = self.denoise(context, x, steps)
         top, left = pads[1] * c.spatial_factor, pads[2] * c.spatial_factor
         return x[:, :, :frames, top:top + height, left:left + width]
+
+    def noise(self, z: torch.Tensor, context: torch.Tensor, generator: torch.Generator | None,
+              single_x0: bool) -> torch.Tensor:
+        """The starting pixels, drawn as ltx-core does: over the context's frames for a single x0 step, else over
+        the clip's frames with the last one repeated where the context is longer (a clip shorter than the window)."""
+        c = self.config
+        frames = context.shape[1] if single_x0 else min(context.shape[1], (z.shape[2] - 1) * c.temporal_factor + 1)
+        shape = (z.shape[0], c.out_channels, frames, context.shape[2] * c.patch_size, context.shape[3] * c.patch_size)
+        device = generator.device if generator is not None else z.device
+        x = torch.randn(shape, generator=generator, device=device, dtype=z.dtype).to(z.device)
+        return torch.cat([x, x[:, :, -1:].expand(-1, -1, context.shape[1] - frames, -1, -1)], dim=2)
 
     def context(self, z: torch.Tensor) -> torch.Tensor:
         """Stages 1-4: un-normalised latents `[B, C, F, h, w]` -> context `[B, T, H, W, C]` (ghost frames cut)."""
