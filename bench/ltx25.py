@@ -4,13 +4,15 @@ decoder vs diffusers' diffusion decoder (its default flex-attention processor wi
 The diffusion decoders run at the widths of diffusers' `LTX2VideoDiffusionDecoderModel` defaults (2048 -> 256
 channels, 64-wide heads, windows 3x7x7 / 3x5x5, stage 5 11x11x11, one x0 step) or, with `--config ltx-core`,
 ltx-core's class defaults (1024 -> 128 channels, stage 5 3x7x7, two v steps), with at most `--blocks` blocks per
-stage (the release has 4, 6, 4, 2, 8: full depth is slow on a CPU), both filled with the same seeded random weights through
-our key mapping and decoding the same latent with the same noise. The conv decoder is the LTX-2.3 video VAE's at
-its released widths (assumed to be 2.5's conv decoder). Each side runs in its own fresh process. Reported: best
-wall time of `--repeat` runs, the RSS increase during the decode and the absolute peak, and the diffusion
-outputs' difference. diffusers' flex attention is wrapped in `torch.compile` (unfused, it materialises every
-score: 224 x 224 x 9 frames needs more than 20 GB); its first run includes the compilation, `--repeat 2` reports
-the compiled run. `--eager-flex` skips compiling (tiny clips only).
+stage (the release has 4, 6, 4, 2, 8: full depth is slow on a CPU), both filled with the same seeded random weights
+through our key mapping and decoding the same latent with the same noise. The conv decoder is the LTX-2.3 video
+VAE's at its released widths (assumed to be 2.5's conv decoder). Each side runs in its own fresh process.
+Reported: best wall time of `--repeat` runs, the RSS increase during the decode and the absolute peak, and the
+diffusion outputs' difference. diffusers builds its block mask densely over all query x key pairs (2.8 GB in one
+allocation for 17 frames of 224 x 224) and its flex attention, unless compiled, materialises every score: it is
+wrapped in `torch.compile` here (the first run includes the compilation, `--repeat 2` reports the compiled one);
+`--eager-flex` skips compiling (tiny clips only). `--limit-gb` caps each child's address space, so a side that
+does not fit fails alone (reported) instead of paging the machine.
 
     python bench/ltx25.py                         # latent 3 x 7 x 7 -> 17 frames of 224 x 224, 1 block per stage
     python bench/ltx25.py --blocks 2 --repeat 2 --limit-gb 14
@@ -159,8 +161,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.child:
         child(args, Path(args.folder))
         return {}
-    passed = ["--config", args.config, "--frames", str(args.frames), "--size", *map(str, args.size), "--blocks", str(args.blocks),
-              "--steps", str(args.steps), "--repeat", str(args.repeat)]
+    passed = ["--config", args.config, "--frames", str(args.frames), "--size", *map(str, args.size),
+              "--blocks", str(args.blocks), "--steps", str(args.steps), "--repeat", str(args.repeat)]
     passed += ["--tiny"] * args.tiny + ["--eager-flex"] * args.eager_flex
     passed += ["--limit-gb", str(args.limit_gb)] if args.limit_gb else []
     runs, error = {}, None

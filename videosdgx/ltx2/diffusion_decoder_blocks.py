@@ -31,8 +31,15 @@ def rope_split(head_dim: int) -> tuple[int, int, int]:
     return dim_t, dim_hw, dim_hw
 
 
-def axis_rope(x: torch.Tensor, split: tuple[int, int, int], base: float = 10000.0) -> torch.Tensor:
-    """Absolute 3D RoPE on `x [B, T, H, W, heads, head_dim]`: interleaved pairs, positions 0.. per axis, fp32."""
+def axis_rope(x: torch.Tensor, split: tuple[int, int, int], base: float = 10000.0,
+              frames_per_pass: int = 4) -> torch.Tensor:
+    """Absolute 3D RoPE on `x [B, T, H, W, heads, head_dim]`: interleaved pairs, positions 0.. per axis, computed
+    in fp32 a few frames at a time (the fp32 temporaries stay small)."""
+    steps = range(0, x.shape[1], frames_per_pass)
+    return torch.cat([_rope(x[:, t:t + frames_per_pass], split, base, t) for t in steps], dim=1)
+
+
+def _rope(x: torch.Tensor, split: tuple[int, int, int], base: float, first_frame: int) -> torch.Tensor:
     parts, start = [], 0
     for axis, dim in enumerate(split):
         chunk = x[..., start:start + dim].float()
@@ -40,7 +47,8 @@ def axis_rope(x: torch.Tensor, split: tuple[int, int, int], base: float = 10000.
         inv = (1.0 / base ** (torch.arange(0, dim, 2, dtype=torch.float64, device=x.device) / dim)).float()
         shape = [1] * 6
         shape[axis + 1], shape[-1] = x.shape[axis + 1], dim // 2
-        angles = (torch.arange(x.shape[axis + 1], dtype=torch.float32, device=x.device)[:, None] * inv).view(shape)
+        positions = torch.arange(x.shape[axis + 1], dtype=torch.float32, device=x.device) + (first_frame * (axis == 0))
+        angles = (positions[:, None] * inv).view(shape)
         even, odd = chunk[..., 0::2], chunk[..., 1::2]
         cos, sin = angles.cos(), angles.sin()
         parts.append(torch.stack([even * cos - odd * sin, even * sin + odd * cos], dim=-1).flatten(-2))
