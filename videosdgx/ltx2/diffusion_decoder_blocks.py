@@ -40,19 +40,18 @@ def axis_rope(x: torch.Tensor, split: tuple[int, int, int], base: float = 10000.
 
 
 def _rope(x: torch.Tensor, split: tuple[int, int, int], base: float, first_frame: int) -> torch.Tensor:
-    parts, start = [], 0
+    out, start = torch.empty_like(x), 0
     for axis, dim in enumerate(split):
-        chunk = x[..., start:start + dim].float()
-        start += dim
         inv = (1.0 / base ** (torch.arange(0, dim, 2, dtype=torch.float64, device=x.device) / dim)).float()
+        positions = torch.arange(x.shape[axis + 1], dtype=torch.float32, device=x.device) + (first_frame * (axis == 0))
+        angles = positions[:, None] * inv
         shape = [1] * 6
         shape[axis + 1], shape[-1] = x.shape[axis + 1], dim // 2
-        positions = torch.arange(x.shape[axis + 1], dtype=torch.float32, device=x.device) + (first_frame * (axis == 0))
-        angles = (positions[:, None] * inv).view(shape)
-        even, odd = chunk[..., 0::2], chunk[..., 1::2]
-        cos, sin = angles.cos(), angles.sin()
-        parts.append(torch.stack([even * cos - odd * sin, even * sin + odd * cos], dim=-1).flatten(-2))
-    return torch.cat(parts, dim=-1).to(x.dtype)
+        turn = torch.polar(torch.ones_like(angles), angles).view(shape)  # cos + i sin
+        pairs = torch.view_as_complex(x[..., start:start + dim].float().unflatten(-1, (dim // 2, 2)))
+        out[..., start:start + dim] = torch.view_as_real(pairs * turn).flatten(-2)
+        start += dim
+    return out
 
 
 class QKV(nn.Module):
