@@ -22,6 +22,7 @@ from videosdgx.ltx2.pipeline25 import diffusion_decode
 from videosdgx.ltx2.sampler import TextContext, denoise
 from videosdgx.ltx2.schedule import distilled_sigmas
 from videosdgx.runtime.checkpoint import open_checkpoint
+from videosdgx.runtime.errors import ConfigurationError
 from videosdgx.runtime.model_files import LoadRequest
 from videosdgx.sampling.ancestral import EulerAncestralSolver
 from videosdgx.testing.ltx2 import write_ltx2_checkpoint
@@ -98,6 +99,16 @@ def test_the_diffusion_decoder_decodes_unless_conv_is_asked_for(pipeline):
     assert torch.allclose(conv.frames, decode_video(pipeline.video_vae, latents))
     assert conv.frames.shape == diffusion.frames.shape == (9, 64, 64, 3)
     assert not torch.allclose(conv.frames, diffusion.frames, atol=1e-2)
+
+
+def test_the_diffusion_decoder_is_refused_before_sampling_when_not_loaded(pipeline, monkeypatch):
+    monkeypatch.setattr(pipeline, "diffusion_decoder", None)
+    monkeypatch.setattr(pipeline, "sample", lambda *a, **k: pytest.fail("sampled"))
+    request = VideoRequest("waves", width=64, height=64, frames=9, steps=1, options={"video_decoder": "diffusion"})
+    with pytest.raises(ConfigurationError, match=r"bundle ltx-2.5-22b-distilled has no diffusion video VAE \("
+                       r"ltx-2.5-video-vae-bf16.safetensors in models/vae\); install it with `python install.py "
+                       r"--models ltx-2.5-22b-distilled`, or pass --option video_decoder=conv."):
+        pipeline.generate(request)
 
 
 def test_an_unknown_video_decoder_is_refused_before_loading(caplog):

@@ -62,21 +62,25 @@ class LTX25Pipeline(LTX2Pipeline):
         self.diffusion_decoder = diffusion_decoder
         self.dit.text_kv_cache = True
 
-    def decode_frames(self, latents: torch.Tensor, request: VideoRequest,
-                      progress: Progress | None = None) -> torch.Tensor:
-        default = "diffusion" if self.diffusion_decoder is not None else "conv"
-        choice = request.options.get("video_decoder", default)
-        if choice == "conv":
-            return super().decode_frames(latents, request, progress)
-        if self.diffusion_decoder is None:
+    def video_decoder(self, request: VideoRequest) -> str:
+        """"diffusion" (default when loaded) or "conv"; refuses the diffusion decoder when it was not loaded."""
+        choice = request.options.get("video_decoder", "diffusion" if self.diffusion_decoder is not None else "conv")
+        if choice == "diffusion" and self.diffusion_decoder is None:
             raise ConfigurationError(
                 f"--option video_decoder=diffusion: bundle {self.variant.name} has no diffusion video VAE "
                 "(ltx-2.5-video-vae-bf16.safetensors in models/vae); install it with "
                 f"`python install.py --models {self.variant.name}`, or pass --option video_decoder=conv."
             )
+        return choice
+
+    def decode_frames(self, latents: torch.Tensor, request: VideoRequest,
+                      progress: Progress | None = None) -> torch.Tensor:
+        if self.video_decoder(request) == "conv":
+            return super().decode_frames(latents, request, progress)
         return diffusion_decode(self.diffusion_decoder, latents, request.seed, progress)
 
     def generate(self, request: VideoRequest, progress: Progress | None = None) -> VideoResult:
+        self.video_decoder(request)  # before sampling
         if request.frames is None and self.duration_head is not None:
             video, audio, _ = self.text_encoder.encode([request.prompt])
             frames = self.duration_head.predict_frames(video[:1], audio[:1], float(request.fps or self.variant.fps),
