@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from _measure import Span, gb, ratio, run_child, table, write_result
 from videosdgx.magi1.cache import ChunkKVCache
@@ -100,9 +101,18 @@ def run_ours(cfg, data, repeat: int) -> dict:
     return {**timing, "cache_bytes": cache.nbytes(), "shape": list(out.shape), "out": out.flatten()[:4096].tolist()}
 
 
-def run_official(cfg, data, repeat: int, video_chunks: int) -> dict:
+def grouped_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask=None) -> torch.Tensor:
+    """flash-attn's GQA on `[B, S, H, D]`: keys and values read in place by their query heads, not copied per head."""
+    o = F.scaled_dot_product_attention(q.transpose(-3, -2), k.transpose(-3, -2), v.transpose(-3, -2), attn_mask=mask,
+                                       enable_gqa=k.shape[-2] != q.shape[-2])
+    return o.transpose(-3, -2).to(q.dtype)
+
+
+def run_official(cfg, data, repeat: int, video_chunks: int, attention: str) -> dict:
     sys.path.insert(0, os.environ.get("MAGI1_STUBS", "/work/shared/reference"))
-    import magi1_cpu_stubs  # noqa: F401
+    import magi1_cpu_stubs
+    if attention == "grouped":  # the stub's flash-attn functions look `_sdpa` up at call time
+        magi1_cpu_stubs._sdpa = grouped_sdpa
     from inference.common import EngineConfig, InferenceParams, MagiConfig, ModelConfig, RuntimeConfig
     from inference.model.dit.dit_model import VideoDiTModel
 
@@ -142,7 +152,7 @@ def child(args: argparse.Namespace) -> None:
     if args.child == "ours":
         result = run_ours(cfg, data, args.repeat)
     else:
-        result = run_official(cfg, data, args.repeat, args.video_chunks)
+        result = run_official(cfg, data, args.repeat, args.video_chunks, args.official_attention)
     write_result(args.result, result)
 
 
@@ -196,7 +206,8 @@ def report(runs: dict[str, list[dict]], cfg: MagiDiTConfig, tokens: int, args: a
     else:
         text += "\nofficial: skipped (set MAGI1_SRC to a SandAI-org/MAGI-1 checkout to compare)"
     return (f"MAGI-1 chunk step: width {cfg.dim}, {cfg.layers} layers, {tokens} tokens per chunk, {CACHED} cached "
-            f"chunks, float32, {args.threads} thread(s), best of {args.repeat} per process; minimum cache per chunk "
+            f"chunks, float32, {args.threads} thread(s), best of {args.repeat} per process, official attention "
+            f"stand-in: {args.official_attention}; minimum cache per chunk "
             f"{gb(minimum)} GB (float32)\n" + text)
 
 
@@ -208,6 +219,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--video-chunks", type=int, default=4, help="chunks the official cache is sized for (4)")
     parser.add_argument("--rounds", type=int, default=1, help="alternating runs of both sides, fresh processes (1)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads in every child (1)")
+    parser.add_argument("--official-attention", choices=("expand", "grouped"), default="expand",
+                        help="the CPU stand-in for the official flash-attn: the stub's own (keys and values copied "
+                             "per query head, default) or grouped-query SDPA reading them in place (as flash-attn)")
     parser.add_argument("--tiny", action="store_true", help="tiny DiT (smoke test)")
     parser.add_argument("--workdir", default=None, help="where the child results go (default: $TMPDIR)")
     parser.add_argument("--child", choices=CHILDREN, help=argparse.SUPPRESS)
@@ -221,7 +235,8 @@ def main(argv: list[str] | None = None) -> dict:
         child(args)
         return {}
     passed = ["--layers", str(args.layers), "--size", str(args.size), "--repeat", str(args.repeat),
-              "--video-chunks", str(args.video_chunks), "--threads", str(args.threads)] + (["--tiny"] if args.tiny
+              "--video-chunks", str(args.video_chunks), "--threads", str(args.threads),
+              "--official-attention", args.official_attention] + (["--tiny"] if args.tiny
                                                                                            else [])
     names = ("ours", "official") if official_available() else ("ours",)
     runs: dict[str, list[dict]] = {name: [] for name in names}
