@@ -136,6 +136,15 @@ def _valid() -> dict:
         (lambda d: d["bundles"][0].update(family="tiny"), "bundle #1 (x): family 'tiny' is not one of"),
         (lambda d: d["entries"][0].update(role="tokeniser"), "role 'tokeniser' is not one of dit"),
         (lambda d: d["entries"][0].pop("role"), "entry #1 (a): missing field 'role'"),
+        (lambda d: d["entries"][0].update(weights=["*.safetensors"]), "a folder entry's sizes and hashes come from"),
+        (lambda d: d["entries"][0].update(weights=["x/*.bin"], size_verified=False), "patterns inside the folder"),
+        (lambda d: d["entries"][0].update(weights=[], size_verified=False), "weights must name at least one"),
+        (lambda d: d["entries"][0].update(files=["config.json"]), "files belong to a folder entry, which needs"),
+        (lambda d: d["entries"][0].update(weights=["*.bin"], path="a/", size_verified=False), "without leading or"),
+        (lambda d: d["entries"][0].update(download_url="https://x.org/dev/a"), "pinned at the entry's revision"),
+        (lambda d: d["entries"][0].update(download_url="ftp://x.org/main/a"), "must be an http(s) URL"),
+        (lambda d: d["entries"][0].update(download_url="https://x/main/a", weights=["*"], size_verified=False),
+         "a download_url entry is one file"),
     ],
 )
 def test_schema_problems_are_reported(mutate, problem):
