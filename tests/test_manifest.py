@@ -50,7 +50,9 @@ def test_every_runnable_bundle_names_a_variant_and_has_its_roles(manifest):
             continue
         dit = {"dit_high", "dit_low"} if getattr(variant, "experts", 1) == 2 else {"dit"}
         assert roles >= dit | {"text_encoder", "vae"}, bundle.name
-        assert ("clip_vision" in roles) == getattr(variant, "clip_vision", False), bundle.name
+        avatar = variant.task == "a2v"  # SkyReels V3's talking avatar: CLIP of the portrait, wav2vec2 of the speech
+        assert ("clip_vision" in roles) == getattr(variant, "clip_vision", avatar), bundle.name
+        assert ("audio_encoder" in roles) == avatar, bundle.name
 
 
 def test_real_manifest_sizes_and_hashes(manifest):

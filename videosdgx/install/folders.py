@@ -48,11 +48,11 @@ def write_record(folder: Path, entry: Entry, files: list[FolderFile]) -> None:
     os.replace(temporary, folder / RECORD_NAME)
 
 
-def read_record(folder: Path, entry: Entry) -> list[FolderFile] | None:
-    """The recorded files of `entry` in `folder`; None without a readable record of this entry's repo folder."""
+def read_record(folder: Path, entry: Entry | None = None) -> list[FolderFile] | None:
+    """The recorded files in `folder` (of `entry`'s repo folder when given); None without a readable record."""
     try:
         record = json.loads((folder / RECORD_NAME).read_text(encoding="utf-8"))
-        if (record["repo"], record["path"]) != (entry.repo, entry.path):
+        if entry is not None and (record["repo"], record["path"]) != (entry.repo, entry.path):
             return None
         files = [FolderFile(str(f["name"]), int(f["size"]), f.get("sha256")) for f in record["files"]]
     except (OSError, ValueError, KeyError, TypeError):
@@ -67,6 +67,22 @@ def load_paths(folder: Path, files: list[FolderFile]) -> tuple[Path, ...]:
     names = sorted(f.name for f in files)
     index = [n for n in names if n.endswith(".index.json")]
     return (folder / index[0],) if index else tuple(folder / n for n in names if n.endswith(WEIGHT_SUFFIXES))
+
+
+def installed_folders(root: Path) -> list[str]:
+    """The installed folder entries under a model folder, as paths relative to it (what a loader node offers)."""
+    return sorted(str(r.parent.relative_to(root)).replace(os.sep, "/") for r in root.rglob(RECORD_NAME)
+                  if r.parent != root)
+
+
+def folder_load_path(folder: Path) -> Path | None:
+    """What to load from an installed folder: its index or single weight file, else the folder itself (several
+    weight files without an index); None if `folder` holds no complete install record."""
+    files = read_record(folder)
+    if files is None or not all((folder / f.name).is_file() for f in files):
+        return None
+    paths = load_paths(folder, files)
+    return paths[0] if len(paths) == 1 else folder
 
 
 def verify_installed(path: Path, entry: Entry, check_hash: bool = True) -> None:
