@@ -213,3 +213,39 @@ def test_url_entry_of_the_wrong_size_is_refused(hub, tmp_path, manifest_path, ca
     with caplog.at_level(logging.ERROR):
         assert run(manifest_path, tmp_path / "models", "--models", "tokens") == 1
     assert f"{hub.url}{TOKENS_PATH} answered HTTP 404 for code-tokens" in caplog.text
+
+
+def test_a_folder_that_does_not_fit_is_refused_with_its_listed_size(hub, tmp_path, manifest_path, caplog,
+                                                                     monkeypatch):
+    from videosdgx.install import hub_folder
+
+    monkeypatch.setattr(hub_folder, "free_bytes", lambda path: 1000)
+    with caplog.at_level(logging.ERROR):
+        assert run(manifest_path, tmp_path / "models", "--models", "big") == 1
+    listed = sum(map(len, SHARDS.values())) + len(CONFIG)  # the index is in place already
+    assert (f"Not enough disk space for big-dit: its 4 files still to download are {listed:,} bytes as listed on the "
+            "Hub, only 1,000 bytes free") in caplog.text
+    assert not any(r.method == "GET" and "shard" in r.key for r in hub.requests)
+
+
+def test_an_index_without_weight_map_is_refused(hub, tmp_path, manifest_path, caplog):
+    hub.files["acme/big/transformer/diffusion_pytorch_model.safetensors.index.json"] = b'{"metadata": {}}'
+    with caplog.at_level(logging.ERROR):
+        assert run(manifest_path, tmp_path / "models", "--models", "big") == 1
+    assert ("diffusion_pytorch_model.safetensors.index.json of the folder 'transformer' of acme/big@main is not a "
+            "shard index (no \"weight_map\"): manifest entry big-dit cannot be installed") in caplog.text
+
+
+def test_a_damaged_install_record_is_reported_and_the_folder_installed_again(hub, tmp_path, manifest_path, capsys,
+                                                                              caplog):
+    models = tmp_path / "models"
+    assert run(manifest_path, models, "--models", "big") == 0
+    record = models / "diffusion_models" / "big_shot" / RECORD_NAME
+    record.write_text("{not json")
+    capsys.readouterr()
+    assert run(manifest_path, models, "--verify", "--models", "big") == 1
+    assert "holds no record of the files of big-shot (.videosdgx-files.json): install.py did not finish" in (
+        capsys.readouterr().out)
+    with caplog.at_level(logging.WARNING):
+        assert run(manifest_path, models, "--models", "big") == 0
+    assert "It will be downloaded again." in caplog.text and json.loads(record.read_text())["entry"] == "big-shot"
