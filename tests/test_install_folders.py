@@ -42,6 +42,8 @@ HUB_FILES = {
     "acme/big/shot/diffusion_pytorch_model.safetensors": SINGLE,
     "acme/big/shot/sub/other.safetensors": SINGLE,
     "acme/big/only_sub/deeper/x.safetensors": SINGLE,
+    "acme/big/unindexed/a.safetensors": SINGLE,
+    "acme/big/unindexed/b.safetensors": tensor_file(100, 7),
 }
 
 
@@ -63,6 +65,7 @@ MANIFEST = {
         folder_entry("no-files", "only_sub", "no_files"),
         folder_entry("no-match", "shot", "no_match", weights=("*.gguf",)),
         folder_entry("no-config", "transformer", "no_config", files=("model_index.json",)),
+        folder_entry("unindexed", "unindexed", "unindexed", files=()),
     ],
     "bundles": [
         {"name": "big", "family": "skyreels_v3", "variant": "skyreels-v3-v2v-14b", "description": "two folders",
@@ -70,7 +73,7 @@ MANIFEST = {
         {"name": "tokens", "family": "magi1", "description": "a GitHub file", "status": "available",
          "entries": ["code-tokens"]},
         *({"name": n, "family": "skyreels_v3", "description": n, "status": "available", "entries": [n]}
-          for n in ("absent", "no-files", "no-match", "no-config")),
+          for n in ("absent", "no-files", "no-match", "no-config", "unindexed")),
     ],
 }  # fmt: skip
 
@@ -130,6 +133,13 @@ def test_sharded_and_single_file_folders_install_and_are_found_offline(hub, tmp_
     assert run(manifest_path, models, "--verify", "--models", "big") == 1
     out = capsys.readouterr().out
     assert "  BAD      big-shot" in out and "has sha256" in out
+
+
+def test_several_weight_files_without_an_index_are_loaded_as_their_folder(hub, tmp_path, manifest_path):
+    models = tmp_path / "models"
+    assert run(manifest_path, models, "--models", "unindexed") == 0
+    files = find_bundle_files("unindexed", model_folders(models_dir=models), load_manifest(manifest_path))
+    assert files.one("dit") == models / "diffusion_models" / "unindexed"
 
 
 def test_dry_run_says_folder_sizes_are_known_at_install_time(hub, tmp_path, manifest_path, capsys):

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from videosdgx.install.comfyui import ModelFolders
-from videosdgx.install.folders import load_paths, read_record
+from videosdgx.install.folders import folder_load_path
 from videosdgx.manifest import INSTALL_COMMAND, Entry, Manifest, load_manifest
 from videosdgx.runtime.errors import CheckpointError, ConfigurationError
 
@@ -42,18 +42,15 @@ class BundleFiles:
         return path
 
 
-def locate(entry: Entry, folders: ModelFolders) -> tuple[Path, ...]:
+def locate(entry: Entry, folders: ModelFolders) -> Path | None:
     """Where an entry's file is installed (its folder's download place, legacy names, extra_model_paths.yaml); for a
-    folder entry, what its pipeline loads from the installed folder: the shard index, else the weight file(s).
-    Empty when not installed."""
+    folder entry, what its pipeline loads from the installed folder (the shard index, else the weight file)."""
     for directory in folders.search_dirs(entry.folder):
         candidate = directory / entry.filename
-        if not entry.is_folder and candidate.is_file():
-            return (candidate,)
-        recorded = read_record(candidate, entry) if entry.is_folder else None
-        if recorded and all((candidate / f.name).is_file() for f in recorded):
-            return load_paths(candidate, recorded)
-    return ()
+        found = folder_load_path(candidate, entry) if entry.is_folder else candidate if candidate.is_file() else None
+        if found is not None:
+            return found
+    return None
 
 
 def find_bundle_files(bundle: str, folders: ModelFolders, manifest: Manifest | None = None) -> BundleFiles:
@@ -62,13 +59,13 @@ def find_bundle_files(bundle: str, folders: ModelFolders, manifest: Manifest | N
     found: dict[str, list[Path]] = {}
     missing = []
     for entry in manifest.bundle_entries(bundle):
-        paths = locate(entry, folders)
-        if not paths:
+        path = locate(entry, folders)
+        if path is None:
             missing.append(f"{entry.folder}/{entry.filename}{'/' if entry.is_folder else ''}")
         else:
-            found.setdefault(entry.role, []).extend(paths)
+            found.setdefault(entry.role, []).append(path)
     if missing:
-        gated = sorted({e.repo for e in manifest.bundle_entries(bundle) if e.gated and not locate(e, folders)})
+        gated = sorted({e.repo for e in manifest.bundle_entries(bundle) if e.gated and locate(e, folders) is None})
         licence = (f" Gated repos ({', '.join(gated)}): accept the licence on huggingface.co and set HF_TOKEN "
                    "(or run `hf auth login`) before installing." if gated else "")
         raise MissingFilesError(

@@ -62,11 +62,13 @@ def read_record(folder: Path, entry: Entry | None = None) -> list[FolderFile] | 
     return files
 
 
-def load_paths(folder: Path, files: list[FolderFile]) -> tuple[Path, ...]:
-    """What a pipeline loads from an installed folder: its shard index when it has one, else its weight file(s)."""
+def load_path(folder: Path, files: list[FolderFile]) -> Path:
+    """What a loader reads from an installed folder: its shard index when it has one, else its weight file, else
+    (several weight files without an index) the folder itself, whose loader reads them all."""
     names = sorted(f.name for f in files)
     index = [n for n in names if n.endswith(".index.json")]
-    return (folder / index[0],) if index else tuple(folder / n for n in names if n.endswith(WEIGHT_SUFFIXES))
+    weights = [n for n in names if n.endswith(WEIGHT_SUFFIXES)]
+    return folder / index[0] if index else folder / weights[0] if len(weights) == 1 else folder
 
 
 def installed_folders(root: Path) -> list[str]:
@@ -75,14 +77,13 @@ def installed_folders(root: Path) -> list[str]:
                   if r.parent != root)
 
 
-def folder_load_path(folder: Path) -> Path | None:
-    """What to load from an installed folder: its index or single weight file, else the folder itself (several
-    weight files without an index); None if `folder` holds no complete install record."""
-    files = read_record(folder)
+def folder_load_path(folder: Path, entry: Entry | None = None) -> Path | None:
+    """`load_path` of an installed folder (of `entry`'s repo folder when given); None unless `folder` holds a
+    complete install record."""
+    files = read_record(folder, entry)
     if files is None or not all((folder / f.name).is_file() for f in files):
         return None
-    paths = load_paths(folder, files)
-    return paths[0] if len(paths) == 1 else folder
+    return load_path(folder, files)
 
 
 def verify_installed(path: Path, entry: Entry, check_hash: bool = True) -> None:
