@@ -259,3 +259,14 @@ def test_a_damaged_install_record_is_reported_and_the_folder_installed_again(hub
     with caplog.at_level(logging.WARNING):
         assert run(manifest_path, models, "--models", "big") == 0
     assert "It will be downloaded again." in caplog.text and json.loads(record.read_text())["entry"] == "big-shot"
+
+
+def test_a_missing_model_folder_names_the_bundle_that_installs_it():
+    """What a loader node says for a folder name (or a file inside it) that is not installed."""
+    manifest = load_manifest()
+    hint = ("models/diffusion_models/skyreels_v3_v2v_14B/ comes with bundle skyreels-v3-v2v-14b: "
+            "`python install.py --models skyreels-v3-v2v-14b`.")
+    assert manifest.install_hint("skyreels_v3_v2v_14B") == hint
+    assert manifest.install_hint("skyreels_v3_v2v_14B/diffusion_pytorch_model-00001-of-00006.safetensors") == hint
+    assert manifest.entry("skyreels-v3-v2v-14b-transformer").url == (
+        "https://huggingface.co/Skywork/SkyReels-V3-V2V-14B/tree/main/transformer")
