@@ -143,6 +143,9 @@ class MagiChunkSampler(io.ComfyNode):
                 io.Int.Input("seed", default=0, min=0, max=MAX_SEED, control_after_generate=True),
                 io.Image.Input("image", optional=True, tooltip="Start frame (image-to-video)."),
                 io.Image.Input("video", optional=True, tooltip="Video to continue (its first 32 frames are used)."),
+                io.Float.Input("video_fps", optional=True, force_input=True,
+                               tooltip="Frame rate of the video (Get Video Components' fps); it is resampled to "
+                                       "24 fps first. Without it the video is taken as 24 fps."),
             ],
             outputs=[io.Image.Output(display_name="images")],
         )
@@ -150,10 +153,11 @@ class MagiChunkSampler(io.ComfyNode):
     @classmethod
     def execute(cls, model: MagiModel, conditioning: MagiConditioning, vae, width: int, height: int, length: int,
                 steps: int, seed: int, image: torch.Tensor | None = None,
-                video: torch.Tensor | None = None) -> io.NodeOutput:
+                video: torch.Tensor | None = None, video_fps: float | None = None) -> io.NodeOutput:
         use(model, vae)
         request = VideoRequest(prompt=conditioning.prompts[0], prompts=conditioning.prompts, width=width,
-                               height=height, frames=length, steps=steps, seed=seed, image=image, video=video)
+                               height=height, frames=length, steps=steps, seed=seed, image=image, video=video,
+                               video_fps=video_fps)
         model.variant.check(request)
         bar = progress(1)
 

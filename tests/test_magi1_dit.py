@@ -60,7 +60,8 @@ def test_cache_keeps_only_the_newest_chunks():
         cache.write(0, chunk, torch.zeros(1, 2, 32, 8), 1)
     assert cache.nbytes() == 2 * 2 * 32 * 8 * 4
     with pytest.raises(RuntimeError, match="not in the key-value cache"):
-        cache.read(0, 2, 5, torch.device("cpu"))
+        cache.read(0, 2, 5)
+    assert [t.shape for t in cache.read(0, 3, 5)] == [(1, 2, 32, 8)] * 2 and cache.read(0, 4, 4) == []
 
 
 @pytest.mark.parametrize("name,params", [("4.5B", 4_459_898_128), ("24B", 23_899_281_936)])

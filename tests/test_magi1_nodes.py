@@ -4,7 +4,9 @@ Cancel between steps, validation of files before the run."""
 from __future__ import annotations
 
 import pytest
+import torch
 
+from videosdgx.runtime.errors import ConfigurationError
 from videosdgx.testing.magi1 import write_magi1_bundle
 
 SHARD = "magi1_4.5B_distill/model-00001-of-00002.safetensors"
@@ -54,6 +56,19 @@ def test_chain_makes_chunks_with_progress_and_cancel(comfy):
         hook.remove()
         comfy.model_management.interrupt_current_processing(False)
     assert len(calls) == 1  # stopped before the second step
+
+
+def test_video_is_continued_at_its_frame_rate(comfy):
+    """GetVideoComponents' fps reaches the sampler: 16 frames at 12 fps are the 32 prefix frames of 24 fps."""
+    model, conditioning, vae = chain(comfy)
+    video = torch.rand(16, 40, 48, 3, generator=torch.Generator().manual_seed(0))
+    settings = dict(model=model, conditioning=conditioning, vae=vae, width=32, height=32, length=20, steps=4, seed=3)
+    images, = run(comfy, "VideosDGXMagiChunkSampler", video=video, video_fps=12.0, **settings)
+    # 8 prefix + 5 new latent frames = 3 chunks; chunk 1 emits its 4 new latent frames (13 frames), chunk 2 all 24
+    assert images.shape == (13 + 24, 32, 32, 3)
+    for fps in (0.0, float("nan")):
+        with pytest.raises(ConfigurationError, match="positive number of frames per second"):
+            run(comfy, "VideosDGXMagiChunkSampler", video=video, video_fps=fps, **settings)
 
 
 def test_loaders_validate_before_the_run(comfy):

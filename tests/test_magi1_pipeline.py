@@ -1,6 +1,8 @@
 """MAGI-1 pipeline on tiny files in the official layouts: loading by manifest role, T2V / I2V / V2V, per-chunk
 prompts and emission, refusals before loading."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -88,3 +90,33 @@ def test_generate_command_refuses_before_loading(tmp_path):
                               "--out", str(tmp_path / "x.mp4"), "--steps", "10"])
     with pytest.raises(RequestError, match="divisible by 4"):
         check_job(args)
+
+
+def test_generate_on_a_server_picks_the_continuation_workflow(tmp_path):
+    """`generate --video --server` runs the shipped V2V workflow; per-chunk prompts become its prompt lines."""
+    import argparse
+    import json
+
+    from videosdgx.client.overrides import apply_assignments, plan_overrides
+    from videosdgx.generate import add_generate_arguments
+    from videosdgx.media import write_video
+    from videosdgx.request import check_job, server_overrides
+
+    write_video(tmp_path / "in.mp4", torch.rand(8, 32, 32, 3), 24)
+    parser = argparse.ArgumentParser()
+    add_generate_arguments(parser)
+    common = ["--model", "magi-1-4.5b-distill", "--prompt", "a fox", "--prompt", "then a cat", "--frames", "48",
+              "--out", str(tmp_path / "x.mp4"), "--server", "http://127.0.0.1:8188"]
+    variant = MAGI1_VARIANTS["magi-1-4.5b-distill"]
+    assert variant.workflow_for(set()) == "magi-1-4.5b-distill"
+    assert variant.workflow_for({"image"}) == "magi-1-4.5b-distill-i2v"
+    args = parser.parse_args([*common, "--video", str(tmp_path / "in.mp4")])
+    job = check_job(args)
+    name = job.variant.workflow_for(job.request.given_inputs())
+    assert name == "magi-1-4.5b-distill-v2v"
+    workflow = json.loads((Path(__file__).parent.parent / "workflows" / "api" / f"{name}.json").read_text())
+    overrides = server_overrides(job, args, workflow, name)
+    prompt = apply_assignments(workflow, plan_overrides(workflow, overrides))
+    nodes = {node["_meta"]["title"]: node["inputs"] for node in prompt.values()}
+    assert nodes["Prompt"]["prompt"] == "a fox\nthen a cat" and nodes["Video Size"]["length"] == job.request.frames
+    assert nodes["Input Video"]["file"].path == tmp_path / "in.mp4"  # uploaded by the client before the run

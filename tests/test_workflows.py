@@ -36,6 +36,9 @@ TINY_BY_FAMILY = {  # family -> (overrides, frames of the video it makes)
 TINY_BY_WORKFLOW = {
     "skyreels-v3-v2v-14b-extend": (replace(TINY, frames=None), 4 * (33 + 7 - 1) + 1 - 25),
     "skyreels-v3-v2v-14b-shot": (replace(TINY, frames=None), 5 * 24 + 1),
+    # MAGI-1 V2V makes new frames only: the input's first 32 frames are 8 prefix latent frames, + 5 new = 3 chunks;
+    # chunk 0 is prefix, chunk 1 emits its 4 new latent frames (13 frames), chunk 2 all 24.
+    "magi-1-4.5b-distill-v2v": (TINY_BY_FAMILY["magi1"][0], 13 + 24),
 }
 
 

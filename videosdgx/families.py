@@ -77,7 +77,8 @@ FAMILIES: tuple[Family, ...] = (
         variants="videosdgx.magi1.variants:MAGI1_VARIANTS",
         pipeline="videosdgx.magi1.pipeline:load_magi1_pipeline",
         demo="videosdgx.testing.magi1:write_magi1_bundle",
-        workflows=("magi-1-4.5b-distill", "magi-1-4.5b-distill-i2v"),
+        workflows=("magi-1-4.5b-distill", "magi-1-4.5b-distill-i2v", "magi-1-4.5b-distill-v2v",
+                   "magi-1-24b-distill-fp8"),
     ),
     Family(
         id="skyreels_v3", title="SkyReels V3",  # its DiTs are identified by videosdgx.wan.detect

@@ -56,11 +56,14 @@ class Variant:
         Families override it; the default accepts everything the generic checks passed."""
 
     def workflow_for(self, given: set[str]) -> str | None:
-        """The shipped workflow taking exactly these media inputs (by the convention `<name>` / `<name>-i2v`)."""
-        image_workflow = [w for w in self.workflows if w.endswith("-i2v")]
-        plain = [w for w in self.workflows if not w.endswith("-i2v")]
-        if "image" in given and image_workflow and "image" not in self.required:
-            return image_workflow[0]
+        """The shipped workflow taking exactly these media inputs (by the convention `<name>`, `<name>-i2v` for an
+        image, `<name>-v2v` for a video to continue)."""
+        suffixes = {"image": "-i2v", "video": "-v2v"}
+        for kind, suffix in suffixes.items():
+            found = [w for w in self.workflows if w.endswith(suffix)]
+            if kind in given and found and kind not in self.required:
+                return found[0]
+        plain = [w for w in self.workflows if not w.endswith(tuple(suffixes.values()))]
         return plain[0] if plain else (self.workflows[0] if self.workflows else None)
 
 

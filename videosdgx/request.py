@@ -334,10 +334,12 @@ def server_overrides(job: GenerateJob, args: argparse.Namespace, workflow: dict,
                            "device, memory and model folders, and takes LoRAs through LoRA loader nodes in the "
                            "workflow (e.g. the shipped *-lightning workflows). Leave them out with --server.")
     request = job.request
-    if len(request.prompts) > 1:
+    per_chunk = job.variant.per_chunk_prompts and len(request.prompts) > 1
+    if len(request.prompts) > 1 and not per_chunk:
         raise RequestError(f"workflow {name} takes one --prompt.")
     overrides = Overrides(
-        prompt=request.prompt, negative=request.negative_prompt or None, seed=request.seed, steps=request.steps,
+        prompt="\n".join(request.prompts) if per_chunk else request.prompt,  # one line per chunk (MAGI-1)
+        negative=request.negative_prompt or None, seed=request.seed, steps=request.steps,
         width=request.width, height=request.height, frames=request.frames,
         image=Path(args.image) if args.image else None, end_image=Path(args.end_image) if args.end_image else None,
         video=Path(args.video) if args.video else None, audio=Path(args.audio) if args.audio else None,

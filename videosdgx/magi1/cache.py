@@ -21,22 +21,21 @@ class ChunkKVCache:
     def write(self, layer: int, first_chunk: int, kv: torch.Tensor, chunks: int) -> None:
         """Store `chunks` chunks of `kv [B, G, tokens, 2*hd]` (equal token counts) from chunk `first_chunk` on."""
         store = self._chunks.setdefault(layer, {})
-        for i, rows in enumerate(kv.chunk(chunks, dim=2)):
-            store[first_chunk + i] = rows.to(self.device) if self.device is not None else rows.clone()
+        for i, rows in enumerate(kv.chunk(chunks, dim=2)):  # a compact copy: never a view of the caller's buffer
+            store[first_chunk + i] = rows.to(self.device or rows.device, copy=True)
         if self.keep is not None:
             newest = max(store)
             for index in [i for i in store if i <= newest - self.keep]:
                 del store[index]
 
-    def read(self, layer: int, first_chunk: int, end_chunk: int, device: torch.device) -> torch.Tensor | None:
-        """Chunks `[first_chunk, end_chunk)` concatenated along tokens, or None if the range is empty."""
-        if end_chunk <= first_chunk:
-            return None
+    def read(self, layer: int, first_chunk: int, end_chunk: int) -> list[torch.Tensor]:
+        """The stored chunks `[first_chunk, end_chunk)`, oldest first (the caller copies them where it needs them:
+        concatenating here would cost a copy of the whole range per layer)."""
         store = self._chunks.get(layer, {})
         missing = [i for i in range(first_chunk, end_chunk) if i not in store]
         if missing:
             raise RuntimeError(f"chunks {missing} are not in the key-value cache (it keeps {self.keep})")
-        return torch.cat([store[i] for i in range(first_chunk, end_chunk)], dim=2).to(device)
+        return [store[i] for i in range(first_chunk, end_chunk)]
 
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for store in self._chunks.values() for t in store.values())

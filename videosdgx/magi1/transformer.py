@@ -98,37 +98,65 @@ class SelfCrossAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], captions: torch.Tensor,
                 caption_ranges: list[tuple[int, int]], layout: ChunkLayout) -> torch.Tensor:
-        batch, tokens, _ = x.shape
         m = self.linear_qkv.layer_norm(x)
+        a = self._self_attention(m, rope, layout)
+        ax = self._cross_attention(m, captions, caption_ranges, layout)
+        del m
+        # concat(self, cross) with the fixed interleave "(n g d) -> (g n d)", written in place
+        batch, tokens, _ = x.shape
+        fp8 = isinstance(self.linear_proj, StaticInputFp8Linear)  # the fp8 release runs it quantised
+        dtype = torch.promote_types(a.dtype, ax.dtype) if fp8 else torch.float32
+        out = torch.empty(batch, tokens, INTERLEAVE_GROUPS, 2, a.shape[1] * a.shape[3] // INTERLEAVE_GROUPS,
+                          dtype=dtype, device=x.device)
+        out[:, :, :, 0] = a.transpose(1, 2).reshape(out.shape[:3] + out.shape[4:])
+        del a
+        out[:, :, :, 1] = ax.transpose(1, 2).reshape(out.shape[:3] + out.shape[4:])
+        del ax
+        out = out.flatten(2)
+        if fp8:
+            return self.linear_proj(out).float()
+        return F.linear(out, dense_weight(self.linear_proj, torch.float32))
+
+    def _self_attention(self, m: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor],
+                        layout: ChunkLayout) -> torch.Tensor:
+        """Attention over the chunks (and the cached ones they read): `[B, heads, tokens, hd]`."""
         q = self._rotated(self.linear_qkv.q(m), self.q_layernorm, rope).transpose(1, 2)
         k = self._rotated(self.linear_qkv.k(m), self.k_layernorm, rope)
-        v = self.linear_qkv.v(m).unflatten(-1, (-1, self.cfg.head_dim))
-        kv = torch.cat([k, v], dim=-1).transpose(1, 2)  # [B, G, S, 2*hd]
-        if layout.cache is not None:
-            if layout.cache_chunks:
-                part = kv[:, :, : layout.cache_chunks * layout.tokens]
-                layout.cache.write(self.layer, layout.first, part, layout.cache_chunks)
-            past = layout.cache.read(self.layer, layout.oldest, layout.first, kv.device)
-            if past is not None:
-                kv = torch.cat([past.to(kv.dtype), kv], dim=2)
+        kv = self._keys_values(k, self.linear_qkv.v(m).unflatten(-1, (-1, self.cfg.head_dim)), layout)
         k, v = kv.chunk(2, dim=-1)
-        a = ranged_attention(q, k, v, layout.query_ranges(), layout.key_ranges())
+        return ranged_attention(q, k, v, layout.query_ranges(), layout.key_ranges())
 
-        qx = self.q_layernorm_xattn(self.linear_qkv.qx(m).unflatten(-1, (-1, self.cfg.head_dim)))
-        kvx = self.linear_kv_xattn(captions).unflatten(-1, (-1, 2 * self.cfg.head_dim))
-        kx, vx = self.k_layernorm_xattn(kvx[..., : self.cfg.head_dim]), kvx[..., self.cfg.head_dim:]
+    def _keys_values(self, k: torch.Tensor, v: torch.Tensor, layout: ChunkLayout) -> torch.Tensor:
+        """`[B, G, read + new tokens, 2*hd]` in one buffer: the cached chunks the layout reads, then the keys and
+        values `[B, tokens, G, hd]` of the input, whose leading `cache_chunks` chunks are written to the cache."""
+        past = [] if layout.cache is None else layout.cache.read(self.layer, layout.oldest, layout.first)
+        batch, tokens, groups, hd = k.shape
+        start = sum(p.shape[2] for p in past)
+        kv = k.new_empty(batch, groups, start + tokens, 2 * hd)
+        end = 0
+        for part in past:
+            kv[:, :, end: end + part.shape[2]] = part
+            end += part.shape[2]
+        kv[:, :, start:, :hd] = k.transpose(1, 2)
+        kv[:, :, start:, hd:] = v.transpose(1, 2)
+        if layout.cache is not None and layout.cache_chunks:
+            written = kv[:, :, start: start + layout.cache_chunks * layout.tokens]
+            layout.cache.write(self.layer, layout.first, written, layout.cache_chunks)
+        return kv
+
+    def _cross_attention(self, m: torch.Tensor, captions: torch.Tensor, caption_ranges: list[tuple[int, int]],
+                         layout: ChunkLayout) -> torch.Tensor:
+        """Each chunk's queries attend to its own caption tokens: `[1, heads, B*tokens, hd]`."""
+        batch, tokens, _ = m.shape
+        hd = self.cfg.head_dim
+        qx = self.q_layernorm_xattn(self.linear_qkv.qx(m).unflatten(-1, (-1, hd)))
+        kvx = self.linear_kv_xattn(captions).unflatten(-1, (-1, 2 * hd))
+        kx, vx = self.k_layernorm_xattn(kvx[..., :hd]), kvx[..., hd:]
         dtype = torch.promote_types(qx.dtype, kvx.dtype)  # fp8 layers give bf16 queries in a float32 model
         qx, kx, vx = qx.to(dtype), kx.to(dtype), vx.to(dtype)
         qx = qx.reshape(1, batch * tokens, *qx.shape[2:]).transpose(1, 2)
         q_ranges = [(b * tokens + q0, b * tokens + q1) for b in range(batch) for q0, q1 in layout.query_ranges()]
-        ax = ranged_attention(qx, kx.transpose(0, 1)[None], vx.transpose(0, 1)[None], q_ranges, caption_ranges)
-        ax = ax.transpose(1, 2).reshape(batch, tokens, -1)
-
-        out = torch.cat([a.transpose(1, 2).flatten(2), ax], dim=-1)
-        out = rearrange(out, "b s (n g d) -> b s (g n d)", n=2, g=INTERLEAVE_GROUPS)
-        if isinstance(self.linear_proj, StaticInputFp8Linear):  # the fp8 release runs it quantised
-            return self.linear_proj(out).float()
-        return F.linear(out.float(), dense_weight(self.linear_proj, torch.float32))
+        return ranged_attention(qx, kx.transpose(0, 1)[None], vx.transpose(0, 1)[None], q_ranges, caption_ranges)
 
 
 class MLP(nn.Module):
@@ -143,10 +171,8 @@ class MLP(nn.Module):
         h = self.linear_fc1(self.layer_norm(x))
         if self.gated:
             gate, up = h.chunk(2, dim=-1)
-            h = F.silu(gate) * up
-        else:
-            h = F.gelu(h)
-        return self.linear_fc2(h)
+            return self.linear_fc2(F.silu(gate, inplace=True).mul_(up))
+        return self.linear_fc2(torch.ops.aten.gelu_(h))  # in place: the widest activation exists once
 
 
 class AdaModulate(nn.Module):
@@ -168,11 +194,16 @@ class TransformerLayer(nn.Module):
         self.mlp_post_norm = keep_float32(LayerNorm1p(cfg.dim, eps=cfg.eps))
 
     def forward(self, x, condition, rope, captions, caption_ranges, layout: ChunkLayout) -> torch.Tensor:
-        gate_msa, gate_mlp = self.ada_modulate_layer(condition).float().repeat_interleave(layout.tokens, 1).chunk(2, -1)
+        gate_msa, gate_mlp = self.ada_modulate_layer(condition).float()[:, :, None].chunk(2, -1)  # [B, n, 1, D]
         h = self.self_attention(x, rope, captions, caption_ranges, layout)
-        x = (x.float() + self.self_attn_post_norm(h * gate_msa)).to(x.dtype)
+        x = self.self_attn_post_norm(_gated(h, gate_msa)).add_(x.float()).to(x.dtype)
         h = self.mlp(x).float()
-        return (x.float() + self.mlp_post_norm(h * gate_mlp)).to(x.dtype)
+        return self.mlp_post_norm(_gated(h, gate_mlp)).add_(x.float()).to(x.dtype)
+
+
+def _gated(h: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+    """`h [B, n*tokens, D]` (a float32 temporary, scaled in place) times its chunk's gate `[B, n, 1, D]`."""
+    return h.unflatten(1, (gate.shape[1], -1)).mul_(gate).flatten(1, 2)
 
 
 class TransformerBlock(nn.Module):

@@ -54,6 +54,12 @@ class MagiVariant(Variant):
         self.sampler_settings(request)
         if request.image is not None and request.video is not None:
             raise ConfigurationError(f"{self.title} continues either an image or a video, not both.")
+        fps = request.video_fps
+        if request.video is not None and fps is not None and not (math.isfinite(fps) and fps > 0):
+            raise ConfigurationError(
+                f"{self.title}: the video to continue has a frame rate of {fps}; it must be a positive number of "
+                f"frames per second (Get Video Components' fps output), or none for {self.fps} fps."
+            )
 
 
 def _variant(name: str, title: str, size: str, distill: bool, steps: int, width: int,
@@ -67,8 +73,10 @@ def _variant(name: str, title: str, size: str, distill: bool, steps: int, width:
 
 MAGI1_VARIANTS: dict[str, MagiVariant] = {v.name: v for v in (
     _variant("magi-1-4.5b-distill", "MAGI-1 4.5B distill", "4.5B", True, 64, 720,
-             ("magi-1-4.5b-distill", "magi-1-4.5b-distill-i2v")),
+             ("magi-1-4.5b-distill", "magi-1-4.5b-distill-i2v", "magi-1-4.5b-distill-v2v")),
     _variant("magi-1-4.5b-base", "MAGI-1 4.5B base", "4.5B", False, 64, 720),
     _variant("magi-1-24b-distill", "MAGI-1 24B distill", "24B", True, 16, 1280),
     _variant("magi-1-24b-base", "MAGI-1 24B base", "24B", False, 32, 1280),
+    # The fp8 release: the loader reads its float8 layers from the file (magi1.md §2.3); the settings are distill's.
+    _variant("magi-1-24b-distill-fp8", "MAGI-1 24B distill fp8", "24B", True, 16, 1280, ("magi-1-24b-distill-fp8",)),
 )}

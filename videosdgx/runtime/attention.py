@@ -41,7 +41,10 @@ def ranged_attention(
     segments (one per chunk, caption or clip) or a query block reading a key-value cache of earlier tokens is
     attended without a dense mask. Query tokens outside every range, and ranges with no keys, give zeros.
     """
-    out = q.new_zeros(q.shape)
+    if len(q_ranges) == 1 and tuple(q_ranges[0]) == (0, q.shape[-2]) and k_ranges[0][1] > k_ranges[0][0]:
+        (k0, k1), = k_ranges  # one range over every query: no zero-filled buffer, no copy
+        return attention(q, k[:, :, k0:k1], v[:, :, k0:k1], scale=scale)
+    out = torch.zeros_like(q)  # q's memory layout (e.g. [batch, tokens, heads, dim] underneath), not always contiguous
     for (q0, q1), (k0, k1) in zip(q_ranges, k_ranges):
         if q1 > q0 and k1 > k0:
             out[:, :, q0:q1] = attention(q[:, :, q0:q1], k[:, :, k0:k1], v[:, :, k0:k1], scale=scale)
