@@ -14,10 +14,10 @@ from transformers import Wav2Vec2Model
 from videosdgx.media.audio import write_audio
 from videosdgx.runtime.errors import ConfigurationError, VideosDGXError, WrongComponentError
 from videosdgx.runtime.model_files import LoadRequest
+from videosdgx.skyreels_v3 import wav2vec2
 from videosdgx.skyreels_v3.audio import (audio_windows, integrated_loudness, load_speech, normalize_loudness,
                                          speech_features)
 from videosdgx.skyreels_v3.avatar import AvatarConfig, AvatarModel, avatar_config_from_shapes
-from videosdgx.skyreels_v3 import wav2vec2
 from videosdgx.skyreels_v3.loaders import load_avatar_dit, load_wav2vec2
 from videosdgx.skyreels_v3.wav2vec2 import Wav2Vec2Encoder, config_from_shapes, wav2vec2_key
 from videosdgx.testing.files import save_safetensors
