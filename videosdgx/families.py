@@ -68,6 +68,7 @@ FAMILIES: tuple[Family, ...] = (
         variants="videosdgx.ltx2.variants:LTX2_VARIANTS",
         pipeline="videosdgx.ltx2.pipeline:load_ltx2_pipeline",
         demo="videosdgx.testing.ltx2:write_ltx2_bundle",
+        memory="videosdgx.ltx2.memory:ltx2_memory_phases",
         workflows=("ltx-2-19b-distilled", "ltx-2-19b-distilled-i2v", "ltx-2-19b-dev", "ltx-2.3-22b-distilled",
                    "ltx-2.3-22b-distilled-i2v"),
     ),
