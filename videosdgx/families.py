@@ -78,6 +78,7 @@ FAMILIES: tuple[Family, ...] = (
         variants="videosdgx.magi1.variants:MAGI1_VARIANTS",
         pipeline="videosdgx.magi1.pipeline:load_magi1_pipeline",
         demo="videosdgx.testing.magi1:write_magi1_bundle",
+        memory="videosdgx.magi1.memory:magi1_memory_phases",
         workflows=("magi-1-4.5b-distill", "magi-1-4.5b-distill-i2v"),
     ),
     Family(
@@ -86,6 +87,7 @@ FAMILIES: tuple[Family, ...] = (
         variants="videosdgx.skyreels_v3.variants:SKYREELS_V3_VARIANTS",
         pipeline="videosdgx.skyreels_v3.pipeline:load_skyreels_pipeline",
         demo="videosdgx.testing.skyreels_v3:write_skyreels_bundle",
+        memory="videosdgx.skyreels_v3.memory:skyreels_memory_phases",
         workflows=("skyreels-v3-r2v-14b", "skyreels-v3-v2v-14b-extend", "skyreels-v3-v2v-14b-shot",
                    "skyreels-v3-a2v-19b"),
     ),

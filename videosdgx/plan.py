@@ -28,6 +28,7 @@ from videosdgx.runtime.quantized_linear import (FP8_INPUT_SCALE_NAMES, FP8_SCALE
 
 PHASES = ("text encoding", "sampling", "decoding", "upsampling", "stage-2 sampling")
 KEPT_AS_STORED = {*FP8_SCALE_NAMES, *FP8_INPUT_SCALE_NAMES, *NVFP4_REQUIRED, *NVFP4_OPTIONAL}  # quantisation scales
+NOT_WEIGHTS = {"tokenizer", "special_tokens", "dit_index", "text_encoder_index", "text_encoder_config", "vae_config"}
 STORED_DTYPE_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "fp8": 1}  # by file name, for files not installed yet
 
 
@@ -136,7 +137,7 @@ def manifest_weight_bytes(bundle: str, role: str, load: LoadRequest, manifest: M
 
 def role_weights(bundle: str, files: BundleFiles | None, load: LoadRequest, manifest: Manifest) -> dict[str, int]:
     """Loaded bytes per manifest role; `weight_format` converts only the diffusion model(s)."""
-    roles = {entry.role for entry in manifest.bundle_entries(bundle)}
+    roles = {entry.role for entry in manifest.bundle_entries(bundle)} - NOT_WEIGHTS
     weights = {}
     for role in roles:
         role_load = load if role.startswith("dit") else dataclasses.replace(load, weight_format="default")
