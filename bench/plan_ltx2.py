@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from _measure import proc_status, reset_peak_rss, run_child, write_result
+from _measure import proc_status, reset_peak_rss, run_child, table, write_result
 from plan import parse_size, report
 from videosdgx.bundle_files import BundleFiles
 from videosdgx.ltx2.audio_vae import AudioVAEConfig, LTX2AudioVAE
@@ -143,11 +143,27 @@ def measure(files: BundleFiles, size: Size) -> dict:
     return {"peaks": peaks, "low_memory": pipeline.low_memory}
 
 
+def activation_table(results: dict[str, dict]) -> str:
+    """The activations alone (measured: the phase's peak above the planned weights): the weights of this
+    one-block model dominate the peaks, so this is where the formulas show."""
+    rows = []
+    for size, result in results.items():
+        for phase in PHASES:
+            predicted = result["activations"][phase]
+            measured = result["measured"][phase] - result["weights"][phase]
+            rows.append([size, phase, f"{predicted / 1e9:.3f}", f"{measured / 1e9:.3f}",
+                         f"{predicted / 1e9 - measured / 1e9:+.3f}"])
+    return "Activations alone (measured = phase peak - planned weights):\n\n" + table(
+        ["size", "phase", "predicted GB", "measured GB", "difference GB"], rows)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", default=None, help=f"WIDTHxHEIGHTxFRAMES (default {' '.join(SIZES)})")
     parser.add_argument("--tiny", action="store_true", help="tiny widths and sizes (smoke test)")
     parser.add_argument("--workdir", default=None)
+    parser.add_argument("--files", help="keep the written model files in this folder and reuse them (default: "
+                                         "written to a temporary folder each run)")
     parser.add_argument("--child", choices=("generate", "measure"), help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     parser.add_argument("--size", help=argparse.SUPPRESS)
@@ -168,16 +184,19 @@ def main(argv: list[str] | None = None) -> dict:
     common = ["--tiny"] if args.tiny else []
     results = {}
     with tempfile.TemporaryDirectory(dir=args.workdir, prefix="videosdgx-bench-plan-ltx2-") as tmp:
-        folder, result = Path(tmp), Path(tmp) / "result.json"
-        run_child(SCRIPT, [*common, "--child", "generate", "--folder", str(folder)], result)
-        files = bench_files(folder)
+        result = Path(tmp) / "result.json"
+        files_dir = Path(args.files) if args.files else Path(tmp)
+        if not all((files_dir / name).is_file() for name in ROLES.values()):
+            files_dir.mkdir(parents=True, exist_ok=True)
+            run_child(SCRIPT, [*common, "--child", "generate", "--folder", str(files_dir)], result)
+        files = bench_files(files_dir)
         for text in sizes:
             log.info("measuring %s", text)
-            plan = plan_run(BUNDLE, parse_size(text), LoadRequest(), low_memory=False, files=files)
-            child = run_child(SCRIPT, [*common, "--child", "measure", "--folder", str(folder), "--size", text],
+            child = run_child(SCRIPT, [*common, "--child", "measure", "--folder", str(files_dir), "--size", text],
                               result)
             if child["low_memory"]:
-                log.warning("the pipeline released Gemma (memory is tight here): the measurement is not comparable")
+                log.warning("%s: memory was tight, the pipeline released Gemma after encoding: planned so", text)
+            plan = plan_run(BUNDLE, parse_size(text), LoadRequest(), low_memory=child["low_memory"], files=files)
             results[text] = {"measured": child["peaks"],
                              "predicted": {p.name: p.peak for p in plan.phases},
                              "activations": {p.name: p.activations for p in plan.phases},
@@ -185,7 +204,7 @@ def main(argv: list[str] | None = None) -> dict:
             log.info("%s: measured %s, predicted %s", text, child["peaks"], results[text]["predicted"])
     title = ("LTX-2 19B widths, one DiT block / Gemma layer / connector layer, random weights, float32 on CPU; "
              "distilled two-stage image-to-video, one stage-1 step.")
-    text = report(results, title, PHASES)
+    text = report(results, title, PHASES) + "\n\n" + activation_table(results)
     log.info("\n%s", text)
     return {"results": results, "report": text}
 

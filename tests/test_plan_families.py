@@ -32,8 +32,12 @@ def test_plan_command_for_every_bundle(bundle, capsys, tmp_path):
     assert f"Memory plan for {bundle}, " in out and "fits." in out
     for phase in ("text encoding", "sampling", "decoding"):
         assert f"  {phase} " in out
-    assert main(["plan", "--model", bundle, "--memory-gb", "8", "--models-dir", str(tmp_path)]) == 1
-    assert "does NOT fit" in capsys.readouterr().out
+
+
+def test_a_plan_that_does_not_fit_names_what_would(capsys, tmp_path):
+    assert main(["plan", "--model", "skyreels-v3-r2v-14b", "--memory-gb", "40", "--models-dir", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "does NOT fit" in out and "These would fit: --width " in out
 
 
 def test_skyreels_tokens_per_task():

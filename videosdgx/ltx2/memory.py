@@ -11,24 +11,33 @@ full size without guidance ("stage-2 sampling"). Activation peaks, in bytes, `cb
   + TEXT_STREAM * hidden * 4)`: Gemma keeps every hidden state, the projection stacks them once per modality it
   projects (19B: one shared, 2.3 / 2.5: two), one layer's MLP and float32 stream are alive on top.
 * sampling: per guidance pass in the batch, each video token holds the feed-forward's `[tokens, 4 dim]`
-  intermediates (`2 * 4 * dim * cb`) and about `DIT_STREAM` float32 rows of `dim` (residual stream, norms,
-  modulated inputs, RoPE tables); audio tokens likewise at the audio width. With an image the timesteps are per
-  token, and `rows + 5` float32 AdaLN rows of `dim` per video token stay alive for the whole forward (`rows` = 6,
-  or 9 for 2.3): the plan counts them (a run without `--image` needs less).
+  intermediates (`2 * 4 * dim * cb`) and `DIT_STREAM` float32 rows of `dim` (residual stream, norms, modulated
+  inputs, RoPE tables); audio tokens likewise at the audio width; the text contexts add `TEXT_CONTEXT_ROWS` rows
+  of both widths per text token. With an image the timesteps are per token: `rows + IMAGE_ROWS` more float32
+  rows per video token (`rows` = 6, or 9 for 2.3; the AdaLN tables stay alive for the whole forward, each block
+  expands some per token). Every LTX-2 variant takes an image, so the plan counts them (a run without `--image`
+  needs less). Each stage first encodes the start image (`ENCODE_PER_PIXEL` values per pixel): the phase's
+  peak is the larger of the two.
 * upsampling: `UPSAMPLER_PER_VOXEL * mid_channels * cb` per latent voxel of the stage-1 latents.
-* decoding: the video VAE decodes a stream of frames (`decode_chunks`), so its working set follows one frame's
-  pixels: `height * width * VAE_PER_PIXEL * cb`, plus the float32 frames (kept, then concatenated). The audio VAE
-  and vocoder run after it on a few seconds of sound (tens of MB: not counted).
+* decoding: `decode_chunks` streams the video: its last stage (128 channels at a quarter of the sides, 8 values
+  per pixel) takes the whole clip, or at least one latent frame's 8 frames, or as many as fit its `DECODE_BUDGET`
+  elements; about `DECODE_COPIES` such inputs are alive; plus the float32 frames (kept, then concatenated). The
+  audio VAE and vocoder run after it on a few seconds of sound (tens of MB: not counted).
+* on the CPU only: oneDNN holds a reordered copy of a convolution's weight while the convolution runs (measured:
+  +0.45 GB for a float32 2048 x 2048 x 27 weight on a 3 x 8 x 12 input, nothing on tiny inputs); the image
+  encoding, upsampling and decoding phases hold at least their part's largest convolution weight.
 
-The constants were measured on CPU in float32 with bench/plan_ltx2.py (LTX-2 19B widths, one DiT block, one Gemma
-layer; bench/README.md has the table). Without installed files the checkpoint is split into the DiT (parameters
-of the released architecture) and the rest (the manifest size minus the DiT).
+The constants were measured on CPU in float32 (bench/plan_ltx2.py at LTX-2 19B widths with one DiT block, one Gemma
+layer and one connector layer; a one-block DiT forward at 64-2048 tokens with and without an image: 227 KB per
+token without, 546 KB with, at dim 4096; bench/README.md has the tables). Without installed files the checkpoint
+is split into the DiT (parameters of the released architecture) and the rest (the manifest size minus the DiT).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 
 import torch
 
@@ -47,9 +56,15 @@ from videosdgx.text.gemma3_files import read_gemma3_header
 from videosdgx.text.gemma3_tokenizer import LTX_MAX_TOKENS
 
 TEXT_STREAM = 8
-DIT_STREAM = 8
+DIT_STREAM = 6
+IMAGE_ROWS = 14
+TEXT_CONTEXT_ROWS = 2
+ENCODE_PER_PIXEL = 40
 UPSAMPLER_PER_VOXEL = 8
-VAE_PER_PIXEL = 2000
+LAST_STAGE_VALUES = 8  # the last decoder stage: 128 channels at a quarter of the sides (patch 4)
+DECODE_BUDGET = 2**25  # `LTX2VideoVAE.decode_chunks`' budget (elements of one step's input)
+DECODE_COPIES = 9.5
+RELEASED_LARGEST_CONV = 1024 * 4096 * 27  # the 19B decoder's first depth-to-space convolution
 AUDIO_LATENTS_PER_SECOND = 25  # 16 kHz mel / hop 160 / audio VAE stride 4
 VAE_SPATIAL, VAE_TEMPORAL = 32, 8
 
@@ -186,18 +201,59 @@ def sampling_activations(cfg: LTX2Config, video: int, audio: int, batch: int, cb
     def stream(dim: int) -> int:
         return 2 * 4 * dim * cb + DIT_STREAM * dim * 4
 
-    tables = (cfg.modulation_rows + 5) * cfg.dim * 4 if image else 0
-    return batch * (video * (stream(cfg.dim) + tables) + audio * stream(cfg.audio_dim))
+    tables = (cfg.modulation_rows + IMAGE_ROWS) * cfg.dim * 4 if image else 0
+    text = TEXT_CONTEXT_ROWS * LTX_MAX_TOKENS * (cfg.dim + cfg.audio_dim) * 4
+    return batch * (video * (stream(cfg.dim) + tables) + audio * stream(cfg.audio_dim) + text)
 
 
-def upsampling_activations(cfg: UpsamplerConfig, size: Size, cb: int) -> int:
+def largest_conv(paths: tuple, prefix: str, cb: int, released: int = RELEASED_LARGEST_CONV) -> int:
+    """Bytes of the largest convolution weight under `prefix` in `paths` (`released` parameters without files),
+    at the compute dtype. On the CPU, oneDNN holds a reordered copy of a convolution's weight while it runs."""
+    if not paths:
+        return released * cb
+    largest = 0
+    with open_checkpoint(paths[0]) as checkpoint:
+        for key in checkpoint.keys():
+            shape = checkpoint.info(key).shape
+            if key.startswith(prefix) and key.endswith(".weight") and len(shape) == 5:
+                largest = max(largest, math.prod(shape))
+    return largest * cb
+
+
+def _vae_paths(files: BundleFiles | None) -> tuple:
+    return (files.all("checkpoint") or files.all("vae")) if files is not None else ()
+
+
+def _vae_prefix(files: BundleFiles | None, part: str) -> str:
+    return f"vae.{part}." if files is not None and files.all("checkpoint") else f"{part}."
+
+
+def image_encoding_activations(files: BundleFiles | None, size: Size, load: LoadRequest) -> int:
+    """Encoding the start image (at the stage's size, before the stage's denoising)."""
+    cb = load.dtype.itemsize
+    reorder = largest_conv(_vae_paths(files), _vae_prefix(files, "encoder"), cb) if load.device.type == "cpu" else 0
+    return max(reorder, size.height * size.width * ENCODE_PER_PIXEL * cb)
+
+
+def upsampling_activations(files: BundleFiles | None, size: Size, load: LoadRequest) -> int:
+    """The x2 latent upsampler on the stage-1 latents (`size`: stage 1's)."""
+    cb = load.dtype.itemsize
     voxels = latent_tokens(size.width, size.height, size.frames)
-    return voxels * cfg.mid_channels * cb * UPSAMPLER_PER_VOXEL
+    mid = upsampler_config(files).mid_channels
+    paths = files.all("upsampler") if files is not None else ()
+    reorder = largest_conv(paths, "", cb, mid * 4 * mid * 27) if load.device.type == "cpu" else 0
+    return max(reorder, voxels * mid * cb * UPSAMPLER_PER_VOXEL)
 
 
-def decoding_activations(size: Size, cb: int) -> int:
+def decoding_activations(files: BundleFiles | None, size: Size, load: LoadRequest) -> int:
+    """The streamed video decode: the last decoder stage's input in flight (whole clip, or at least one latent
+    frame's 8 frames, or as many as fit `DECODE_BUDGET` elements), plus the float32 frames."""
+    cb = load.dtype.itemsize
+    frame = LAST_STAGE_VALUES * size.height * size.width
+    in_flight = min(size.frames * frame, max(VAE_TEMPORAL * frame, DECODE_BUDGET))
+    reorder = largest_conv(_vae_paths(files), _vae_prefix(files, "decoder"), cb) if load.device.type == "cpu" else 0
     frames_out = size.frames * size.height * size.width * 3 * 4 * 2  # decoded frames, then their concatenation
-    return size.height * size.width * VAE_PER_PIXEL * cb + frames_out
+    return max(reorder, in_flight * DECODE_COPIES * cb) + frames_out
 
 
 def ltx2_memory_phases(variant: LTX2Variant, files: BundleFiles | None, weights: dict[str, int], size: Size,
@@ -206,6 +262,7 @@ def ltx2_memory_phases(variant: LTX2Variant, files: BundleFiles | None, weights:
     (registry hook `memory`)."""
     cb = load.dtype.itemsize
     kept, gemma = resident_models(variant, files, weights, load)
+    image = "image" in variant.inputs
     after_text = tuple(kept if low_memory else [*kept, gemma])
     cfg = dit_config(variant, files)
     passes = Guidance().passes() if variant.distilled else Guidance(
@@ -218,12 +275,15 @@ def ltx2_memory_phases(variant: LTX2Variant, files: BundleFiles | None, weights:
     sound = audio_tokens(size.frames, variant.fps)
     phases = [
         Phase("text encoding", tuple([*kept, gemma]), text_activations(gemma_config(files), prompts, projections, cb)),
-        Phase("sampling", after_text, sampling_activations(
-            cfg, latent_tokens(stage1.width, stage1.height, stage1.frames), sound, batch, cb)),
+        Phase("sampling", after_text, max(image_encoding_activations(files, stage1, load) if image else 0,
+                                          sampling_activations(cfg, latent_tokens(stage1.width, stage1.height,
+                                                                                  stage1.frames), sound, batch, cb,
+                                                               image))),
     ]
     if two_stage:
-        phases.append(Phase("upsampling", after_text, upsampling_activations(upsampler_config(files), stage1, cb)))
-        phases.append(Phase("stage-2 sampling", after_text, sampling_activations(
-            cfg, latent_tokens(size.width, size.height, size.frames), sound, 1, cb)))
-    phases.append(Phase("decoding", after_text, decoding_activations(size, cb)))
+        phases.append(Phase("upsampling", after_text, upsampling_activations(files, stage1, load)))
+        phases.append(Phase("stage-2 sampling", after_text, max(
+            image_encoding_activations(files, size, load) if image else 0,
+            sampling_activations(cfg, latent_tokens(size.width, size.height, size.frames), sound, 1, cb, image))))
+    phases.append(Phase("decoding", after_text, decoding_activations(files, size, load)))
     return phases
