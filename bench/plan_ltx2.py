@@ -10,7 +10,7 @@ decode; peak RSS (VmHWM, reset between phases) above the RSS before loading. The
 `videosdgx.plan.plan_run` on the same files (headers + `videosdgx.ltx2.memory`), float32 on CPU.
 
     python bench/plan_ltx2.py
-    python bench/plan_ltx2.py --sizes 384x256x9 512x384x9
+    python bench/plan_ltx2.py --sizes 384x256x9 768x512x9 --files /tmp/ltx2-plan-files
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ log = logging.getLogger("bench.plan_ltx2")
 
 SCRIPT = Path(__file__).resolve()
 BUNDLE = "ltx-2-19b-distilled"
-SIZES = ("384x256x9", "512x384x9", "768x512x9")
+SIZES = ("384x256x9", "768x512x9", "768x512x25")
 TINY_SIZES = ("128x128x9",)
 PHASES = ("text encoding", "sampling", "upsampling", "stage-2 sampling", "decoding")
 ROLES = {"checkpoint": "checkpoint.safetensors", "text_encoder": "gemma.safetensors",
