@@ -12,9 +12,10 @@ with `cb` the compute dtype's size and classifier-free guidance run as one batch
 * text encoding: two prompts of 512 tokens through one UMT5 layer at a time:
   `2 * 512 * (2 * d_ff * cb + T5_STREAM * d_model * 4)`.
 
-The constants were measured on CPU in float32 (bench/plan.py prints predicted vs measured peaks for several sizes):
-the Wan 2.1 VAE's 4000 values per pixel at 256x160 and 320x192 (4000 and 4040); the Wan 2.2 VAE's is scaled from
-a 64x64 decode of both (9514 vs 7547 values per pixel), not measured at size.
+The constants were measured on CPU in float32 (bench/plan.py prints predicted vs measured peaks for several sizes).
+The VAE's, after the frame-wise causal convolutions: 3286 values per pixel for the Wan 2.1 VAE and 2838 for the
+Wan 2.2 VAE, each decoding 5 frames at 256x160 (the real widths, random weights); at 64x64 fixed costs weigh more
+(4467 and 7126).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from videosdgx.wan.transformer import WAN_PRESETS, WanConfig, config_from_shapes
 from videosdgx.wan.vae22 import WanVAE22Config
 
 DIT_STREAM = 6
-VAE_PER_PIXEL = {"2.1": 4000, "2.2": 5000}
+VAE_PER_PIXEL = {"2.1": 3300, "2.2": 2850}
 T5_STREAM = 8
 TEXT_TOKENS = 512
 TEMPORAL_FACTOR = 4
