@@ -72,3 +72,19 @@ def test_plan_from_demo_files(bundle, tmp_path):
     plan = plan_run(bundle, Size(64, 64, 9), LoadRequest(), False, files, status(119))
     assert [p.name for p in plan.phases] == ["text encoding", "sampling", "decoding"]
     assert 0 < plan.phases[0].weights < 0.5 * GB and all(p.activations > 0 for p in plan.phases)
+
+
+@pytest.mark.parametrize("bundle", ["magi-1-4.5b-distill", "skyreels-v3-r2v-14b"])
+def test_generate_checks_the_plan_before_loading(bundle, tmp_path, caplog, monkeypatch):
+    from PIL import Image
+
+    monkeypatch.setattr("videosdgx.plan.memory_status", lambda device: MemoryStatus(device, None, None, 1024, GB,
+                                                                                     unified=False))
+    monkeypatch.setattr("videosdgx.plan.host_processes", lambda: [])
+    Image.new("RGB", (40, 30), (200, 40, 50)).save(tmp_path / "ref.png")
+    extra = ["--reference", str(tmp_path / "ref.png")] if bundle.startswith("skyreels") else []
+    out = tmp_path / "v.mp4"
+    code = main(["generate", "--demo", "--model", bundle, "--prompt", "rain", "--width", "64", "--height", "64",
+                 "--frames", "24", "--device", "cpu", "--out", str(out), *extra])
+    assert code == 1 and not out.exists()
+    assert f"Memory plan for {bundle}, 64x64, " in caplog.text and "does NOT fit" in caplog.text
