@@ -44,6 +44,7 @@ import torch
 from videosdgx.bundle_files import BundleFiles
 from videosdgx.ltx2.config import LTX2Config, config_from_metadata
 from videosdgx.ltx2.keys import DIT_PREFIX, TEXT_SIDE
+from videosdgx.ltx2.pipeline import AUDIO_LATENTS_PER_SECOND, VAE_STRIDE
 from videosdgx.ltx2.sampler import Guidance
 from videosdgx.ltx2.transformer import LTX2Model
 from videosdgx.ltx2.upsampler import UpsamplerConfig
@@ -65,8 +66,7 @@ LAST_STAGE_VALUES = 8  # the last decoder stage: 128 channels at a quarter of th
 DECODE_BUDGET = 2**25  # `LTX2VideoVAE.decode_chunks`' budget (elements of one step's input)
 DECODE_COPIES = 9.5
 RELEASED_LARGEST_CONV = 1024 * 4096 * 27  # the 19B decoder's first depth-to-space convolution
-AUDIO_LATENTS_PER_SECOND = 25  # 16 kHz mel / hop 160 / audio VAE stride 4
-VAE_SPATIAL, VAE_TEMPORAL = 32, 8
+VAE_TEMPORAL = 8  # pixel frames per latent frame (after the first)
 
 
 # ------------------------------------------------------------------------------------------------ weights
@@ -148,19 +148,17 @@ def resident_models(variant: LTX2Variant, files: BundleFiles | None, weights: di
 
 
 # ------------------------------------------------------------------------------------------------ activations
-def gemma_config(files: BundleFiles | None) -> Gemma3Config:
-    """Gemma's widths: the installed Gemma 3 file's layer count and width, else Gemma 3 12B's (LTX-2.5's Gemma 4
+def gemma_config(variant: LTX2Variant, files: BundleFiles | None) -> Gemma3Config:
+    """Gemma's widths: the installed Gemma 3 file's layer count and widths, else Gemma 3 12B's (LTX-2.5's Gemma 4
     12B is planned with the same widths)."""
-    path = files.optional("text_encoder") if files is not None else None
-    if path is None:
+    paths = files.all("text_encoder") if files is not None else ()
+    if not paths or variant.version == "2.5":
         return Gemma3Config()
-    try:
-        header = read_gemma3_header(files.all("text_encoder") if len(files.all("text_encoder")) > 1 else path)
-    except Exception:  # noqa: BLE001 - a Gemma 4 file (LTX-2.5): plan with Gemma 3 12B's widths
-        return Gemma3Config()
-    with open_checkpoint(path) as checkpoint:
+    header = read_gemma3_header(list(paths) if len(paths) > 1 else paths[0])
+    ffn = Gemma3Config().intermediate
+    with open_checkpoint(paths[0]) as checkpoint:
         ffn = next((checkpoint.info(k).shape[0] for k in checkpoint.keys() if k.endswith("mlp.gate_proj.weight")),
-                   Gemma3Config().intermediate)
+                   ffn)
     return dataclasses.replace(Gemma3Config(), hidden=header.hidden, layers=header.layers, intermediate=ffn)
 
 
@@ -184,7 +182,7 @@ def upsampler_config(files: BundleFiles | None) -> UpsamplerConfig:
 
 def latent_tokens(width: int, height: int, frames: int) -> int:
     """Video DiT tokens (patch 1) of a `width` x `height`, `frames` video."""
-    return ((frames - 1) // VAE_TEMPORAL + 1) * (height // VAE_SPATIAL) * (width // VAE_SPATIAL)
+    return ((frames - 1) // VAE_TEMPORAL + 1) * (height // VAE_STRIDE) * (width // VAE_STRIDE)
 
 
 def audio_tokens(frames: int, fps: float) -> int:
@@ -273,17 +271,16 @@ def ltx2_memory_phases(variant: LTX2Variant, files: BundleFiles | None, weights:
     two_stage = variant.two_stage and bool(weights.get("upsampler"))
     stage1 = Size(size.width // 2, size.height // 2, size.frames) if two_stage else size
     sound = audio_tokens(size.frames, variant.fps)
-    phases = [
-        Phase("text encoding", tuple([*kept, gemma]), text_activations(gemma_config(files), prompts, projections, cb)),
-        Phase("sampling", after_text, max(image_encoding_activations(files, stage1, load) if image else 0,
-                                          sampling_activations(cfg, latent_tokens(stage1.width, stage1.height,
-                                                                                  stage1.frames), sound, batch, cb,
-                                                               image))),
-    ]
+    def stage(stage_size: Size, stage_batch: int) -> int:
+        """A sampling stage's peak: encoding the start image, then denoising."""
+        tokens = latent_tokens(stage_size.width, stage_size.height, stage_size.frames)
+        encode = image_encoding_activations(files, stage_size, load) if image else 0
+        return max(encode, sampling_activations(cfg, tokens, sound, stage_batch, cb, image))
+
+    text = text_activations(gemma_config(variant, files), prompts, projections, cb)
+    phases = [Phase("text encoding", tuple([*kept, gemma]), text), Phase("sampling", after_text, stage(stage1, batch))]
     if two_stage:
         phases.append(Phase("upsampling", after_text, upsampling_activations(files, stage1, load)))
-        phases.append(Phase("stage-2 sampling", after_text, max(
-            image_encoding_activations(files, size, load) if image else 0,
-            sampling_activations(cfg, latent_tokens(size.width, size.height, size.frames), sound, 1, cb, image))))
+        phases.append(Phase("stage-2 sampling", after_text, stage(size, 1)))
     phases.append(Phase("decoding", after_text, decoding_activations(files, size, load)))
     return phases
