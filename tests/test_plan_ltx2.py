@@ -16,6 +16,7 @@ from videosdgx.ltx2.loaders import load_dit
 from videosdgx.ltx2.media_loaders import load_video_vae
 from videosdgx.manifest import load_manifest
 from videosdgx.plan import Size, alternatives, plan_run, variant_of
+from videosdgx.runtime.errors import InsufficientMemoryError
 from videosdgx.runtime.memory import MemoryStatus
 from videosdgx.runtime.model_files import LoadRequest, resident_weight_bytes
 
@@ -134,3 +135,24 @@ def test_plan_command_for_ltx2(capsys, tmp_path):
                  str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "Memory plan for ltx-2.3-22b-distilled, 768x512, 121 frames" in out and "fits." in out
+
+
+def test_sampler_node_checks_the_stage_peaks_before_sampling(comfy_pack, tmp_path, monkeypatch):
+    family("ltx2").hook("demo")("ltx-2-19b-distilled", tmp_path / "models")
+    comfy_pack.folder_paths.set_base(tmp_path, folders=("checkpoints", "text_encoders", "latent_upscale_models"))
+    run = lambda node, **inputs: comfy_pack.nodes[node].execute(**inputs).args  # noqa: E731
+    ckpt = "ltx-2-19b-distilled.safetensors"
+    model, = run("VideosDGXLTX2Loader", variant="ltx-2-19b-distilled", ckpt_name=ckpt, distilled_lora="none",
+                 weight_dtype="default", weight_format="default")
+    encoder, = run("VideosDGXLTX2TextEncoderLoader", text_encoder_name="gemma_3_12B_it_fp8_scaled.safetensors",
+                   ckpt_name=ckpt, weight_dtype="default")
+    vae, = run("VideosDGXLTX2VAELoader", vae_name=ckpt, weight_dtype="default")
+    audio_vae, = run("VideosDGXLTX2AudioVAELoader", audio_vae_name=ckpt, weight_dtype="default")
+    conditioning, = run("VideosDGXLTX2TextEncode", text_encoder=encoder, prompt="rain", negative_prompt="",
+                        release_gemma=True)
+    monkeypatch.setattr("videosdgx.runtime.memory.memory_status",
+                        lambda device: MemoryStatus(device, None, None, 1024, GB, unified=False))
+    with pytest.raises(InsufficientMemoryError, match=r"LTX-2 sampling of 128x64, 9 frames needs"):
+        run("VideosDGXLTX2Sampler", model=model, conditioning=conditioning, vae=vae, audio_vae=audio_vae,
+            upsampler=None, image=None, two_stage=False, width=128, height=64, length=9, fps=24, seed=0, steps=1,
+            cfg=1.0, audio_cfg=1.0, stg=0.0, modality=1.0, rescale=0.0)

@@ -204,6 +204,19 @@ def sampling_activations(cfg: LTX2Config, video: int, audio: int, batch: int, cb
     return batch * (video * (stream(cfg.dim) + tables) + audio * stream(cfg.audio_dim) + text)
 
 
+def request_sampling_activations(cfg: LTX2Config, size: Size, fps: float, passes: int, two_stage: bool, image: bool,
+                                 cb: int) -> int:
+    """The DiT's peak over the stages of one request (the sampler node's check): stage 1 with its guidance passes
+    batched (at half size when two-stage), stage 2 alone at full size."""
+    sound = audio_tokens(size.frames, fps)
+    first = Size(size.width // 2, size.height // 2, size.frames) if two_stage else size
+    peak = sampling_activations(cfg, latent_tokens(first.width, first.height, first.frames), sound, passes, cb, image)
+    if two_stage:
+        peak = max(peak, sampling_activations(cfg, latent_tokens(size.width, size.height, size.frames), sound, 1, cb,
+                                              image))
+    return peak
+
+
 def largest_conv(paths: tuple, prefix: str, cb: int, released: int = RELEASED_LARGEST_CONV) -> int:
     """Bytes of the largest convolution weight under `prefix` in `paths` (`released` parameters without files),
     at the compute dtype. On the CPU, oneDNN holds a reordered copy of a convolution's weight while it runs."""
