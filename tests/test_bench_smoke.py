@@ -15,7 +15,7 @@ def bench():
     """Import a bench script by file name, with bench/ on sys.path as when it runs as a script."""
     sys.path.insert(0, str(BENCH))
     modules = {}
-    for name in ("load", "wan", "plan", "plan_ltx2", "magi1", "ltx2_dit", "lora"):
+    for name in ("load", "wan", "plan", "plan_ltx2", "magi1", "ltx2_dit", "lora", "ltx25"):
         spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
         modules[name] = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(modules[name])
@@ -119,3 +119,11 @@ def test_lora_bench_tiny(bench, tmp_path):
     if "lora" in result["errors"]:
         assert result["errors"]["lora"] < 1e-4
     assert list(tmp_path.iterdir()) == []
+
+
+def test_ltx25_decoders_bench_tiny(bench):
+    result = bench["ltx25"].main(["--tiny", "--frames", "3", "--size", "2", "3", "--blocks", "2", "--eager-flex"])
+    runs = result["runs"]
+    assert runs["diffusion-ours"]["shape"] == runs["diffusion-diffusers"]["shape"] == [1, 3, 17, 16, 24]
+    assert runs["conv-ours"]["shape"] == [1, 3, 17, 32, 48]  # the tiny conv VAE's x16 (the diffusion one: x8)
+    assert result["error"] < 1e-4 and "diffusion ours/diffusers" in result["report"]

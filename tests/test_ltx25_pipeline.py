@@ -1,6 +1,6 @@
 """LTX-2.5 distilled text-to-video with audio: the demo bundle through the registry and the CLI, the duration
-head choosing the length, and two Euler-ancestral steps of our sampler vs diffusers' transformer +
-`LTXEulerAncestralRFScheduler` on the same weights and noise."""
+head choosing the length, the diffusion video decoder (default) or the conv one, and two Euler-ancestral steps of
+our sampler vs diffusers' transformer + `LTXEulerAncestralRFScheduler` on the same weights and noise."""
 
 from __future__ import annotations
 
@@ -17,9 +17,12 @@ from videosdgx.install.comfyui import ModelFolders
 from videosdgx.job import VideoRequest
 from videosdgx.ltx2.keys import to_diffusers_key
 from videosdgx.ltx2.loaders import load_dit
+from videosdgx.ltx2.pipeline import decode_video
+from videosdgx.ltx2.pipeline25 import diffusion_decode
 from videosdgx.ltx2.sampler import TextContext, denoise
 from videosdgx.ltx2.schedule import distilled_sigmas
 from videosdgx.runtime.checkpoint import open_checkpoint
+from videosdgx.runtime.errors import ConfigurationError
 from videosdgx.runtime.model_files import LoadRequest
 from videosdgx.sampling.ancestral import EulerAncestralSolver
 from videosdgx.testing.ltx2 import write_ltx2_checkpoint
@@ -82,6 +85,40 @@ def test_ancestral_noise_never_reaches_conditioned_tokens():
             solvers=tuple(solvers))
     first = rearrange(clean, "b c f h w -> b (f h w) c")[:, :4]
     assert len(seen) == 3 and all(torch.equal(tokens[:, :4], first) for tokens in seen)
+
+
+def test_the_diffusion_decoder_decodes_unless_conv_is_asked_for(pipeline):
+    assert pipeline.diffusion_decoder is not None  # the bundle's ltx-2.5-video-vae-bf16 (raw layout)
+    request = VideoRequest("a cat on a boat", width=64, height=64, frames=9, steps=2, seed=5)
+    diffusion = pipeline.generate(request)
+    latents = diffusion.latents[0]
+    assert torch.equal(diffusion.frames, diffusion_decode(pipeline.diffusion_decoder, latents, 5))
+    conv = pipeline.generate(VideoRequest("a cat on a boat", width=64, height=64, frames=9, steps=2, seed=5,
+                                          options={"video_decoder": "conv"}))
+    assert torch.equal(conv.latents[0], latents)
+    assert torch.allclose(conv.frames, decode_video(pipeline.video_vae, latents))
+    assert conv.frames.shape == diffusion.frames.shape == (9, 64, 64, 3)
+    assert not torch.allclose(conv.frames, diffusion.frames, atol=1e-2)
+
+
+def test_the_diffusion_decoder_is_refused_before_sampling_when_not_loaded(pipeline, monkeypatch):
+    monkeypatch.setattr(pipeline, "diffusion_decoder", None)
+    monkeypatch.setattr(pipeline, "sample", lambda *a, **k: pytest.fail("sampled"))
+    request = VideoRequest("waves", width=64, height=64, frames=9, steps=1, options={"video_decoder": "diffusion"})
+    with pytest.raises(ConfigurationError, match=r"bundle ltx-2.5-22b-distilled has no diffusion video VAE \("
+                       r"ltx-2.5-video-vae-bf16.safetensors in models/vae\); install it with `python install.py "
+                       r"--models ltx-2.5-22b-distilled`, or pass --option video_decoder=conv."):
+        pipeline.generate(request)
+
+
+def test_an_unknown_video_decoder_is_refused_before_loading(caplog):
+    code = main(["generate", "--demo", "--model", BUNDLE, "--prompt", "waves", "--option", "video_decoder=vae"])
+    assert code == 2
+    assert ("--option video_decoder=vae: LTX-2.5 22B distilled (audio + video) decodes with one of diffusion, "
+            "conv (default diffusion).") in caplog.messages
+    code = main(["generate", "--demo", "--model", "ltx-2.3-22b-distilled", "--prompt", "waves", "--option",
+                 "video_decoder=diffusion"])
+    assert code == 2 and "decodes with its conv VAE only" in caplog.messages[-1]
 
 
 def test_cli_demo_writes_an_mp4_with_audio(tmp_path, capsys):

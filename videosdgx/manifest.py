@@ -39,7 +39,7 @@ ROLES = (
     "dit", "dit_high", "dit_low", "dit_index", "checkpoint", "text_encoder", "text_encoder_index",
     "text_encoder_config", "tokenizer", "projections", "vae", "vae_config", "audio_vae", "vocoder", "clip_vision",
     "audio_encoder", "upsampler", "temporal_upsampler", "lora", "lora_low", "special_tokens", "duration_head",
-    "dit_shot",
+    "dit_shot", "video_decoder",
 )
 INSTALL_COMMAND = "python install.py --models"
 

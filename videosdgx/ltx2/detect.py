@@ -7,7 +7,19 @@ from videosdgx.runtime.identify import Identity, KeyView, register_detector
 PLANNED = "the LTX-2 nodes (planned: not in this release yet)"
 DIT_LOADER = "the LTX-2 Loader (VideosDGXLTX2Loader)"
 DIT = "model.diffusion_model."
+DIFFUSION_DECODER = "the LTX-2.5 pipeline (video_decoder=diffusion)"
 AV_MARKER = "av_ca_a2v_gate_adaln_single.emb.timestep_embedder.linear_1.weight"
+
+
+def _diffusion_decoder(view: KeyView) -> Identity | None:
+    """The 2.5 video VAE file (encoder + diffusion decoder, `vae.` or bare keys) or diffusers' decoder model."""
+    for prefix, layout in (("vae.", "official"), ("", "split file (bare keys)")):
+        if prefix + "decoder.conv_in_x_t.weight" in view:
+            if "decoder.det_stages.0.0.attn.to_q.weight" in view:
+                layout = "diffusers"
+            notes = ("contains the video encoder too",) if view.has_prefix(prefix + "encoder.") else ()
+            return Identity("ltx2", "diffusion video decoder", "LTX-2.5", layout, DIFFUSION_DECODER, notes=notes)
+    return None
 
 
 def _dit_version(view: KeyView) -> str:
@@ -25,6 +37,8 @@ def _dit_version(view: KeyView) -> str:
     "audio_vae.per_channel_statistics.mean-of-means": "LTX-2 audio VAE",
     "initial_conv.weight": "LTX-2 latent upsampler",
     "duration_head.attention_pooler.query_tokens": "LTX-2.5 duration head",
+    "vae.decoder.conv_in_x_t.weight": "LTX-2.5 diffusion video decoder",
+    "decoder.conv_in_x_t.weight": "LTX-2.5 diffusion video decoder",
 })
 def detect_ltx2(view: KeyView) -> Identity | None:
     if DIT + AV_MARKER in view:
@@ -35,6 +49,9 @@ def detect_ltx2(view: KeyView) -> Identity | None:
         variant = _dit_version(view.strip(DIT))
         return Identity("ltx2", "checkpoint", variant, "official single file", DIT_LOADER,
                         notes=("contains: " + ", ".join(parts),))
+    decoder = _diffusion_decoder(view)
+    if decoder is not None:
+        return decoder
     if AV_MARKER in view:
         return Identity("ltx2", "transformer", _dit_version(view), "split component", DIT_LOADER)
     if "vae.per_channel_statistics.mean-of-means" in view:

@@ -10,7 +10,9 @@ import json
 import logging
 import os
 
+from videosdgx.ltx2 import diffusion_decoder_files as files25
 from videosdgx.ltx2.audio_vae import LTX2AudioVAE, audio_config_from_shapes
+from videosdgx.ltx2.diffusion_decoder import DiffusionVideoDecoder
 from videosdgx.ltx2.media_keys import audio_vae_key_map, video_vae_key_map, vocoder_key_map
 from videosdgx.ltx2.upsampler import LTX2LatentUpsampler, upsampler_config
 from videosdgx.ltx2.video_vae import LTX2VideoVAE, config_from_checkpoint
@@ -25,6 +27,7 @@ VIDEO_VAE_LOADER = "the LTX-2 video VAE loader"
 AUDIO_VAE_LOADER = "the LTX-2 audio VAE loader"
 VOCODER_LOADER = "the LTX-2 vocoder loader"
 UPSAMPLER_LOADER = "the LTX-2 latent upsampler loader"
+DIFFUSION_DECODER_LOADER = "the LTX-2.5 diffusion video decoder loader"
 
 
 def header(checkpoint: Checkpoint, part: str | None = None) -> dict:
@@ -102,4 +105,26 @@ def load_upsampler(path: PathLike, request: LoadRequest) -> LoadedModel:
         request=request,
         key_map=lambda _: None,
         build=lambda shapes, checkpoint: LTX2LatentUpsampler(upsampler_config(shapes, header(checkpoint))),
+    )
+
+
+def load_diffusion_decoder(path: PathLike, request: LoadRequest) -> LoadedModel:
+    """LTX-2.5's diffusion video decoder: the release's video VAE file (raw layout, config in its header) or a
+    diffusers `LTX2VideoDiffusionDecoderModel` file (config.json beside it); see diffusion_decoder_files.py."""
+    with open_checkpoint(path) as checkpoint:
+        diffusers = files25.is_diffusers(checkpoint.keys())
+
+    def build(shapes: dict, checkpoint: Checkpoint) -> DiffusionVideoDecoder:
+        json_config = files25.read_config_json(checkpoint) if diffusers else None
+        return DiffusionVideoDecoder(files25.config_from_files(shapes, header(checkpoint, "vae"), json_config))
+
+    return load_model_file(
+        path,
+        family="ltx2",
+        component="diffusion video decoder",
+        loader=DIFFUSION_DECODER_LOADER,
+        request=request,
+        key_map=lambda _: files25.diffusers_key if diffusers else None,
+        convert=None if diffusers else files25.convert_raw,
+        build=build,
     )

@@ -82,9 +82,14 @@ class LTX2Pipeline:
         """Video + sound for `request`; unset values take the variant's defaults (see `sample`)."""
         positive, negative = self.encode_text(request)
         video, audio, size, fps = self.sample(request, positive, negative, progress)
-        frames = decode_video(self.video_vae, video, progress)
+        frames = self.decode_frames(video, request, progress)
         return VideoResult(frames=frames, fps=fps, audio=decode_audio(self.audio_vae, self.vocoder, audio),
                            latents=(video, audio), notes=size.notes)
+
+    def decode_frames(self, latents: torch.Tensor, request: VideoRequest,
+                      progress: Progress | None = None) -> torch.Tensor:
+        """Frames [T, H, W, 3] in 0..1 of the video latents (the VAE's decoder; LTX-2.5 may use another)."""
+        return decode_video(self.video_vae, latents, progress)
 
     def two_stage(self, request: VideoRequest) -> bool:
         """Two stages when the variant is two-stage, unless `request.options["two_stage"]` is False; refused

@@ -1,8 +1,11 @@
 """LTX-2.5 pipeline: the LTX-2 pipeline on LTX-2.5's split files, with what 2.5 changes.
 
 * Files by role: `dit` (transformer file with its embedded config), `text_encoder` (Gemma 4 12B with the
-  projections bundled), `vae` (video VAE), `audio_vae` (audio VAE + vocoder), optional `duration_head` and
-  `tokenizer` (Gemma 4 tokenizer.json / tokenizer.model).
+  projections bundled), `vae` (the conv video VAE: encodes images, decodes with `video_decoder=conv`),
+  `audio_vae` (audio VAE + vocoder), optional `video_decoder` (the diffusion video VAE file: its decoder),
+  `duration_head` and `tokenizer` (Gemma 4 tokenizer.json / tokenizer.model).
+* Video decoding (`--option video_decoder`): the diffusion decoder when the bundle has it (default), its noise
+  from a generator seeded with the job's seed; `conv` decodes with the conv VAE.
 * Distilled sampling: the first (or only) stage uses Euler-ancestral steps, eta 1 (ltx-pipelines `distilled.py`:
   checkpoints from 2.5 on), noise from a generator seeded with `seed + 10000`, video drawn before audio; a second
   stage stays Euler.
@@ -21,11 +24,12 @@ from videosdgx.bundle_files import BundleFiles
 from videosdgx.job import Progress, VideoRequest, VideoResult
 from videosdgx.ltx2.duration_head25 import load_duration_head
 from videosdgx.ltx2.loaders import load_dit
-from videosdgx.ltx2.media_loaders import load_audio_vae, load_video_vae, load_vocoder
+from videosdgx.ltx2.media_loaders import load_audio_vae, load_diffusion_decoder, load_video_vae, load_vocoder
 from videosdgx.ltx2.pipeline import LTX2Pipeline, memory_plan
 from videosdgx.ltx2.text_conditioner import read_transformer_config
 from videosdgx.ltx2.text_encoder25 import load_ltx25_text_encoder
 from videosdgx.ltx2.variants import LTX2Variant
+from videosdgx.runtime.errors import ConfigurationError
 from videosdgx.runtime.model_files import LoadRequest
 from videosdgx.sampling.ancestral import EulerAncestralSolver
 
@@ -51,13 +55,32 @@ class MemoEncoder:
 
 
 class LTX25Pipeline(LTX2Pipeline):
-    def __init__(self, *args, duration_head=None, **kwargs):
+    def __init__(self, *args, duration_head=None, diffusion_decoder=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.text_encoder = MemoEncoder(self.text_encoder)
         self.duration_head = duration_head
+        self.diffusion_decoder = diffusion_decoder
         self.dit.text_kv_cache = True
 
+    def video_decoder(self, request: VideoRequest) -> str:
+        """"diffusion" (default when loaded) or "conv"; refuses the diffusion decoder when it was not loaded."""
+        choice = request.options.get("video_decoder", "diffusion" if self.diffusion_decoder is not None else "conv")
+        if choice == "diffusion" and self.diffusion_decoder is None:
+            raise ConfigurationError(
+                f"--option video_decoder=diffusion: bundle {self.variant.name} has no diffusion video VAE "
+                "(ltx-2.5-video-vae-bf16.safetensors in models/vae); install it with "
+                f"`python install.py --models {self.variant.name}`, or pass --option video_decoder=conv."
+            )
+        return choice
+
+    def decode_frames(self, latents: torch.Tensor, request: VideoRequest,
+                      progress: Progress | None = None) -> torch.Tensor:
+        if self.video_decoder(request) == "conv":
+            return super().decode_frames(latents, request, progress)
+        return diffusion_decode(self.diffusion_decoder, latents, request.seed, progress)
+
     def generate(self, request: VideoRequest, progress: Progress | None = None) -> VideoResult:
+        self.video_decoder(request)  # before sampling
         if request.frames is None and self.duration_head is not None:
             video, audio, _ = self.text_encoder.encode([request.prompt])
             frames = self.duration_head.predict_frames(video[:1], audio[:1], float(request.fps or self.variant.fps),
@@ -88,10 +111,24 @@ def load_ltx25_pipeline(variant: LTX2Variant, files: BundleFiles, load: LoadRequ
     settings = read_transformer_config(text_file) or read_transformer_config(dit_file) or None
     text_encoder = load_ltx25_text_encoder(text_file, load, tokenizer=files.optional("tokenizer"), settings=settings)
     video_vae = load_video_vae(files.one("vae"), load).module
+    decoder_file = files.optional("video_decoder")
+    diffusion_decoder = load_diffusion_decoder(decoder_file, load).module if decoder_file else None
     audio_file = files.one("audio_vae")
     audio_vae = load_audio_vae(audio_file, load).module
     vocoder = load_vocoder(audio_file, replace(load, dtype=torch.float32)).module
     head_file = files.optional("duration_head")
     head = load_duration_head(head_file, replace(load, dtype=torch.float32)).module if head_file else None
     return LTX25Pipeline(variant, dit, text_encoder, video_vae, audio_vae, vocoder, None, low_memory,
-                         duration_head=head)
+                         duration_head=head, diffusion_decoder=diffusion_decoder)
+
+
+def diffusion_decode(decoder, latents: torch.Tensor, seed: int, progress: Progress | None = None) -> torch.Tensor:
+    """Frames [T, H, W, 3] in 0..1 from the diffusion decoder; its pixel noise is seeded with `seed`."""
+    device = next(decoder.parameters()).device
+    steps = decoder.config.steps
+    if progress is not None:
+        progress("decoding", 0, steps)
+    video = decoder.decode(latents, torch.Generator(device=device).manual_seed(seed))
+    if progress is not None:
+        progress("decoding", steps, steps)
+    return ((video[0].float().clamp(-1, 1) + 1) / 2).permute(1, 2, 3, 0).cpu()

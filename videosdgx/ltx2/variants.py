@@ -34,7 +34,8 @@ DEV_AUDIO = GuiderParams(cfg=7.0, stg=1.0, modality=3.0, rescale=0.7)
 @dataclass(frozen=True, kw_only=True)
 class LTX2Variant(Variant):
     """`version` "19B", "2.3" or "2.5" (the DiT generation the checkpoint must be); `distilled` selects the published
-    sigmas and no guidance; `cross_timestep` the cross-modal AdaLN timestep convention (config.py)."""
+    sigmas and no guidance; `cross_timestep` the cross-modal AdaLN timestep convention (config.py);
+    `video_decoders` the values of `--option video_decoder` (the first is the default; none: the conv VAE only)."""
 
     version: str
     distilled: bool
@@ -47,6 +48,17 @@ class LTX2Variant(Variant):
     size_multiple: int = 32
     frame_step: int = 8
     inputs: frozenset[str] = field(default_factory=lambda: frozenset({"image"}))
+    video_decoders: tuple[str, ...] = ()
+
+    def check(self, request) -> None:
+        decoder = request.options.get("video_decoder")
+        if decoder is None or decoder in self.video_decoders:
+            return
+        if not self.video_decoders:
+            raise ConfigurationError(f"--option video_decoder={decoder}: {self.title} decodes with its conv VAE "
+                                     "only (LTX-2.5 has a diffusion decoder); leave the option out.")
+        raise ConfigurationError(f"--option video_decoder={decoder}: {self.title} decodes with one of "
+                                 f"{', '.join(self.video_decoders)} (default {self.video_decoders[0]}).")
 
 
 def _variant(name: str, title: str, version: str, distilled: bool, two_stage: bool = False) -> LTX2Variant:
@@ -67,8 +79,9 @@ LTX2_VARIANTS: dict[str, LTX2Variant] = {v.name: v for v in (
     _variant("ltx-2.3-22b-distilled", "LTX-2.3 22B distilled (audio + video)", "2.3", True),
     _variant("ltx-2.3-22b-dev", "LTX-2.3 22B dev (audio + video)", "2.3", False),
     # LTX-2.5: one stage (its upscalers are not in the bundle yet), Euler-ancestral sampling, frames from the
-    # duration head when not given (pipeline25.py); no workflow yet.
-    replace(_variant("ltx-2.5-22b-distilled", "LTX-2.5 22B distilled (audio + video)", "2.5", True), workflows=()),
+    # duration head when not given, the diffusion video decoder (pipeline25.py); no workflow yet.
+    replace(_variant("ltx-2.5-22b-distilled", "LTX-2.5 22B distilled (audio + video)", "2.5", True), workflows=(),
+            video_decoders=("diffusion", "conv")),
 )}
 
 

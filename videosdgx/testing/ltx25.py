@@ -107,9 +107,10 @@ def demo_dit25_config() -> LTX2Config:
 
 def write_ltx25_bundle(bundle: str, models_dir: str | Path, seed: int = 0) -> None:
     """Tiny random files for every entry of the LTX-2.5 bundle, at `<models_dir>/<folder>/<filename>`: split
-    transformer (embedded config), Gemma 4 + projections, Gemma tokenizer, bare-key video VAE, audio VAE +
-    vocoder, duration head."""
+    transformer (embedded config), Gemma 4 + projections, Gemma tokenizer, bare-key conv video VAE, diffusion video
+    VAE (raw layout, ltx25_decoder.py), audio VAE + vocoder, duration head."""
     from videosdgx.manifest import load_manifest
+    from videosdgx.testing.ltx25_decoder import DEMO_DECODER, write_diffusion_vae
     from videosdgx.testing.ltx2_media import audio_vae_state, video_vae_state, vocoder_state
     from videosdgx.testing.ltx2_text import write_gemma_tokenizer
 
@@ -126,6 +127,8 @@ def write_ltx25_bundle(bundle: str, models_dir: str | Path, seed: int = 0) -> No
             write_gemma_tokenizer(path.parent)
         elif entry.role == "vae":
             save_safetensors(path, video_vae_state("2.3", seed + 2, VIDEO_LATENT, prefix=""))
+        elif entry.role == "video_decoder":
+            write_diffusion_vae(path, DEMO_DECODER, seed + 6)
         elif entry.role == "audio_vae":
             save_safetensors(path, audio_vae_state(seed + 3, AUDIO_LATENT, MEL_BINS)
                              | vocoder_state("2.3", seed + 4, MEL_BINS))
