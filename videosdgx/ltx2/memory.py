@@ -22,7 +22,8 @@ full size without guidance ("stage-2 sampling"). Activation peaks, in bytes, `cb
 * decoding: `decode_chunks` streams the video: its last stage (128 channels at a quarter of the sides, 8 values
   per pixel) takes the whole clip, or at least one latent frame's 8 frames, or as many as fit its `DECODE_BUDGET`
   elements; about `DECODE_COPIES` such inputs are alive; plus the float32 frames (kept, then concatenated). The
-  audio VAE and vocoder run after it on a few seconds of sound (tens of MB: not counted).
+  audio VAE and vocoder run after it on a few seconds of sound (tens of MB: not counted). LTX-2.5's diffusion
+  video decoder (its default) is planned with this conv-decoder formula, not measured.
 * on the CPU only: oneDNN holds a reordered copy of a convolution's weight while the convolution runs (measured:
   +0.45 GB for a float32 2048 x 2048 x 27 weight on a 3 x 8 x 12 input, nothing on tiny inputs); the image
   encoding, upsampling and decoding phases hold at least their part's largest convolution weight.
@@ -137,9 +138,9 @@ def resident_models(variant: LTX2Variant, files: BundleFiles | None, weights: di
             parts = manifest_checkpoint_parts(variant, weights["checkpoint"], load)
         kept = [(name, size) for name, size in parts.items() if size]
     else:  # LTX-2.5: split files
-        kept = [(label, weights[role]) for role, label in (("dit", "DiT"), ("vae", "video VAE"),
-                                                           ("audio_vae", "audio VAE + vocoder"),
-                                                           ("duration_head", "duration head")) if weights.get(role)]
+        labels = (("dit", "DiT"), ("vae", "video VAE"), ("video_decoder", "diffusion video decoder"),
+                  ("audio_vae", "audio VAE + vocoder"), ("duration_head", "duration head"))
+        kept = [(label, weights[role]) for role, label in labels if weights.get(role)]
     if variant.two_stage and weights.get("upsampler"):
         kept.append(("upsampler", weights["upsampler"]))
         if not variant.distilled and weights.get("lora"):
