@@ -19,6 +19,8 @@ from videosdgx.plan import Size, alternatives, plan_run, variant_of
 from videosdgx.runtime.errors import InsufficientMemoryError
 from videosdgx.runtime.memory import MemoryStatus
 from videosdgx.runtime.model_files import LoadRequest, resident_weight_bytes
+from videosdgx.testing import ltx25
+from videosdgx.testing.ltx2 import DEMO_BUNDLES
 
 GB = 1024**3
 BF16 = LoadRequest(torch.bfloat16)
@@ -156,3 +158,13 @@ def test_sampler_node_checks_the_stage_peaks_before_sampling(comfy_pack, tmp_pat
         run("VideosDGXLTX2Sampler", model=model, conditioning=conditioning, vae=vae, audio_vae=audio_vae,
             upsampler=None, image=None, two_stage=False, width=128, height=64, length=9, fps=24, seed=0, steps=1,
             cfg=1.0, audio_cfg=1.0, stg=0.0, modality=1.0, rescale=0.0)
+
+
+@pytest.mark.parametrize("bundle", sorted(set(DEMO_BUNDLES) | set(ltx25.DEMO_BUNDLES)))
+def test_every_demo_bundle_is_planned_from_its_files(bundle, tmp_path):
+    family("ltx2").hook("demo")(bundle, tmp_path)
+    files = find_bundle_files(bundle, model_folders(models_dir=tmp_path))
+    plan = plan_run(bundle, Size(128, 64, 9), LoadRequest(), False, files, status(119))
+    assert plan.phases[0].name == "text encoding" and plan.phases[-1].name == "decoding"
+    assert 0 < plan.phases[0].weights < 0.2 * GB  # tiny files, every model counted from its header
+    assert all(0 < p.activations < 0.2 * GB for p in plan.phases)  # widths read from the files, not the release's

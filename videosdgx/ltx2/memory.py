@@ -56,6 +56,8 @@ from videosdgx.runtime.model_files import LoadRequest
 from videosdgx.text.gemma3 import Gemma3Config
 from videosdgx.text.gemma3_files import read_gemma3_header
 from videosdgx.text.gemma3_tokenizer import LTX_MAX_TOKENS
+from videosdgx.text.gemma4_files import config_from_shapes as gemma4_config
+from videosdgx.text.gemma4_files import gemma4_key_map
 
 TEXT_STREAM = 8
 DIT_STREAM = 6
@@ -150,11 +152,17 @@ def resident_models(variant: LTX2Variant, files: BundleFiles | None, weights: di
 
 # ------------------------------------------------------------------------------------------------ activations
 def gemma_config(variant: LTX2Variant, files: BundleFiles | None) -> Gemma3Config:
-    """Gemma's widths: the installed Gemma 3 file's layer count and widths, else Gemma 3 12B's (LTX-2.5's Gemma 4
-    12B is planned with the same widths)."""
+    """Gemma's widths: the installed Gemma 3 (LTX-2.5: Gemma 4) file's layer count and widths, else Gemma 3 12B's
+    (LTX-2.5's Gemma 4 12B is planned with the same widths)."""
     paths = files.all("text_encoder") if files is not None else ()
-    if not paths or variant.version == "2.5":
+    if not paths:
         return Gemma3Config()
+    if variant.version == "2.5":
+        with open_checkpoint(paths[0]) as checkpoint:
+            names = gemma4_key_map(checkpoint.keys(), checkpoint.name)
+            gemma4 = gemma4_config({name: checkpoint.info(key).shape for key, name in names.items()})
+        return dataclasses.replace(Gemma3Config(), hidden=gemma4.hidden, layers=gemma4.layers,
+                                   intermediate=gemma4.intermediate)
     header = read_gemma3_header(list(paths) if len(paths) > 1 else paths[0])
     ffn = Gemma3Config().intermediate
     with open_checkpoint(paths[0]) as checkpoint:
