@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 import comfy.model_management as model_management
 import comfy.utils
@@ -21,14 +22,31 @@ PACK_FOLDERS = ("latent_upscale_models",)  # newer than some ComfyUI releases we
 
 
 def model_names(folder: str) -> list[str]:
-    """The files ComfyUI lists for a model folder key (`diffusion_models`, `vae`, ...), for a combo."""
-    return folder_paths.get_filename_list(folder)
+    """The files ComfyUI lists for a model folder key (`diffusion_models`, `vae`, ...), for a combo, and the model
+    folders install.py put there (folder entries, whose file names are only known at install time), by name."""
+    from videosdgx.install.folders import installed_folders
+
+    folders = [name for root in folder_paths.get_folder_paths(folder) if os.path.isdir(root)
+               for name in installed_folders(Path(root))]
+    return list(dict.fromkeys([*folder_paths.get_filename_list(folder), *folders]))
+
+
+def _installed_folder(folder: str, name: str) -> str | None:
+    """What to load from the model folder install.py installed as `name` (its index or weight file), if any."""
+    from videosdgx.install.folders import folder_load_path
+
+    for root in folder_paths.get_folder_paths(folder):
+        found = folder_load_path(Path(root) / name) if name else None
+        if found is not None:
+            return str(found)
+    return None
 
 
 def model_path(folder: str, name: str) -> str:
-    """Absolute path of `name` in a model folder; a missing file names the manifest bundle that installs it."""
+    """Absolute path of `name` in a model folder (for an installed model folder: its index or weight file); a
+    missing file names the manifest bundle that installs it."""
     try:
-        return folder_paths.get_full_path_or_raise(folder, name)
+        return _installed_folder(folder, name) or folder_paths.get_full_path_or_raise(folder, name)
     except FileNotFoundError as error:
         searched = ", ".join(folder_paths.get_folder_paths(folder)) or f"models/{folder}"
         raise FileNotFoundError(f"{error} Looked in: {searched}. {_install_hint(folder, name)}") from None
@@ -40,7 +58,7 @@ def missing_model(folder: str, name: str) -> bool | str:
     ComfyUI does not check V3 combo values against their options before running, so without this a wrong file
     name would only fail inside the node, as an execution error instead of a validation error.
     """
-    if name == "none" or folder_paths.get_full_path(folder, name) is not None:
+    if name == "none" or folder_paths.get_full_path(folder, name) is not None or _installed_folder(folder, name):
         return True
     searched = ", ".join(folder_paths.get_folder_paths(folder)) or f"models/{folder}"
     return f"Model file '{name}' is not in {folder} ({searched}). {_install_hint(folder, name)}"

@@ -50,7 +50,9 @@ def test_every_runnable_bundle_names_a_variant_and_has_its_roles(manifest):
             continue
         dit = {"dit_high", "dit_low"} if getattr(variant, "experts", 1) == 2 else {"dit"}
         assert roles >= dit | {"text_encoder", "vae"}, bundle.name
-        assert ("clip_vision" in roles) == getattr(variant, "clip_vision", False), bundle.name
+        avatar = variant.task == "a2v"  # SkyReels V3's talking avatar: CLIP of the portrait, wav2vec2 of the speech
+        assert ("clip_vision" in roles) == getattr(variant, "clip_vision", avatar), bundle.name
+        assert ("audio_encoder" in roles) == avatar, bundle.name
 
 
 def test_real_manifest_sizes_and_hashes(manifest):
@@ -136,6 +138,15 @@ def _valid() -> dict:
         (lambda d: d["bundles"][0].update(family="tiny"), "bundle #1 (x): family 'tiny' is not one of"),
         (lambda d: d["entries"][0].update(role="tokeniser"), "role 'tokeniser' is not one of dit"),
         (lambda d: d["entries"][0].pop("role"), "entry #1 (a): missing field 'role'"),
+        (lambda d: d["entries"][0].update(weights=["*.safetensors"]), "a folder entry's sizes and hashes come from"),
+        (lambda d: d["entries"][0].update(weights=["x/*.bin"], size_verified=False), "patterns inside the folder"),
+        (lambda d: d["entries"][0].update(weights=[], size_verified=False), "weights must name at least one"),
+        (lambda d: d["entries"][0].update(files=["config.json"]), "files belong to a folder entry, which needs"),
+        (lambda d: d["entries"][0].update(weights=["*.bin"], path="a/", size_verified=False), "without leading or"),
+        (lambda d: d["entries"][0].update(download_url="https://x.org/dev/a"), "pinned at the entry's revision"),
+        (lambda d: d["entries"][0].update(download_url="ftp://x.org/main/a"), "must be an http(s) URL"),
+        (lambda d: d["entries"][0].update(download_url="https://x/main/a", weights=["*"], size_verified=False),
+         "a download_url entry is one file"),
     ],
 )
 def test_schema_problems_are_reported(mutate, problem):

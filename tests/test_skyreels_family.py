@@ -5,6 +5,7 @@ import logging
 
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from videosdgx.bundle_files import find_bundle_files
@@ -12,7 +13,7 @@ from videosdgx.cli import main
 from videosdgx.families import all_variants, family
 from videosdgx.install.comfyui import model_folders
 from videosdgx.job import VideoRequest
-from videosdgx.manifest import load_manifest
+from videosdgx.manifest import DEFAULT_MANIFEST, MANIFEST_VARIABLE, load_manifest
 from videosdgx.media.video import read_video, write_video
 from videosdgx.runtime.model_files import LoadRequest
 
@@ -53,7 +54,7 @@ def write_clip(path, frames: int):
     ("shot", 2, 2 * 24 + 1),
 ])
 def test_cli_video_extension_with_options(tmp_path, mode, seconds, frames):
-    """`--video in.mp4 --option mode=... --option duration=...` on the (planned) V2V bundle with --demo."""
+    """`--video in.mp4 --option mode=... --option duration=...` on the V2V bundle with --demo."""
     out, video = tmp_path / "more.mp4", str(write_clip(tmp_path / "in.mp4", 30))
     code = main(["generate", "--demo", "--model", "skyreels-v3-v2v-14b", "--video", video, "--option", f"mode={mode}",
                  "--option", f"duration={seconds}", "--prompt", "[ZOOM_IN_CUT] a new angle", "--width", "64",
@@ -83,7 +84,11 @@ def test_cli_bad_v2v_options_fail_before_loading(tmp_path, caplog, options, mess
     assert not any(r.getMessage().startswith("loading") for r in caplog.records)
 
 
-def test_planned_bundles_run_only_with_demo_and_options_only_in_process(tmp_path, caplog):
+def test_planned_bundles_run_only_with_demo_and_options_only_in_process(tmp_path, caplog, monkeypatch):
+    data = yaml.safe_load(DEFAULT_MANIFEST.read_text(encoding="utf-8"))
+    next(b for b in data["bundles"] if b["name"] == "skyreels-v3-v2v-14b")["status"] = "planned"
+    (tmp_path / "manifest.yaml").write_text(yaml.safe_dump(data))
+    monkeypatch.setenv(MANIFEST_VARIABLE, str(tmp_path / "manifest.yaml"))
     assert main(["generate", "--model", "skyreels-v3-v2v-14b", "--video", str(write_clip(tmp_path / "in.mp4", 30)),
                  "--prompt", "more", "--out", str(tmp_path / "x.mp4")]) == 2
     assert "--model skyreels-v3-v2v-14b:" in caplog.text and "Runnable bundles" in caplog.text

@@ -64,7 +64,7 @@ def test_reference_to_video_chain(comfy):
 
 
 def test_extend_video_chain_and_bad_input(comfy):
-    model, conditioning, vae = common(comfy, "skyreels_v3_v2v_14B.safetensors", "v2v", "the cat walks on")
+    model, conditioning, vae = common(comfy, "skyreels_v3_v2v_14B", "v2v", "the cat walks on")
     video = torch.rand(25, 16, 32, 3)
     with pytest.raises(ConfigurationError, match="shot needs at least 33"):
         run(comfy, "VideosDGXSkyReelsExtendVideo", model=model, conditioning=conditioning, vae=vae, video=video,

@@ -39,8 +39,8 @@ def test_v2v_workflows_load_the_input_video_with_core_nodes():
     """LoadVideo -> GetVideoComponents -> Extend Video, official settings, the bundle's files (each its own DiT)."""
     variant, bundle_files = workflow_variant("skyreels-v3-v2v-14b-extend"), {
         entry.filename for entry in load_manifest().bundle_entries("skyreels-v3-v2v-14b")}
-    for name, mode, dit in (("skyreels-v3-v2v-14b-extend", "extend", "skyreels_v3_v2v_14B.safetensors"),
-                            ("skyreels-v3-v2v-14b-shot", "shot", "skyreels_v3_v2v_shot_14B.safetensors")):
+    for name, mode, dit in (("skyreels-v3-v2v-14b-extend", "extend", "skyreels_v3_v2v_14B"),
+                            ("skyreels-v3-v2v-14b-shot", "shot", "skyreels_v3_v2v_shot_14B")):
         workflow = api_workflow(name)
         assert workflow_variant(name) is variant
         [node] = [n["inputs"] for n in workflow.values() if n["class_type"] == "VideosDGXSkyReelsExtendVideo"]

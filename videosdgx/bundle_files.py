@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from videosdgx.install.comfyui import ModelFolders
+from videosdgx.install.folders import folder_load_path
 from videosdgx.manifest import INSTALL_COMMAND, Entry, Manifest, load_manifest
 from videosdgx.runtime.errors import CheckpointError, ConfigurationError
 
@@ -42,11 +43,13 @@ class BundleFiles:
 
 
 def locate(entry: Entry, folders: ModelFolders) -> Path | None:
-    """Where an entry's file is installed: its folder's download place, legacy names and extra_model_paths.yaml."""
+    """Where an entry's file is installed (its folder's download place, legacy names, extra_model_paths.yaml); for a
+    folder entry, what its pipeline loads from the installed folder (the shard index, else the weight file)."""
     for directory in folders.search_dirs(entry.folder):
         candidate = directory / entry.filename
-        if candidate.is_file():
-            return candidate
+        found = folder_load_path(candidate, entry) if entry.is_folder else candidate if candidate.is_file() else None
+        if found is not None:
+            return found
     return None
 
 
@@ -58,7 +61,7 @@ def find_bundle_files(bundle: str, folders: ModelFolders, manifest: Manifest | N
     for entry in manifest.bundle_entries(bundle):
         path = locate(entry, folders)
         if path is None:
-            missing.append(f"{entry.folder}/{entry.filename}")
+            missing.append(f"{entry.folder}/{entry.filename}{'/' if entry.is_folder else ''}")
         else:
             found.setdefault(entry.role, []).append(path)
     if missing:

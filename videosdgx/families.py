@@ -79,7 +79,7 @@ FAMILIES: tuple[Family, ...] = (
         pipeline="videosdgx.magi1.pipeline:load_magi1_pipeline",
         demo="videosdgx.testing.magi1:write_magi1_bundle",
         memory="videosdgx.magi1.memory:magi1_memory_phases",
-        workflows=("magi-1-4.5b-distill", "magi-1-4.5b-distill-i2v"),
+        workflows=("magi-1-4.5b-distill", "magi-1-4.5b-distill-i2v", "magi-1-24b-distill-fp8"),
     ),
     Family(
         id="skyreels_v3", title="SkyReels V3",  # its DiTs are identified by videosdgx.wan.detect

@@ -1,9 +1,11 @@
 """The model manifest: every downloadable model file, where it goes in ComfyUI, and the bundles workflows need.
 
 `model_manifest.yaml` (repository root) lists one entry per file (Hugging Face repo, path, revision, size, hash
-when known, ComfyUI folder and file name, licence, gating) and named bundles of entries. `load_manifest` checks it
-with a plain-Python schema and reports every problem at once. Stdlib + pyyaml only: install.py imports this
-before torch is guaranteed to exist.
+when known, ComfyUI folder and file name, licence, gating) and named bundles of entries. A *folder entry*
+(`weights:` given) names a repo folder instead of one file: its files are listed on the Hub at install time. A
+`download_url` entry comes from that URL instead of the Hub. `load_manifest` checks it with a plain-Python schema
+and reports every problem at once. Stdlib + pyyaml only: install.py imports this before torch is guaranteed to
+exist.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ INSTALL_COMMAND = "python install.py --models"
 _ID = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_URL = re.compile(r"^https?://[^/\s]+/\S+$")
 
 # field name -> (accepted types, required)
 _ENTRY_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
@@ -65,6 +68,9 @@ _ENTRY_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "sha256_hint": ((str,), False),
     "alternatives": ((list,), False),
     "notes": ((str,), False),
+    "weights": ((list,), False),
+    "files": ((list,), False),
+    "download_url": ((str,), False),
 }
 _BUNDLE_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "name": ((str,), True),
@@ -82,7 +88,8 @@ _BUNDLE_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
 
 @dataclass(frozen=True)
 class Entry:
-    """One downloadable file and where it is installed (`<ComfyUI folder>/<filename>`)."""
+    """One downloadable file and where it is installed (`<ComfyUI folder>/<filename>`); or, for a folder entry
+    (`weights` given), a repo folder `path` whose matching files go in the folder `<ComfyUI folder>/<filename>/`."""
 
     id: str
     family: str  # a family id of videosdgx.families
@@ -100,6 +107,14 @@ class Entry:
     sha256_hint: str | None = None  # a partial hash from the spec: informative only, never checked
     alternatives: tuple[str, ...] = ()
     notes: str = ""
+    weights: tuple[str, ...] = ()  # folder entry: patterns of its weight files, in order of preference
+    files: tuple[str, ...] = ()  # folder entry: patterns of its other files (each must match)
+    download_url: str | None = None  # a file outside the Hub (a pinned GitHub raw URL)
+
+    @property
+    def is_folder(self) -> bool:
+        """Files listed on the Hub at install time (sizes and hashes from the listing)."""
+        return bool(self.weights)
 
     @property
     def is_safetensors(self) -> bool:
@@ -107,7 +122,10 @@ class Entry:
 
     @property
     def url(self) -> str:
-        return f"https://huggingface.co/{self.repo}/blob/{self.revision}/{self.path}"
+        if self.download_url:
+            return self.download_url
+        kind = "tree" if self.is_folder else "blob"
+        return f"https://huggingface.co/{self.repo}/{kind}/{self.revision}/{self.path}".rstrip("/")
 
 
 @dataclass(frozen=True)
@@ -156,18 +174,20 @@ class Manifest:
     def find_by_filename(self, name: str) -> list[Entry]:
         """Entries installed under this file name (a bare name or a path ending in the entry's filename)."""
         wanted = PurePosixPath(str(name).replace("\\", "/"))
-        return [
-            e
-            for e in self.entries.values()
-            if wanted.parts[-len(PurePosixPath(e.filename).parts) :] == PurePosixPath(e.filename).parts
-        ]
+
+        def matches(entry: Entry) -> bool:
+            parts = PurePosixPath(entry.filename).parts
+            inside = entry.is_folder and wanted.parts[-len(parts) - 1:-1] == parts
+            return wanted.parts[-len(parts):] == parts or inside
+
+        return [e for e in self.entries.values() if matches(e)]
 
     def install_hint(self, name: str) -> str:
         """A sentence telling the user which bundle provides a missing file ('' if the manifest does not know it)."""
         hints = []
         for entry in self.find_by_filename(name):
             bundles = [b.name for b in self.bundles_with(entry.id)]
-            where = f"models/{entry.folder}/{entry.filename}"
+            where = f"models/{entry.folder}/{entry.filename}{'/' if entry.is_folder else ''}"
             others = f" (or one of {len(bundles) - 1} other bundles, see `python install.py --list`)"
             if bundles:
                 hints.append(
@@ -179,7 +199,8 @@ class Manifest:
         return "; ".join(hints) + "." if hints else ""
 
     def bundle_size(self, name: str) -> tuple[int, bool]:
-        """(sum of known file sizes in bytes, whether every size is known exactly)."""
+        """(sum of known file sizes in bytes, whether every size is known exactly; a folder entry's is an estimate
+        until install time)."""
         entries = self.bundle_entries(name)
         total = sum(e.size or 0 for e in entries)
         return total, all(e.size is not None and e.size_verified for e in entries)
@@ -240,6 +261,29 @@ def _check_entry(raw: dict, label: str, problems: list[str]) -> None:
         problems.append(f"{label}: sha256 must be 64 lower-case hex digits (partial hashes go in sha256_hint)")
     if not all(isinstance(a, str) for a in raw.get("alternatives", [])):
         problems.append(f"{label}: alternatives must be a list of entry ids")
+    if "download_url" in raw:
+        if not _URL.match(raw["download_url"]) or raw["revision"] not in raw["download_url"]:
+            problems.append(f"{label}: download_url must be an http(s) URL pinned at the entry's revision (the "
+                            f"commit '{raw['revision']}' must appear in it)")
+        if "weights" in raw or "files" in raw:
+            problems.append(f"{label}: a download_url entry is one file; it cannot have weights or files")
+    if "files" in raw and "weights" not in raw:
+        problems.append(f"{label}: files belong to a folder entry, which needs weights (patterns of its weight files)")
+    if "weights" in raw:
+        _check_folder_entry(raw, label, problems)
+
+
+def _check_folder_entry(raw: dict, label: str, problems: list[str]) -> None:
+    patterns = [*raw["weights"], *raw.get("files", [])]
+    if not raw["weights"] or not all(isinstance(p, str) and p and "/" not in p for p in patterns):
+        problems.append(f"{label}: weights and files must be lists of file-name patterns inside the folder (no '/'), "
+                        "and weights must name at least one")
+    if raw["size_verified"] or "sha256" in raw:
+        problems.append(f"{label}: a folder entry's sizes and hashes come from the Hub listing at install time: "
+                        "size is an estimate (size_verified false) and there is no sha256")
+    if raw["path"].startswith("/") or raw["path"].endswith("/") or ".." in raw["path"].split("/"):
+        problems.append(f"{label}: path '{raw['path']}' must be a folder of the repo without leading or trailing "
+                        "'/' ('' for the repo root)")
 
 
 def validate_manifest(data: object) -> list[str]:
@@ -299,7 +343,8 @@ def parse_manifest(data: object, source: Path | None = None) -> Manifest:
     if problems:
         where = source or "the model manifest"
         raise ConfigurationError(f"{where} is invalid:\n  - " + "\n  - ".join(problems))
-    entries = [Entry(**{**raw, "alternatives": tuple(raw.get("alternatives", ()))}) for raw in data["entries"]]
+    entries = [Entry(**{**raw, **{k: tuple(raw.get(k, ())) for k in ("alternatives", "weights", "files")}})
+               for raw in data["entries"]]
     bundles = [
         Bundle(**{**raw, "entries": tuple(raw["entries"]), "links": tuple(raw.get("links", ())),
                   "variant": raw.get("variant", raw["name"])})

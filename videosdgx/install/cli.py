@@ -14,8 +14,8 @@ from videosdgx.runtime.errors import CheckpointError, VideosDGXError
 from videosdgx.install.comfyui import ModelFolders, find_comfyui, model_folders
 from videosdgx.install.download import install
 from videosdgx.install.errors import DownloadInterrupted
-from videosdgx.install.plan import Plan, find_installed, format_size, plan_install
-from videosdgx.install.verify import verify_file
+from videosdgx.install.folders import verify_installed
+from videosdgx.install.plan import Plan, entry_size, find_installed, format_size, installed_candidates, plan_install
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +107,9 @@ def format_list(manifest: Manifest, folders: ModelFolders | None) -> str:
     where = f"model folders under {folders.models_dir}" if folders else "ComfyUI not found"
     lines = [
         f"VideosDGX model bundles ({where}).",
-        "Sizes with ~ are estimates, + means some file sizes are unknown. The memory a bundle needs is estimated",
-        "from its file sizes (weights only; activations come on top).",
+        "Sizes with ~ are estimates, + means some file sizes are unknown, * that some files are listed on the Hub",
+        "at install time (their exact size is known then). The memory a bundle needs is estimated from its file",
+        "sizes (weights only; activations come on top).",
         "",
         f"  {'bundle':<26} {'status':<22} {'size ≈ memory':>14}  {'installed':<10} description",
     ]
@@ -124,7 +125,8 @@ def format_list(manifest: Manifest, folders: ModelFolders | None) -> str:
         if folders is not None:
             present = sum(e.id in installed for e in entries)
             state = "yes" if present == len(entries) else f"{present}/{len(entries)}"
-        size_text = format_size(size, exact) + ("+" if any(e.size is None for e in entries) else "")
+        size_text = (format_size(size, exact) + ("+" if any(e.size is None for e in entries) else "")
+                     + ("*" if any(e.is_folder for e in entries) else ""))
         lines.append(f"  {bundle.name:<26} {status:<22} {size_text:>14}  {state:<10} {bundle.description}")
     lines += ["", "planned = nodes not implemented yet (files can be downloaded); gated = needs HF_TOKEN and the",
               "licence accepted on huggingface.co. Install one with: python install.py --models BUNDLE", ""]
@@ -146,7 +148,7 @@ def format_plan(plan: Plan, folders: ModelFolders) -> str:
     names = ", ".join(b.name for b in plan.bundles)
     lines = [f"Plan for {names} (model folders under {folders.models_dir}):"]
     for f in plan.files:
-        size = format_size(f.entry.size, f.entry.size_verified)
+        size = entry_size(f.entry)
         if f.missing:
             lines.append(f"  download  {f.entry.id:<36} {size:>12}  -> {f.destination}")
         else:
@@ -154,7 +156,10 @@ def format_plan(plan: Plan, folders: ModelFolders) -> str:
     missing = plan.missing
     total = sum(f.entry.size or 0 for f in missing)
     exact = all(f.entry.size_verified for f in missing)
-    lines.append(f"To download: {len(missing)} of {len(plan.files)} files, {format_size(total, exact)}.")
+    folders_text = sum(f.entry.is_folder for f in missing)
+    folders_text = (f" ({folders_text} repo folder{'s' if folders_text > 1 else ''} whose exact size is known at "
+                    "install time, counted at the estimate)") if folders_text else ""
+    lines.append(f"To download: {len(missing)} of {len(plan.files)} files, {format_size(total, exact)}{folders_text}.")
     for disk in plan.disk():
         verdict = "enough" if disk.enough else "NOT ENOUGH"
         lines.append(f"Disk at {disk.folder}: needs {format_size(disk.needed)}, {format_size(disk.free)} free "
@@ -173,13 +178,13 @@ def _verify(manifest: Manifest, folders: ModelFolders, bundle_names: list[str]) 
     failed, lines = 0, []
     for entry_id in entry_ids:
         entry = manifest.entry(entry_id)
-        found = [d / entry.filename for d in folders.search_dirs(entry.folder) if (d / entry.filename).is_file()]
+        found = installed_candidates(entry, folders)
         if not found:
             failed += bool(bundle_names)
             lines.append(f"  missing  {entry.id}")
             continue
         try:
-            verify_file(found[0], entry)
+            verify_installed(found[0], entry)
             lines.append(f"  ok       {entry.id}  {found[0]}")
         except CheckpointError as exc:
             failed += 1

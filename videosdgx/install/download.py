@@ -9,7 +9,8 @@ header, sha256) before it is moved into place.
 
 huggingface_hub does the HTTP work: HF_TOKEN (or `hf auth login`) for gated repos, HF_ENDPOINT for mirrors (read
 here at call time, since huggingface_hub reads it once at import), progress bars, and resuming a transfer that
-drops mid-file.
+drops mid-file. An entry with a `download_url` (a pinned GitHub raw URL) is fetched from there the same way, without
+the Hub token; a folder entry is listed on the Hub first (hub_folder.py), then each of its files is fetched here.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from huggingface_hub import get_hf_file_metadata, hf_hub_url
+from huggingface_hub import HfFileMetadata, get_hf_file_metadata, hf_hub_url
 from huggingface_hub.errors import (
     GatedRepoError,
     HfHubHTTPError,
@@ -34,11 +35,11 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
 )
 from huggingface_hub.file_download import http_get
-from huggingface_hub.utils import build_hf_headers
+from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
 from videosdgx.install.comfyui import ModelFolders
 from videosdgx.install.errors import DownloadInterrupted, InstallError
-from videosdgx.install.plan import Plan, check_disk, format_size
+from videosdgx.install.plan import Plan, check_disk, entry_size, format_size
 from videosdgx.install.verify import verify_file
 from videosdgx.manifest import Entry, Manifest
 from videosdgx.runtime.errors import CheckpointError
@@ -74,11 +75,13 @@ def install(plan: Plan, manifest: Manifest, folders: ModelFolders) -> list[Path]
     installed, failures = [], []
     for f in plan.missing:
         entry = f.entry
-        log.info("Downloading %s (%s) from %s to %s", entry.id, format_size(entry.size, entry.size_verified),
-                 entry.repo, f.destination)
+        log.info("Downloading %s (%s) from %s to %s", entry.id, entry_size(entry), entry.url, f.destination)
         alternatives = [manifest.entry(a) for a in entry.alternatives]
+        fetch = download_entry
+        if entry.is_folder:
+            from videosdgx.install.hub_folder import download_folder as fetch
         try:
-            installed.append(download_entry(entry, f.destination, folders.target(entry.folder), alternatives))
+            installed.append(fetch(entry, f.destination, folders.target(entry.folder), alternatives))
         except DownloadInterrupted:
             raise
         except InstallError as exc:
@@ -168,20 +171,40 @@ def _exclusive(staging: Path, entry: Entry) -> Iterator[None]:
 
 def _fetch(entry: Entry, part: Path, alternatives: list[Entry]) -> None:
     """Bring `part` to the complete file, continuing from the bytes already staged when they are of this version."""
-    endpoint = os.environ.get("HF_ENDPOINT") or None
-    url = hf_hub_url(entry.repo, entry.path, revision=entry.revision, endpoint=endpoint)
-    try:
-        remote = get_hf_file_metadata(url)
+    with hub_errors(entry, alternatives, part):
+        if entry.download_url:
+            remote, headers = url_metadata(entry.download_url), {}  # the Hub token is never sent elsewhere
+        else:
+            endpoint = os.environ.get("HF_ENDPOINT") or None
+            url = hf_hub_url(entry.repo, entry.path, revision=entry.revision, endpoint=endpoint)
+            remote, headers = get_hf_file_metadata(url), build_hf_headers()
         source = {"repo": entry.repo, "path": entry.path, "revision": entry.revision, "etag": remote.etag,
-                  "size": remote.size}
+                  "size": remote.size, **({"url": entry.download_url} if entry.download_url else {})}
         staged = _staged_bytes(part, source)
         if remote.size is not None and staged == remote.size:
             return
         if staged:
             log.info("Continuing %s from the %s already staged", entry.id, format_size(staged))
         with part.open("ab") as sink:
-            http_get(remote.location, sink, resume_size=staged, headers=build_hf_headers(),
-                     expected_size=remote.size, displayed_filename=Path(entry.filename).name)
+            http_get(remote.location, sink, resume_size=staged, headers=headers, expected_size=remote.size,
+                     displayed_filename=Path(entry.filename).name)
+
+
+def url_metadata(url: str) -> HfFileMetadata:
+    """ETag, size and final location of a file outside the Hub (HEAD, redirects followed, no credentials)."""
+    response = get_session().head(url, headers={"Accept-Encoding": "identity"}, follow_redirects=True)
+    hf_raise_for_status(response)
+    size = response.headers.get("Content-Length")
+    return HfFileMetadata(commit_hash=None, etag=response.headers.get("ETag"), location=str(response.url),
+                          size=int(size) if size and size.isdigit() else None, xet_file_data=None)
+
+
+@contextmanager
+def hub_errors(entry: Entry, alternatives: list[Entry], part: Path | None = None) -> Iterator[None]:
+    """Turn the Hub's, the network's and the disk's errors while fetching `entry` into InstallErrors saying what to
+    do (`part`: the staged file being written, if any)."""
+    try:
+        yield
     except RemoteEntryNotFoundError:
         raise InstallError(f"{entry.path} is not in {entry.repo}@{entry.revision}: the manifest entry {entry.id} "
                            "is out of date. Please report it.") from None
@@ -189,16 +212,19 @@ def _fetch(entry: Entry, part: Path, alternatives: list[Entry]) -> None:
         raise InstallError(access_message(entry, exc.response.status_code, alternatives)) from None
     except HfHubHTTPError as exc:
         status = exc.response.status_code if exc.response is not None else None
+        if entry.download_url:
+            raise InstallError(f"{entry.download_url} answered HTTP {status} for {entry.id}: the manifest entry is "
+                               "out of date or the server is down. Please report it if it persists.") from None
         if status in (401, 403):
             raise InstallError(access_message(entry, status, alternatives)) from None
         raise InstallError(f"Downloading {entry.id} from {entry.repo} failed: {exc}") from None
     except OSError as exc:
-        if exc.errno in DISK_FULL:
+        if part is not None and exc.errno in DISK_FULL:
             raise InstallError(
                 f"Disk full while downloading {entry.id} into {part.parent} ({_size(part):,} bytes staged). Free "
                 "space on that disk (or point the folder elsewhere with --models-dir or extra_model_paths.yaml) and "
                 "run the same command again: it continues from the staged bytes.") from None
-        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        if part is not None and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             raise InstallError(f"Cannot write {part}: {exc.strerror}. Check the folder's permissions, or choose "
                                "another folder with --models-dir.") from None
         raise _network_failure(entry, part, exc) from None
@@ -206,9 +232,10 @@ def _fetch(entry: Entry, part: Path, alternatives: list[Entry]) -> None:
         raise _network_failure(entry, part, exc) from None
 
 
-def _network_failure(entry: Entry, part: Path, exc: BaseException) -> InstallError:
-    endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
-    staged = f" {_size(part):,} bytes are staged and the next run continues from there." if _size(part) else ""
+def _network_failure(entry: Entry, part: Path | None, exc: BaseException) -> InstallError:
+    endpoint = entry.download_url or os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    staged = _size(part) if part is not None else 0
+    staged = f" {staged:,} bytes are staged and the next run continues from there." if staged else ""
     return InstallError(f"Could not download {entry.id} from {endpoint} ({str(exc) or type(exc).__name__}). Check "
                         f"the network connection and run the same command again.{staged}")
 

@@ -11,7 +11,7 @@ from videosdgx.manifest import Bundle, Entry, Manifest
 from videosdgx.runtime.errors import CheckpointError
 from videosdgx.install.comfyui import ModelFolders
 from videosdgx.install.errors import InstallError
-from videosdgx.install.verify import verify_file
+from videosdgx.install.folders import RECORD_NAME, verify_installed
 
 log = logging.getLogger(__name__)
 
@@ -71,14 +71,20 @@ def free_bytes(path: Path) -> int:
     return shutil.disk_usage(existing_ancestor(path)).free
 
 
+def installed_candidates(entry: Entry, folders: ModelFolders) -> list[Path]:
+    """Where a copy of `entry` is (its file, or for a folder entry a folder holding the installer's record), in
+    ComfyUI's search order; not checked."""
+    candidates = [folder / entry.filename for folder in folders.search_dirs(entry.folder)]
+    if entry.is_folder:
+        return [c for c in candidates if (c / RECORD_NAME).is_file()]
+    return [c for c in candidates if c.is_file()]
+
+
 def find_installed(entry: Entry, folders: ModelFolders) -> Path | None:
     """A valid copy of `entry` in any folder ComfyUI searches (size and header checked, not the hash)."""
-    for folder in folders.search_dirs(entry.folder):
-        candidate = folder / entry.filename
-        if not candidate.is_file():
-            continue
+    for candidate in installed_candidates(entry, folders):
         try:
-            verify_file(candidate, entry, check_hash=False)
+            verify_installed(candidate, entry, check_hash=False)
             return candidate
         except CheckpointError as exc:
             log.warning("%s It will be downloaded again.", exc)
@@ -109,6 +115,14 @@ def check_disk(plan: Plan) -> None:
             "Not enough disk space: " + "; ".join(lines) + ". Nothing was downloaded. Free some space or point the "
             "folder elsewhere (extra_model_paths.yaml with is_default: true, or --models-dir)."
         )
+
+
+def entry_size(entry: Entry) -> str:
+    """An entry's size for plans and logs; a folder entry's is known once the Hub lists it at install time."""
+    size = format_size(entry.size, entry.size_verified)
+    if entry.is_folder:
+        return "known at install time" + (f" (estimate {size})" if entry.size is not None else "")
+    return size
 
 
 def format_size(size: int | None, exact: bool = True) -> str:

@@ -71,4 +71,6 @@ MAGI1_VARIANTS: dict[str, MagiVariant] = {v.name: v for v in (
     _variant("magi-1-4.5b-base", "MAGI-1 4.5B base", "4.5B", False, 64, 720),
     _variant("magi-1-24b-distill", "MAGI-1 24B distill", "24B", True, 16, 1280),
     _variant("magi-1-24b-base", "MAGI-1 24B base", "24B", False, 32, 1280),
+    # The fp8 release: the loader reads its float8 layers from the file (magi1.md §2.3); the settings are distill's.
+    _variant("magi-1-24b-distill-fp8", "MAGI-1 24B distill fp8", "24B", True, 16, 1280, ("magi-1-24b-distill-fp8",)),
 )}

@@ -1,4 +1,4 @@
-"""Writing generated state dicts to disk as safetensors or restricted-pickle files."""
+"""Writing generated state dicts to disk as safetensors or restricted-pickle files (and as installed folders)."""
 
 from __future__ import annotations
 
@@ -60,3 +60,21 @@ def save_sharded(folder: Path, tensors: dict[str, torch.Tensor], shards: int,
     index = folder / f"{stem}.safetensors.index.json"
     index.write_text(json.dumps({"metadata": {}, "weight_map": weight_map}, indent=1))
     return index
+
+
+def save_folder_entry(models_dir: Path, entry, tensors: dict[str, torch.Tensor], shards: int = 1,
+                      stem: str = "diffusion_pytorch_model", extra: dict[str, str] | None = None) -> Path:
+    """A manifest folder entry as install.py leaves it in `models_dir`: the weights as one `<stem>.safetensors` or
+    as shards + index, the `extra` text files (config.json ...), and the install record naming them all."""
+    from videosdgx.install.folders import FolderFile, write_record
+
+    folder = Path(models_dir) / entry.folder / entry.filename
+    if shards > 1:
+        save_sharded(folder, tensors, shards, stem)
+    else:
+        save_safetensors(folder / f"{stem}.safetensors", tensors)
+    for name, text in (extra or {}).items():
+        (folder / name).write_text(text, encoding="utf-8")
+    write_record(folder, entry, [FolderFile(p.name, p.stat().st_size) for p in sorted(folder.iterdir())
+                                 if p.is_file() and not p.name.startswith(".")])
+    return folder

@@ -1,7 +1,8 @@
 """Tiny MAGI-1 model files in the official layouts (magi1.md §2, §9), for tests and `--demo`.
 
 `write_magi1_bundle` writes every file of a manifest bundle where the real lookup finds it: the DiT as two
-safetensors shards + `model.safetensors.index.json`, the VAE as `config.json` + safetensors, the T5 v1.1 encoder as
+safetensors shards + `model.safetensors.index.json` (in the fp8 release's layout for an fp8 bundle; with the
+installer's record for a folder entry), the VAE as `config.json` + safetensors, the T5 v1.1 encoder as
 DeepFloyd's two `.bin` shards + index with its tokenizer files, and `special_tokens.npz`. Weights are random: a
 video made from them is noise.
 """
@@ -18,7 +19,7 @@ from videosdgx.magi1.config import MagiDiTConfig
 from videosdgx.magi1.transformer import MagiDiT
 from videosdgx.magi1.vae import MagiVAE, MagiVAEConfig
 from videosdgx.manifest import load_manifest
-from videosdgx.testing.files import random_like_state_dict, save_safetensors, save_sharded
+from videosdgx.testing.files import random_like_state_dict, save_folder_entry, save_safetensors, save_sharded
 from videosdgx.text.t5 import T5Config, T5Encoder
 
 CAPTION_DIM = 32  # the tiny T5's width
@@ -136,9 +137,13 @@ def write_magi1_bundle(bundle: str, models_dir: str | Path, seed: int = 0) -> Pa
         by_role.setdefault(entry.role, []).append(entry)
     path = lambda entry: models_dir / entry.folder / entry.filename  # noqa: E731
 
-    index = path(by_role["dit_index"][0])
-    shards = [path(e).name for e in by_role["dit"]]
-    save_sharded(index.parent, dit_state(tiny_dit_config(variant.size), seed), len(shards), stem="model")
+    dit = by_role["dit"][0]
+    fp8 = "fp8" in dit.filename  # the fp8 release: layers 1..N-2 in float8, so at least 3 layers
+    state = (fp8_dit_state if fp8 else dit_state)(tiny_dit_config(variant.size, layers=3 if fp8 else 2), seed)
+    if dit.is_folder:  # listed on the Hub at install time: the installer's layout, index + shards
+        save_folder_entry(models_dir, dit, state, shards=2, stem="model")
+    else:
+        save_sharded(path(by_role["dit_index"][0]).parent, state, len(by_role["dit"]), stem="model")
     vae_config = path(by_role["vae_config"][0])
     vae_config.parent.mkdir(parents=True, exist_ok=True)
     vae_config.write_text(json.dumps({"_class_name": "ViTVAE", "model_type": "vit", "ddconfig": tiny_vae_ddconfig()}))

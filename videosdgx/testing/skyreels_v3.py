@@ -3,11 +3,12 @@
 R2V-14B's DiT is written with diffusers keys, V2V-14B's and A2V-19B's with the original Wan keys (the avatar's
 audio layers under the release's names); the avatar's wav2vec2 with Hugging Face `Wav2Vec2Model` keys (12 layers, as
 the avatar's audio projector expects, 64 wide); the UMT5 text encoder, the Wan 2.1 VAE and CLIP vision are the
-shared Wan fixtures. The weights are random: a video made from them is noise.
+shared Wan fixtures. Folder entries are written as the installer leaves them (files + its record). The weights are random: a video made from them is noise.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -16,7 +17,7 @@ from videosdgx.bundle_files import BundleFiles, find_bundle_files
 from videosdgx.install.comfyui import model_folders
 from videosdgx.manifest import load_manifest
 from videosdgx.skyreels_v3.variants import skyreels_variant
-from videosdgx.testing.files import save_safetensors
+from videosdgx.testing.files import save_folder_entry, save_safetensors
 from videosdgx.skyreels_v3.avatar import AvatarConfig, AvatarModel
 from videosdgx.skyreels_v3.wav2vec2 import Wav2Vec2Config, Wav2Vec2Encoder
 from videosdgx.testing.files import random_like_state_dict
@@ -69,8 +70,22 @@ def write_skyreels_bundle(bundle: str, models_dir: str | Path, seed: int = 0) ->
     for entry in manifest.bundle_entries(bundle):
         if entry.role not in builders:
             raise NotImplementedError(f"no tiny fixture for {entry.filename} ({entry.role})")
-        save_safetensors(models_dir / entry.folder / entry.filename, _store(builders[entry.role](), entry.filename))
+        state = _store(builders[entry.role](), entry.filename)
+        if entry.is_folder:  # listed on the Hub at install time: written as the installer leaves it
+            save_folder_entry(models_dir, entry, state, **FOLDER_LAYOUTS[entry.role])
+        else:
+            save_safetensors(models_dir / entry.folder / entry.filename, state)
     return find_bundle_files(bundle, model_folders(models_dir=models_dir), manifest)
+
+
+# How the demo writes each folder entry: the DiTs in the diffusers-style layout of their repo folders (the main DiT
+# sharded with an index, the shot DiT as one file), wav2vec2 as a transformers model folder; each with a config.json.
+_DIT_CONFIG = json.dumps({"_class_name": "WanModel", "model_type": "t2v", "note": "tiny random demo weights"})
+FOLDER_LAYOUTS = {
+    "dit": {"shards": 2, "extra": {"config.json": _DIT_CONFIG}},
+    "dit_shot": {"extra": {"config.json": _DIT_CONFIG}},
+    "audio_encoder": {"stem": "model", "extra": {"config.json": json.dumps({"model_type": "wav2vec2"})}},
+}
 
 
 def seeded_weights(shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, torch.Tensor]:
