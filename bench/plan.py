@@ -94,17 +94,21 @@ def measure(files: BundleFiles, size: Size) -> dict[str, int]:
     return peaks
 
 
-def report(results: dict[str, dict]) -> str:
+WAN_TITLE = "Wan2.1 T2V-1.3B widths, fewer layers, random weights, float32 on CPU; one sampling step (CFG batch of 2)."
+
+
+def report(results: dict[str, dict], title: str = WAN_TITLE, phases: tuple[str, ...] = PHASES) -> str:
+    """The predicted vs measured table of `results` ({size: {"predicted", "measured", "weights"}}) and the verdict."""
     rows, worst = [], 0.0
     for size, result in results.items():
-        for phase in PHASES:
+        for phase in phases:
             predicted, measured = result["predicted"][phase], result["measured"][phase]
             error = predicted / measured - 1
             worst = max(worst, abs(error))
             rows.append([size, phase, f"{result['weights'][phase] / 1e9:.3f}", f"{predicted / 1e9:.3f}",
                          f"{measured / 1e9:.3f}", f"{100 * error:+.1f}"])
     return "\n".join([
-        "Wan2.1 T2V-1.3B widths, fewer layers, random weights, float32 on CPU; one sampling step (CFG batch of 2).",
+        title,
         "measured = peak RSS of the phase (VmHWM, reset between phases) minus the RSS before loading; "
         "predicted = videosdgx.plan.plan_run on the same files (resident weights + the phase's activations).",
         "",

@@ -7,10 +7,14 @@ import gc
 import torch
 
 from videosdgx.job import VideoRequest
+from videosdgx.ltx2.memory import request_sampling_activations
 from videosdgx.ltx2.pipeline import LTX2Pipeline, decode_audio, decode_video
 from videosdgx.ltx2.sampler import TextContext
 from videosdgx.ltx2.text_encoder import LTX2TextEncoder
 from videosdgx.ltx2.variants import DEV_AUDIO, DEV_VIDEO, LTX2_NEGATIVE_PROMPT
+from videosdgx.plan import Size
+from videosdgx.runtime.memory import check_memory
+from videosdgx.runtime.quantized_linear import compute_dtype
 
 from ._comfy import check_interrupt, io, latent_previewer, progress
 from ._model_manager import use
@@ -104,14 +108,19 @@ class LTX2Sampler(io.ComfyNode):
                 width: int, height: int, length: int, fps: int, seed: int, steps: int, cfg: float, audio_cfg: float,
                 stg: float, modality: float, rescale: float, two_stage: bool, upsampler=None,
                 image: torch.Tensor | None = None) -> io.NodeOutput:
-        use(model, vae, audio_vae, upsampler)
         pipe = LTX2Pipeline(model.variant, model.dit, None, vae, audio_vae.audio_vae, audio_vae.vocoder, upsampler,
                             stage2_lora=model.stage2_lora)
         request = VideoRequest(prompt="", width=width, height=height, frames=length, fps=fps, seed=seed,
                                steps=steps or None, guidance=cfg, image=image,
                                options={"two_stage": two_stage, "audio_cfg": audio_cfg, "stg": stg,
                                         "modality": modality, "rescale": rescale})
+        size = Size(width, height, length)
+        activations = request_sampling_activations(
+            model.dit.cfg, size, fps, len(pipe.guidance(request).passes()), pipe.two_stage(request),
+            image is not None, compute_dtype(model.dit.proj_out).itemsize)
+        use(model, vae, audio_vae, upsampler, memory_required=activations)
         device = next(model.dit.parameters()).device
+        check_memory(activations, device, f"LTX-2 sampling of {size}")
         positive, negative = (TextContext(c.video.to(device), c.audio.to(device), c.mask.to(device))
                               for c in (conditioning.positive, conditioning.negative))
         preview = latent_previewer(LATENT_FORMAT)

@@ -15,7 +15,7 @@ def bench():
     """Import a bench script by file name, with bench/ on sys.path as when it runs as a script."""
     sys.path.insert(0, str(BENCH))
     modules = {}
-    for name in ("load", "wan", "plan", "magi1", "ltx2_dit", "lora", "ltx25", "skyreels"):
+    for name in ("load", "wan", "plan", "plan_ltx2", "magi1", "ltx2_dit", "lora", "ltx25", "skyreels"):
         spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
         modules[name] = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(modules[name])
@@ -78,6 +78,17 @@ def test_plan_bench_tiny(bench, tmp_path):
     phases = result["results"]["64x64x5"]
     assert set(phases["measured"]) == set(phases["predicted"]) == {"text encoding", "sampling", "decoding"}
     assert all(value > 0 for value in phases["measured"].values())
+    assert "Goal: |predicted / measured - 1| <= 15 %" in result["report"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_plan_ltx2_bench_tiny(bench, tmp_path):
+    result = bench["plan_ltx2"].main(["--tiny", "--workdir", str(tmp_path)])
+    phases = result["results"]["128x128x9"]
+    assert set(phases["measured"]) == set(phases["predicted"]) == {
+        "text encoding", "sampling", "upsampling", "stage-2 sampling", "decoding"}
+    assert all(value > 0 for value in phases["measured"].values())
+    assert "distilled two-stage image-to-video" in result["report"]
     assert "Goal: |predicted / measured - 1| <= 15 %" in result["report"]
     assert list(tmp_path.iterdir()) == []
 

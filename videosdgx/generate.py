@@ -181,6 +181,8 @@ def check_memory_plan(job: GenerateJob, files, load, folders) -> None:
     log.info("%s", plan.describe())
 
     def files_of(bundle: str):
+        if bundle == job.bundle.name:
+            return files  # the run's own files (also the demo's): other settings of this bundle plan on them
         try:
             return find_bundle_files(bundle, folders) if folders is not None else None
         except MissingFilesError:

@@ -26,8 +26,9 @@ from videosdgx.runtime.model_files import FP8_FORMATS, LoadRequest
 from videosdgx.runtime.quantized_linear import (FP8_INPUT_SCALE_NAMES, FP8_SCALE_NAMES, MIN_QUANTIZED_NUMEL,
                                                 NVFP4_OPTIONAL, NVFP4_REQUIRED)
 
-PHASES = ("text encoding", "sampling", "decoding", "upsampling")
+PHASES = ("text encoding", "sampling", "decoding", "upsampling", "stage-2 sampling")
 KEPT_AS_STORED = {*FP8_SCALE_NAMES, *FP8_INPUT_SCALE_NAMES, *NVFP4_REQUIRED, *NVFP4_OPTIONAL}  # quantisation scales
+NOT_WEIGHTS = {"tokenizer", "special_tokens", "dit_index", "text_encoder_index", "text_encoder_config", "vae_config"}
 STORED_DTYPE_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "fp8": 1}  # by file name, for files not installed yet
 
 
@@ -88,7 +89,7 @@ class MemoryPlan:
         lines = [f"Memory plan for {self.settings()} on {self.status.device}:"]
         for phase in self.phases:
             resident = " + ".join(f"{name} {size / GB:.1f}" for name, size in phase.resident) or "nothing"
-            lines.append(f"  {phase.name:<14} resident {resident} GB; activations {phase.activations / GB:.1f} GB; "
+            lines.append(f"  {phase.name:<16} resident {resident} GB; activations {phase.activations / GB:.1f} GB; "
                          f"peak {phase.peak / GB:.1f} GB")
         pool = "shared CPU/GPU memory" if self.status.unified else "memory"
         verdict = "fits" if self.fits else "does NOT fit"
@@ -97,13 +98,17 @@ class MemoryPlan:
         return "\n".join(lines)
 
 
-def stored_weight_bytes(paths: tuple[Path, ...], load: LoadRequest) -> int:
-    """Bytes the loader will hold for these files, from their headers only (no weight is read)."""
+def stored_weight_bytes(paths: tuple[Path, ...], load: LoadRequest,
+                        keys: Callable[[str], bool] | None = None) -> int:
+    """Bytes the loader will hold for these files (or for their tensors whose key `keys` accepts), from their
+    headers only (no weight is read)."""
     convert = load.weight_format in FP8_FORMATS
     total = 0
     for path in paths:
         with open_checkpoint(path) as checkpoint:
             for key in checkpoint.keys():
+                if keys is not None and not keys(key):
+                    continue
                 info = checkpoint.info(key)
                 numel = math.prod(info.shape)
                 if not info.dtype.is_floating_point or info.dtype.itemsize == 1 or (
@@ -126,13 +131,13 @@ def manifest_weight_bytes(bundle: str, role: str, load: LoadRequest, manifest: M
         stored = next((b for tag, b in STORED_DTYPE_BYTES.items() if tag in name), 2)
         loaded = 1 if stored == 1 or (load.weight_format in FP8_FORMATS and role.startswith("dit")) else (
             load.dtype.itemsize)
-        total += entry.size * loaded // stored
+        total += (entry.size or 0) * loaded // stored  # unknown sizes (null in the manifest) count 0
     return total
 
 
 def role_weights(bundle: str, files: BundleFiles | None, load: LoadRequest, manifest: Manifest) -> dict[str, int]:
     """Loaded bytes per manifest role; `weight_format` converts only the diffusion model(s)."""
-    roles = {entry.role for entry in manifest.bundle_entries(bundle)}
+    roles = {entry.role for entry in manifest.bundle_entries(bundle)} - NOT_WEIGHTS
     weights = {}
     for role in roles:
         role_load = load if role.startswith("dit") else dataclasses.replace(load, weight_format="default")

@@ -45,7 +45,7 @@ def dit_config(variant, files: BundleFiles | None) -> WanConfig:
             layout = detect_dit_layout(checkpoint.keys())
             shapes = {to_official_key(k, layout): checkpoint.info(k).shape for k in checkpoint.keys()}
         return config_from_shapes({k: v for k, v in shapes.items() if k is not None})
-    name = variant.name.removesuffix("-480p").removesuffix("-720p")
+    name = variant.name.removesuffix("-480p").removesuffix("-720p").removesuffix("-lightning")
     return WAN_PRESETS[name]
 
 
