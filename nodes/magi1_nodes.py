@@ -9,11 +9,14 @@ import torch
 
 from videosdgx.job import VideoRequest
 from videosdgx.magi1.loaders import load_dit, load_text_encoder, load_vae
+from videosdgx.magi1.memory import sampling_phase_activations
 from videosdgx.magi1.pipeline import sample_chunks
 from videosdgx.magi1.special_tokens import load_special_tokens
 from videosdgx.magi1.variants import MAGI1_VARIANTS
+from videosdgx.plan import Size
+from videosdgx.runtime.memory import check_memory
 
-from ._comfy import check_interrupt, io, model_path, progress
+from ._comfy import check_interrupt, io, model_path, progress, torch_device
 from ._loaders import WEIGHT_DTYPES, check_choice, check_files, load_request, model_file
 from ._model_manager import manage, use
 from .magi1_types import (CATEGORY, MagiConditioning, MagiConditioningType, MagiModel, MagiModelType, MagiText,
@@ -154,11 +157,14 @@ class MagiChunkSampler(io.ComfyNode):
     def execute(cls, model: MagiModel, conditioning: MagiConditioning, vae, width: int, height: int, length: int,
                 steps: int, seed: int, image: torch.Tensor | None = None,
                 video: torch.Tensor | None = None, video_fps: float | None = None) -> io.NodeOutput:
-        use(model, vae)
         request = VideoRequest(prompt=conditioning.prompts[0], prompts=conditioning.prompts, width=width,
                                height=height, frames=length, steps=steps, seed=seed, image=image, video=video,
                                video_fps=video_fps)
         model.variant.check(request)
+        activations = sampling_phase_activations(model.dit.cfg, Size(width, height, length),
+                                                 model.variant.sampler_settings(request), model.dit.dtype.itemsize)
+        use(model, vae, memory_required=activations)
+        check_memory(activations, torch_device(), f"MAGI-1 sampling of {width}x{height}, {length} frames")
         bar = progress(1)
 
         def on_progress(stage: str, done: int, total: int) -> None:

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import torch
 
+from videosdgx.plan import Size
 from videosdgx.request import WEIGHT_FORMATS
 from videosdgx.runtime.errors import ConfigurationError
+from videosdgx.runtime.memory import check_memory
+from videosdgx.runtime.quantized_linear import compute_dtype
 from videosdgx.sampling import SOLVERS
 from videosdgx.skyreels_v3.a2v import AvatarSettings, AvatarText, animate_portrait
 from videosdgx.skyreels_v3.buckets import AVATAR_BUCKETS, RESOLUTIONS, avatar_bucket_size, bucket_size
 from videosdgx.skyreels_v3.loaders import load_avatar_dit, load_skyreels_dit, load_wav2vec2
+from videosdgx.skyreels_v3.memory import task_sampling_activations
 from videosdgx.skyreels_v3.variants import AVATAR_MAX_FRAMES, skyreels_variant
 from videosdgx.skyreels_v3.r2v import r2v_sigmas, sample_r2v
 from videosdgx.skyreels_v3.references import check_references, encode_references, size_from_reference
@@ -20,7 +24,7 @@ from videosdgx.skyreels_v3.v2v import (check_duration, condition_frames, extend_
 from videosdgx.wan.conditioning import valid_size
 from videosdgx.wan.pipeline import decode_frames
 
-from ._comfy import check_interrupt, io, model_names, model_path, progress
+from ._comfy import check_interrupt, io, model_names, model_path, progress, torch_device
 from ._loaders import WEIGHT_DTYPES, check_choice, check_files, first_problem, load_request
 from ._model_manager import manage, use
 from .wan_types import (WanClipVisionType, WanConditioning, WanConditioningType, WanExperts, WanModelType,
@@ -47,6 +51,14 @@ def _single_model(model: WanExperts):
     if len(model.models) != 1:
         raise ConfigurationError("SkyReels V3 takes one diffusion model; load it with the SkyReels V3 Model Loader.")
     return model.models[0]
+
+
+def _use_with_room(task: str, size: Size, model: WanExperts, *others) -> None:
+    """Reload the node's models and free room for the DiT's sampling peak, then check it fits (as Wan's sampler)."""
+    dit = model.models[0]
+    activations = task_sampling_activations(task, dit.cfg, size, compute_dtype(dit.head.head).itemsize)
+    use(model, *others, memory_required=activations)
+    check_memory(activations, torch_device(), f"SkyReels V3 {task} sampling at {size}")
 
 
 class SkyReelsModelLoader(io.ComfyNode):
@@ -120,12 +132,12 @@ class SkyReelsReferenceToVideo(io.ComfyNode):
                 resolution: str, width: int, height: int, length: int, seed: int, steps: int, cfg: float,
                 cfg_image: float, shift: float, sampler: str, reference_2: torch.Tensor | None = None,
                 reference_3: torch.Tensor | None = None, reference_4: torch.Tensor | None = None) -> io.NodeOutput:
-        use(model, vae)
         references = tuple(r[:1] for r in (reference_1, reference_2, reference_3, reference_4) if r is not None)
         check_references(references)
         dit = _single_model(model)
         bucket_w, bucket_h = size_from_reference(references[0], resolution)
         size = valid_size(width or bucket_w, height or bucket_h, length, 16)
+        _use_with_room("r2v", Size(size.width, size.height, size.frames), model, vae)
         generator = torch.Generator().manual_seed(seed)
         shape = (1, dit.cfg.out_dim, (size.frames - 1) // 4 + 1, size.height // 8, size.width // 8)
         noise = torch.randn(shape, generator=generator)
@@ -173,13 +185,13 @@ class SkyReelsExtendVideo(io.ComfyNode):
                 duration: int, resolution: str, width: int, height: int, seed: int, steps: int, cfg: float,
                 shift: float, sampler: str) -> io.NodeOutput:
         check_duration(duration, mode)
-        use(model, vae)
         needed = condition_frames(mode, duration)
         if video.shape[0] < needed:
             raise ConfigurationError(f"The input video has {video.shape[0]} frames; {mode} needs at least {needed}.")
         dit = _single_model(model)
         bucket_h, bucket_w = bucket_size(video.shape[1], video.shape[2], resolution)
         size = valid_size(width or bucket_w, height or bucket_h, 1, 16)
+        _use_with_room("v2v", Size(size.width, size.height, duration * 24), model, vae)
         frames = resize_nearest(video, size.height, size.width)
         parameter = next(vae.parameters())
 
@@ -260,10 +272,10 @@ class SkyReelsTalkingAvatar(io.ComfyNode):
                 audio_encoder, image: torch.Tensor, audio: dict, resolution: str, width: int, height: int,
                 length: int, seed: int, steps: int, cfg: float, cfg_audio: float, shift: float,
                 motion_frames: int) -> io.NodeOutput:
-        use(model, vae, clip_vision, audio_encoder)
         variant = skyreels_variant("skyreels-v3-a2v-19b")
         bucket_h, bucket_w = avatar_bucket_size(image.shape[1], image.shape[2], resolution)
         size = valid_size(width or bucket_w, height or bucket_h, 1, 16)
+        _use_with_room("a2v", Size(size.width, size.height, variant.frames), model, vae, clip_vision, audio_encoder)
         settings = AvatarSettings(steps=steps, shift=shift, guidance=cfg, guidance_audio=cfg_audio,
                                   clip_frames=variant.frames, motion_frames=motion_frames,
                                   drop_frames=variant.drop_frames, max_frames=length)

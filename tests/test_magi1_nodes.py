@@ -95,3 +95,15 @@ def test_schemas(comfy):
                     assert options["min"] <= options["default"] <= options["max"], (info["name"], name)
                 if name == "seed":
                     assert options["control_after_generate"] is True and options["max"] == 2**64 - 1
+
+
+def test_sampler_checks_its_peak_before_sampling(comfy, monkeypatch):
+    from videosdgx.runtime.errors import InsufficientMemoryError
+    from videosdgx.runtime.memory import GB, MemoryStatus
+
+    model, conditioning, vae = chain(comfy)
+    monkeypatch.setattr("videosdgx.runtime.memory.memory_status",
+                        lambda device: MemoryStatus(device, None, None, 1024, GB, unified=False))
+    with pytest.raises(InsufficientMemoryError, match=r"MAGI-1 sampling of 32x32, 48 frames needs"):
+        run(comfy, "VideosDGXMagiChunkSampler", model=model, conditioning=conditioning, vae=vae, width=32, height=32,
+            length=48, steps=4, seed=3)

@@ -90,3 +90,21 @@ def test_extend_video_chain_and_bad_input(comfy):
 def test_combo_values_are_validated_before_the_run(comfy, node_id, inputs, message):
     answer = comfy.nodes[node_id].validate_inputs(**inputs)
     assert isinstance(answer, str) and message in answer
+
+
+def test_samplers_check_their_peak_before_sampling(comfy, monkeypatch):
+    from videosdgx.runtime.errors import InsufficientMemoryError
+    from videosdgx.runtime.memory import GB, MemoryStatus
+
+    r2v = common(comfy, "skyreels_v3_r2v_14B.safetensors", "r2v", "two friends")
+    v2v = common(comfy, "skyreels_v3_v2v_14B", "v2v", "the cat walks on")
+    monkeypatch.setattr("videosdgx.runtime.memory.memory_status",
+                        lambda device: MemoryStatus(device, None, None, 1024, GB, unified=False))
+    with pytest.raises(InsufficientMemoryError, match=r"SkyReels V3 r2v sampling at 48x32, 5 frames needs"):
+        run(comfy, "VideosDGXSkyReelsReferenceToVideo", model=r2v[0], conditioning=r2v[1], vae=r2v[2],
+            reference_1=torch.rand(1, 24, 32, 3), resolution="480P", width=48, height=32, length=5, seed=1, steps=1,
+            cfg=1.0, cfg_image=1.0, shift=5.0, sampler="unipc")
+    with pytest.raises(InsufficientMemoryError, match=r"SkyReels V3 v2v sampling at 32x32, 24 frames needs"):
+        run(comfy, "VideosDGXSkyReelsExtendVideo", model=v2v[0], conditioning=v2v[1], vae=v2v[2],
+            video=torch.rand(25, 16, 32, 3), mode="extend", duration=1, resolution="480P", width=32, height=32, seed=0,
+            steps=1, cfg=1.0, shift=8.0, sampler="unipc")

@@ -30,13 +30,15 @@ from videosdgx.plan import Phase, Size
 from videosdgx.runtime.model_files import LoadRequest
 from videosdgx.skyreels_v3.avatar import AvatarConfig, AvatarModel
 from videosdgx.skyreels_v3.v2v import CONDITION_FRAMES, chunk_latent_frames
-from videosdgx.skyreels_v3.variants import EXTENSION_CHUNK_SECONDS, MAX_REFERENCES, SkyReelsVariant
+from videosdgx.skyreels_v3.variants import (EXTENSION_CHUNK_SECONDS, MAX_REFERENCES, SkyReelsVariant,
+                                          skyreels_variant)
 from videosdgx.wan.memory import TEMPORAL_FACTOR, decoding_activations
 from videosdgx.wan.memory import dit_config as wan_dit_config
 from videosdgx.wan.memory import latent_tokens, sampling_activations, t5_config, text_activations
 from videosdgx.wan.transformer import WAN_PRESETS, WanConfig, WanModel
 
 SPATIAL_FACTOR = 8  # Wan 2.1 VAE
+TASK_VARIANTS = {"r2v": "skyreels-v3-r2v-14b", "v2v": "skyreels-v3-v2v-14b", "a2v": "skyreels-v3-a2v-19b"}
 
 
 def dit_config(variant: SkyReelsVariant, files: BundleFiles | None) -> WanConfig:
@@ -64,6 +66,12 @@ def task_tokens(variant: SkyReelsVariant, size: Size) -> tuple[int, Size]:
         return latent_tokens((latent, h, w)), Size(size.width, size.height, (latent - 1) * TEMPORAL_FACTOR + 1)
     return latent_tokens(((size.frames - 1) // TEMPORAL_FACTOR + 1, h, w)), size
 
+
+
+def task_sampling_activations(task: str, cfg: WanConfig, size: Size, cb: int) -> int:
+    """The DiT's sampling peak of one SkyReels V3 task at `size` (the sampler nodes' check before they run)."""
+    tokens, _ = task_tokens(skyreels_variant(TASK_VARIANTS[task]), size)
+    return sampling_activations(cfg, tokens, cb, batch=1)
 
 @functools.cache
 def released_dit_parameters(task: str) -> int:
