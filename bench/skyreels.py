@@ -165,6 +165,15 @@ def main(argv: list[str] | None = None) -> dict:
         rows.append([what, f"{ours['seconds']:.3f}", f"{ref['seconds']:.3f}", ratio(ours["seconds"], ref["seconds"]),
                      ratio(ours["cpu"], ref["cpu"]), gb(ours["peak"]), gb(ref["peak"]),
                      ratio(ours["peak"], ref["peak"]), f"{error[kind]:.1e}"])
+    if len(rows) == 2 and all("skipped" not in run for run in runs.values()):
+        path = {side: {"seconds": sum(runs[f"{k}-{side if side == 'ours' else o}"]["seconds"] for k, o in pairs),
+                       "cpu": sum(runs[f"{k}-{side if side == 'ours' else o}"]["cpu"] for k, o in pairs),
+                       "peak": max(runs[f"{k}-{side if side == 'ours' else o}"]["peak"] for k, o in pairs)}
+                for side in ("ours", "ref") for pairs in [(("w2v", "transformers"), ("proj", "official"))]}
+        ours, ref = path["ours"], path["ref"]
+        rows.append(["whole audio path (sum; max peak)", f"{ours['seconds']:.3f}", f"{ref['seconds']:.3f}",
+                     ratio(ours["seconds"], ref["seconds"]), ratio(ours["cpu"], ref["cpu"]), gb(ours["peak"]),
+                     gb(ref["peak"]), ratio(ours["peak"], ref["peak"]), ""])
     text = table(["what", "ours s", "ref s", "time ratio", "cpu-time ratio", "ours peak GB", "ref peak GB",
                   "peak ratio", "rel. max error"], rows)
     spread = "\n".join(
