@@ -5,6 +5,7 @@ import argparse
 import io
 import json
 import logging
+import signal
 import socket
 import time
 from pathlib import Path
@@ -186,7 +187,16 @@ def test_interrupted_on_the_server_exits_4(tmp_path, caplog):
     assert fake.interrupts == []
 
 
-def test_ctrl_c_posts_interrupt_for_the_prompt(tmp_path):
+@pytest.fixture()
+def ctrl_c_raises():
+    """Python's own Ctrl-C handler, as in a terminal: a test runner started in the background inherits SIGINT
+    ignored, and then `_thread.interrupt_main` does nothing."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_posts_interrupt_for_the_prompt(tmp_path, ctrl_c_raises):
     steps = [Text(messages.execution_start(PID)), *sampler_steps(1), Call(_thread.interrupt_main), Pause(5.0)]
     with FakeComfy(Scenario(steps=steps)) as fake:
         with pytest.raises(RunInterruptedError, match="asked the server to stop prompt prompt-1") as caught:
