@@ -96,6 +96,16 @@ def fsync_tree(path: Path) -> None:
 CHILD_ENV = {"MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}
 
 
+def timed(run, repeat: int) -> tuple[object, list[dict]]:
+    """`run()` `repeat` times, each in its own measured `Span`: the last output and the spans (as dicts)."""
+    spans = []
+    for _ in range(repeat):
+        with Span() as span:
+            out = run()
+        spans.append(span.as_dict())
+    return out, spans
+
+
 def run_child(script: Path, args: list[str], result_file: Path) -> dict:
     """Run `python script *args --result result_file` in a fresh process and return the JSON it wrote."""
     result_file.unlink(missing_ok=True)

@@ -30,7 +30,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from _measure import GB, Span, gb, ratio, run_child, table, write_result
+from _measure import GB, gb, ratio, run_child, table, timed, write_result
 
 from videosdgx.ltx2.diffusion_decoder import DiffusionDecoderConfig, DiffusionVideoDecoder
 from videosdgx.testing.ltx25_decoder import TINY_DECODER, decoder_state, diffusers_decoder
@@ -75,7 +75,7 @@ def child(args: argparse.Namespace, folder: Path) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     cfg = decoder_config(args)
     latents = torch.randn(1, cfg.latent_channels, args.frames, *args.size, generator=torch.Generator().manual_seed(1))
-    result: dict = {"spans": []}
+    result: dict = {}
     with torch.inference_mode():
         if args.child == "diffusion-ours":
             model = build_ours(cfg, seed=7)
@@ -96,10 +96,7 @@ def child(args: argparse.Namespace, folder: Path) -> None:
             del state
             z = latents * std + mean  # diffusers' decoder takes un-normalised latents
             run = lambda: model.decode(z, generator=torch.Generator().manual_seed(2)).sample  # noqa: E731
-        for _ in range(args.repeat):
-            with Span() as span:
-                out = run()
-            result["spans"].append(span.as_dict())
+        out, result["spans"] = timed(run, args.repeat)
     torch.save(out.float(), folder / f"{args.child}.pt")
     result["shape"] = list(out.shape)
     result["weights"] = sum(t.numel() * t.element_size() for t in model.state_dict().values())

@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from _measure import Span, gb, ratio, run_child, table, write_result
+from _measure import gb, ratio, run_child, table, timed, write_result
 from torch import nn
 
 from videosdgx.ltx2.media_keys import diffusers_video_vae_map
@@ -123,7 +123,7 @@ def child(args: argparse.Namespace, folder: Path) -> None:
         else released_config(args.layout)
     )
     latents = torch.randn(1, cfg.latent_channels, args.frames, *args.size, generator=torch.Generator().manual_seed(1))
-    result: dict = {"spans": []}
+    result: dict = {}
     with torch.inference_mode():
         if args.child == "ours":
             model = build_ours(cfg, seed=7)
@@ -133,10 +133,7 @@ def child(args: argparse.Namespace, folder: Path) -> None:
             s = stats(cfg.latent_channels)
             z = latents * s["latents_std"].view(1, -1, 1, 1, 1) + s["latents_mean"].view(1, -1, 1, 1, 1)
             run = lambda: model(z, causal=False)  # noqa: E731
-        for _ in range(args.repeat):
-            with Span() as span:
-                out = run()
-            result["spans"].append(span.as_dict())
+        out, result["spans"] = timed(run, args.repeat)
     torch.save(out.float(), folder / f"{args.child}.pt")
     result["shape"] = list(out.shape)
     result["weights"] = sum(t.numel() * t.element_size() for t in model.state_dict().values())

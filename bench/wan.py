@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from _measure import Span, gb, ratio, run_child, table, write_result
+from _measure import gb, ratio, run_child, table, timed, write_result
 from videosdgx.runtime.checkpoint import open_checkpoint
 from videosdgx.runtime.loading import load_module
 from videosdgx.runtime.quantized_linear import QuantizedLinear, quantize_module_linears
@@ -175,15 +175,6 @@ def vae_decode(model: nn.Module, z: torch.Tensor, config: WanVAE21Config, diffus
     mean = torch.tensor(config.latents_mean).view(1, -1, 1, 1, 1)
     std = torch.tensor(config.latents_std).view(1, -1, 1, 1, 1)
     return model.decode(z * std + mean, return_dict=False)[0]  # diffusers leaves (de)normalisation to pipelines
-
-
-def timed(run, repeat: int) -> tuple[torch.Tensor, list[dict]]:
-    spans = []
-    for _ in range(repeat):
-        with Span() as span:
-            out = run()
-        spans.append(span.as_dict())
-    return out, spans
 
 
 def relative_errors(out: torch.Tensor, ref: torch.Tensor) -> dict[str, float]:
