@@ -35,8 +35,10 @@ def _installed_folder(folder: str, name: str) -> str | None:
     """What to load from the model folder install.py installed as `name` (its index or weight file), if any."""
     from videosdgx.install.folders import folder_load_path
 
+    if not name or Path(name).is_absolute() or ".." in Path(name).parts:
+        return None  # only folders inside the model folder, as ComfyUI's own file lookup
     for root in folder_paths.get_folder_paths(folder):
-        found = folder_load_path(Path(root) / name) if name else None
+        found = folder_load_path(Path(root) / name)
         if found is not None:
             return str(found)
     return None

@@ -108,3 +108,15 @@ def test_samplers_check_their_peak_before_sampling(comfy, monkeypatch):
         run(comfy, "VideosDGXSkyReelsExtendVideo", model=v2v[0], conditioning=v2v[1], vae=v2v[2],
             video=torch.rand(25, 16, 32, 3), mode="extend", duration=1, resolution="480P", width=32, height=32, seed=0,
             steps=1, cfg=1.0, shift=8.0, sampler="unipc")
+
+
+def test_installed_model_folders_are_offered_and_only_inside_their_model_folder(comfy):
+    import sys
+
+    helpers = sys.modules[f"{comfy.pack.__name__}.nodes._comfy"]
+    assert "skyreels_v3_v2v_14B" in helpers.model_names("diffusion_models")
+    assert helpers.missing_model("diffusion_models", "skyreels_v3_v2v_14B") is True
+    assert helpers.model_path("diffusion_models", "skyreels_v3_v2v_14B").endswith(".safetensors.index.json")
+    for escaping in ("../diffusion_models/skyreels_v3_v2v_14B", str(comfy.folder_paths.get_folder_paths(
+            "diffusion_models")[0]) + "/skyreels_v3_v2v_14B"):
+        assert isinstance(helpers.missing_model("diffusion_models", escaping), str)
