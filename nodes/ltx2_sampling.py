@@ -7,8 +7,9 @@ import gc
 import torch
 
 from videosdgx.job import VideoRequest
+from videosdgx.ltx2.assemble import pipeline_for, sample_latents
 from videosdgx.ltx2.memory import request_sampling_activations
-from videosdgx.ltx2.pipeline import LTX2Pipeline, decode_audio, decode_video
+from videosdgx.ltx2.pipeline import decode_audio, decode_video
 from videosdgx.ltx2.sampler import TextContext
 from videosdgx.ltx2.text_encoder import LTX2TextEncoder
 from videosdgx.ltx2.variants import DEV_AUDIO, DEV_VIDEO, LTX2_NEGATIVE_PROMPT
@@ -99,6 +100,10 @@ class LTX2Sampler(io.ComfyNode):
                                          "LoRA on the loader). Off: one stage at the full size."),
                 LTX2UpsamplerType.Input("upsampler", optional=True, tooltip="x2 latent upsampler (two stages)."),
                 io.Image.Input("image", optional=True, tooltip="First frame (image-to-video)."),
+                io.Image.Input("end_image", optional=True,
+                               tooltip="Last frame (first/last-frame video, LTX-2.5; with or without a first frame)."),
+                io.Float.Input("end_image_strength", default=1.0, min=0.0, max=1.0, step=0.05, round=0.01,
+                               optional=True, tooltip="How closely the last frame is kept (1: exactly)."),
             ],
             outputs=[LTX2LatentType.Output(display_name="latent")],
         )
@@ -107,17 +112,20 @@ class LTX2Sampler(io.ComfyNode):
     def execute(cls, model: LTX2Model, conditioning: LTX2Conditioning, vae, audio_vae: LTX2AudioDecoder,
                 width: int, height: int, length: int, fps: int, seed: int, steps: int, cfg: float, audio_cfg: float,
                 stg: float, modality: float, rescale: float, two_stage: bool, upsampler=None,
-                image: torch.Tensor | None = None) -> io.NodeOutput:
-        pipe = LTX2Pipeline(model.variant, model.dit, None, vae, audio_vae.audio_vae, audio_vae.vocoder, upsampler,
+                image: torch.Tensor | None = None, end_image: torch.Tensor | None = None,
+                end_image_strength: float = 1.0) -> io.NodeOutput:
+        pipe = pipeline_for(model.variant, model.dit, vae, audio_vae.audio_vae, audio_vae.vocoder, upsampler,
                             stage2_lora=model.stage2_lora)
+        options = {"two_stage": two_stage, "audio_cfg": audio_cfg, "stg": stg, "modality": modality,
+                   "rescale": rescale}
+        if end_image is not None:
+            options["end_image_strength"] = end_image_strength
         request = VideoRequest(prompt="", width=width, height=height, frames=length, fps=fps, seed=seed,
-                               steps=steps or None, guidance=cfg, image=image,
-                               options={"two_stage": two_stage, "audio_cfg": audio_cfg, "stg": stg,
-                                        "modality": modality, "rescale": rescale})
+                               steps=steps or None, guidance=cfg, image=image, end_image=end_image, options=options)
         size = Size(width, height, length)
         activations = request_sampling_activations(
             model.dit.cfg, size, fps, len(pipe.guidance(request).passes()), pipe.two_stage(request),
-            image is not None, compute_dtype(model.dit.proj_out).itemsize)
+            image is not None or end_image is not None, compute_dtype(model.dit.proj_out).itemsize)
         use(model, vae, audio_vae, upsampler, memory_required=activations)
         device = next(model.dit.parameters()).device
         check_memory(activations, device, f"LTX-2 sampling of {size}")
@@ -137,7 +145,7 @@ class LTX2Sampler(io.ComfyNode):
             bars[stage].update_absolute(done, total, shown[0])
 
         check_interrupt()
-        video, audio, _, rate = pipe.sample(request, positive, negative, on_progress, on_latent)
+        video, audio, _, rate = sample_latents(pipe, request, positive, negative, on_progress, on_latent)
         return io.NodeOutput(LTX2Latents(video, audio, rate))
 
 

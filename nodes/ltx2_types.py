@@ -58,3 +58,5 @@ LTX2VAEType = io.Custom("VDGX_LTX2_VAE")
 LTX2AudioVAEType = io.Custom("VDGX_LTX2_AUDIO_VAE")
 LTX2UpsamplerType = io.Custom("VDGX_LTX2_UPSAMPLER")
 LTX2LatentType = io.Custom("VDGX_LTX2_LATENT")
+LTX25VideoDecoderType = io.Custom("VDGX_LTX25_VIDEO_DECODER")  # the diffusion video decoder
+LTX25DurationHeadType = io.Custom("VDGX_LTX25_DURATION_HEAD")

@@ -1,0 +1,146 @@
+"""The LTX-2.5 nodes inside the ComfyUI stand-in, on the tiny demo bundle: the node chain (LTX-2 loaders for the
+DiT and the VAEs, Gemma 4 loader, LTX-2 Text Encode, duration-head length, sampler, diffusion decode) makes what
+the engine's `generate` makes for the same request (text- and image-to-video), and the loaders' messages."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from videosdgx.bundle_files import find_bundle_files
+from videosdgx.families import family
+from videosdgx.install.comfyui import ModelFolders
+from videosdgx.job import VideoRequest
+from videosdgx.runtime.errors import WrongComponentError
+from videosdgx.runtime.model_files import LoadRequest
+
+BUNDLE = "ltx-2.5-22b-distilled"
+DIT = "ltx-2.5-22b-distilled-transformer-bf16.safetensors"
+GEMMA4 = "gemma4-12b-with-proj-ltx-2.5-bf16.safetensors"
+TOKENIZER = "ltx-2.5-gemma4/tokenizer.json"
+CONV_VAE, DIFFUSION_VAE = "ltx-2.5-video-vae-conv-bf16.safetensors", "ltx-2.5-video-vae-bf16.safetensors"
+AUDIO_VAE, HEAD = "ltx-2.5-audio-vae-bf16.safetensors", "ltx-2.5-duration-head-bf16.safetensors"
+FOLDERS = ("checkpoints", "diffusion_models", "text_encoders", "vae", "loras", "latent_upscale_models",
+           "model_patches")
+PROMPT = "a cat on a boat, waves and gulls"
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    base = tmp_path_factory.mktemp("comfyui")
+    family("ltx2").hook("demo")(BUNDLE, base / "models")
+    return base
+
+
+@pytest.fixture(scope="module")
+def comfy(comfy_pack, models):
+    comfy_pack.folder_paths.set_base(models, folders=FOLDERS)
+    return comfy_pack
+
+
+@pytest.fixture(scope="module")
+def engine(models):
+    ltx2 = family("ltx2")
+    files = find_bundle_files(BUNDLE, ModelFolders(models / "models"))
+    return ltx2.hook("pipeline")(ltx2.variant_table()[BUNDLE], files, LoadRequest(dtype=torch.float32))
+
+
+def run(comfy, node_id: str, **inputs):
+    return comfy.nodes[node_id].execute(**inputs).args
+
+
+@pytest.fixture(scope="module")
+def parts(comfy):
+    model, = run(comfy, "VideosDGXLTX2Loader", variant=BUNDLE, ckpt_name=DIT, distilled_lora="none",
+                 weight_dtype="default", weight_format="default")
+    encoder, = run(comfy, "VideosDGXLTX25TextEncoderLoader", text_encoder_name=GEMMA4, tokenizer=TOKENIZER,
+                   dit_name=DIT, weight_dtype="default")
+    vae, = run(comfy, "VideosDGXLTX2VAELoader", vae_name=CONV_VAE, weight_dtype="default")
+    audio_vae, = run(comfy, "VideosDGXLTX2AudioVAELoader", audio_vae_name=AUDIO_VAE, weight_dtype="default")
+    decoder, = run(comfy, "VideosDGXLTX25VideoDecoderLoader", decoder_name=DIFFUSION_VAE, weight_dtype="default")
+    head, = run(comfy, "VideosDGXLTX25DurationHeadLoader", duration_head_name=HEAD)
+    return dict(model=model, encoder=encoder, vae=vae, audio_vae=audio_vae, decoder=decoder, head=head)
+
+
+def node_video(comfy, parts, length: int = 0, seed: int = 3, **inputs):
+    """Prompt -> length -> latents -> frames + sound through the nodes; (latent, frames, audio, length)."""
+    conditioning, = run(comfy, "VideosDGXLTX2TextEncode", text_encoder=parts["encoder"], prompt=PROMPT,
+                        negative_prompt="", release_gemma=False)
+    length, = run(comfy, "VideosDGXLTX25Length", duration_head=parts["head"], conditioning=conditioning, fps=24,
+                  length=length)
+    settings = dict(width=64, height=64, length=length, fps=24, seed=seed, steps=2, cfg=3.0, audio_cfg=7.0, stg=1.0,
+                    modality=3.0, rescale=0.7, two_stage=False) | inputs
+    latent, = run(comfy, "VideosDGXLTX2Sampler", model=parts["model"], conditioning=conditioning, vae=parts["vae"],
+                  audio_vae=parts["audio_vae"], **settings)
+    frames, audio = run(comfy, "VideosDGXLTX25Decode", latent=latent, video_decoder=parts["decoder"],
+                        audio_vae=parts["audio_vae"], seed=seed)
+    return latent, frames, audio, length
+
+
+def assert_same_video(latent, frames, audio, result) -> None:
+    video, sound = result.latents
+    assert latent.video.shape == video.shape and latent.audio.shape == sound.shape
+    torch.testing.assert_close(latent.video, video, rtol=0, atol=1e-5)
+    torch.testing.assert_close(latent.audio, sound, rtol=0, atol=1e-5)
+    torch.testing.assert_close(frames, result.frames, rtol=0, atol=1e-5)
+    torch.testing.assert_close(audio["waveform"], result.audio["waveform"], rtol=0, atol=1e-5)
+    assert audio["sample_rate"] == result.audio["sample_rate"] == 48000
+
+
+def test_text_to_video_nodes_make_what_generate_makes_with_the_predicted_length(comfy, parts, engine):
+    latent, frames, audio, length = node_video(comfy, parts)
+    result = engine.generate(VideoRequest(PROMPT, width=64, height=64, steps=2, seed=3))
+    assert length == result.frames.shape[0] and (length - 1) % 8 == 0
+    assert_same_video(latent, frames, audio, result)
+    assert not parts["model"].dit._text_cache  # the K/V cache does not outlive the run
+
+
+def test_image_to_video_nodes_make_what_generate_makes(comfy, parts, engine):
+    image = torch.rand(1, 40, 48, 3, generator=torch.Generator().manual_seed(0))
+    latent, frames, audio, length = node_video(comfy, parts, length=9, image=image)
+    result = engine.generate(VideoRequest(PROMPT, image=image, width=64, height=64, frames=9, steps=2, seed=3))
+    assert length == 9 and frames.shape == (9, 64, 64, 3)
+    assert_same_video(latent, frames, audio, result)
+
+
+def test_loaders_validate_their_inputs(comfy):
+    text = comfy.nodes["VideosDGXLTX25TextEncoderLoader"]
+    assert text.validate_inputs(text_encoder_name=GEMMA4, tokenizer=TOKENIZER, dit_name=DIT) is True
+    assert TOKENIZER in text.define_schema().inputs[1].options
+    missing = text.validate_inputs(text_encoder_name="gemma4.safetensors", tokenizer="auto", dit_name="none")
+    assert "'gemma4.safetensors' is not in text_encoders" in missing
+    no_tokenizer = text.validate_inputs(text_encoder_name=GEMMA4, tokenizer="gemma4/tokenizer.json", dit_name="none")
+    assert "'gemma4/tokenizer.json' is not in text_encoders" in no_tokenizer
+    assert "weight_dtype 'fp64'" in text.validate_inputs(text_encoder_name=GEMMA4, tokenizer="auto",
+                                                         dit_name="none", weight_dtype="fp64")
+    assert "'dit.safetensors' is not in checkpoints" in text.validate_inputs(
+        text_encoder_name=GEMMA4, tokenizer="auto", dit_name="dit.safetensors")
+    assert "weight_dtype 'fp64'" in comfy.nodes["VideosDGXLTX25VideoDecoderLoader"].validate_inputs(
+        decoder_name=DIFFUSION_VAE, weight_dtype="fp64")
+    head = comfy.nodes["VideosDGXLTX25DurationHeadLoader"]
+    assert "'head.safetensors' is not in model_patches" in head.validate_inputs(duration_head_name="head.safetensors")
+
+
+def test_a_missing_bundle_file_names_its_install_command(comfy, models):
+    decoder, head = (comfy.nodes[f"VideosDGXLTX25{name}Loader"] for name in ("VideoDecoder", "DurationHead"))
+    assert decoder.validate_inputs(decoder_name=DIFFUSION_VAE) is True
+    assert head.validate_inputs(duration_head_name=HEAD) is True
+    for folder, name, check in (("vae", DIFFUSION_VAE, lambda: decoder.validate_inputs(decoder_name=DIFFUSION_VAE)),
+                                ("model_patches", HEAD, lambda: head.validate_inputs(duration_head_name=HEAD))):
+        path = models / "models" / folder / name
+        path.rename(path.with_suffix(".moved"))
+        try:
+            assert f"comes with bundle {BUNDLE}: `python install.py --models {BUNDLE}`" in check()
+        finally:
+            path.with_suffix(".moved").rename(path)
+
+
+def test_loaders_refuse_the_wrong_file(comfy, models):
+    with pytest.raises(WrongComponentError, match="audio VAE"):
+        run(comfy, "VideosDGXLTX25VideoDecoderLoader", decoder_name=AUDIO_VAE, weight_dtype="default")
+    wrong = models / "models" / "model_patches" / "not-a-head.safetensors"
+    shutil.copy(models / "models" / "vae" / AUDIO_VAE, wrong)
+    with pytest.raises(WrongComponentError, match="audio VAE"):
+        run(comfy, "VideosDGXLTX25DurationHeadLoader", duration_head_name=wrong.name)

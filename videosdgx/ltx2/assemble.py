@@ -1,0 +1,39 @@
+"""An LTX-2 pipeline from parts loaded one by one (the ComfyUI nodes load each part with its own node and build
+one per run), of the class the variant's generation needs, and its sampling with the per-job caches freed after.
+
+    pipe = pipeline_for(variant, dit, video_vae, audio_vae, vocoder, upsampler)   # LTX25Pipeline for LTX-2.5
+    video, audio, size, fps = sample_latents(pipe, request, positive, negative)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from videosdgx.job import Progress, VideoRequest
+from videosdgx.ltx2.pipeline import LTX2Pipeline, LTX2Size
+from videosdgx.ltx2.pipeline25 import LTX25Pipeline
+from videosdgx.ltx2.sampler import TextContext
+from videosdgx.ltx2.variants import LTX2Variant
+from videosdgx.runtime.lora_formats import LoraFile
+
+PIPELINES: dict[str, type[LTX2Pipeline]] = {"2.5": LTX25Pipeline}  # by DiT version; others: LTX2Pipeline
+
+
+def pipeline_for(variant: LTX2Variant, dit, video_vae, audio_vae, vocoder, upsampler=None,
+                 stage2_lora: LoraFile | None = None) -> LTX2Pipeline:
+    """The pipeline of `variant`'s generation (Euler-ancestral first stage and the text K/V cache for 2.5) on
+    loaded parts, without a text encoder (prompts come encoded) or a diffusion decoder (decoded by its own node)."""
+    return PIPELINES.get(variant.version, LTX2Pipeline)(variant, dit, None, video_vae, audio_vae, vocoder, upsampler,
+                                                         stage2_lora=stage2_lora)
+
+
+def sample_latents(pipe: LTX2Pipeline, request: VideoRequest, positive: TextContext, negative: TextContext | None,
+                   progress: Progress | None = None, on_latent: Callable[[torch.Tensor], None] | None = None,
+                   ) -> tuple[torch.Tensor, torch.Tensor, LTX2Size, float]:
+    """`pipe.sample`, then the DiT's cached text keys / values are freed (the loaded DiT outlives the run)."""
+    try:
+        return pipe.sample(request, positive, negative, progress, on_latent)
+    finally:
+        pipe.dit.clear_text_cache()
