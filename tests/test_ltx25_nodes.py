@@ -144,3 +144,58 @@ def test_loaders_refuse_the_wrong_file(comfy, models):
     shutil.copy(models / "models" / "vae" / AUDIO_VAE, wrong)
     with pytest.raises(WrongComponentError, match="audio VAE"):
         run(comfy, "VideosDGXLTX25DurationHeadLoader", duration_head_name=wrong.name)
+
+
+WORKFLOWS = ("ltx-2.5-22b-distilled", "ltx-2.5-22b-distilled-i2v", "ltx-2.5-22b-distilled-flf")
+
+
+@pytest.mark.parametrize("name", WORKFLOWS)
+def test_shipped_workflows_use_the_bundle_files_and_the_official_settings(name):
+    from videosdgx.manifest import load_manifest
+    from workflow_harness import api_workflow, editor_workflow, workflow_variant
+
+    variant, workflow = workflow_variant(name), api_workflow(name)
+    assert variant.name == BUNDLE
+    nodes = {node["class_type"]: (key, node["inputs"]) for key, node in workflow.items()
+             if node["class_type"] != "LoadImage"}
+    sampler, length = nodes["VideosDGXLTX2Sampler"][1], nodes["VideosDGXLTX25Length"][1]
+    assert (sampler["width"], sampler["height"], sampler["fps"], sampler["steps"]) == (
+        variant.width, variant.height, variant.fps, 0)
+    assert sampler["length"] == [nodes["VideosDGXLTX25Length"][0], 0] and length["length"] == 0
+    assert length["fps"] == sampler["fps"] == nodes["CreateVideo"][1]["fps"]
+    assert nodes["VideosDGXLTX25Decode"][1]["seed"] == sampler["seed"]  # what generate decodes with
+    assert sampler["two_stage"] == variant.two_stage and ("upsampler" in sampler) == variant.two_stage
+    used = {value for _, inputs in nodes.values() for key, value in inputs.items()
+            if key.endswith("_name") or key == "tokenizer"}
+    assert used == {entry.filename for entry in load_manifest().bundle_entries(BUNDLE)}
+    images = {node["_meta"]["title"]: key for key, node in workflow.items() if node["class_type"] == "LoadImage"}
+    expected = {"": {}, "-i2v": {"Input Image": "image"}, "-flf": {"Input Image": "image", "Input End Image": "end_image"}}
+    assert {title: sampler_input for title, key in images.items() for sampler_input in ("image", "end_image")
+            if sampler.get(sampler_input) == [key, 0]} == expected[name.removeprefix(BUNDLE)]
+    [note] = [node["widgets_values"][0] for node in editor_workflow(name)["nodes"] if node["type"] == "Note"]
+    assert "huggingface.co/Lightricks/LTX-2.5" in note and "HF_TOKEN" in note
+    assert all(f"models/{entry.folder}/{entry.filename}" in note for entry in load_manifest().bundle_entries(BUNDLE))
+
+
+@pytest.mark.parametrize("media, name", [((), "ltx-2.5-22b-distilled"), (("--image",), "ltx-2.5-22b-distilled-i2v"),
+                                         (("--image", "--end-image"), "ltx-2.5-22b-distilled-flf")])
+def test_generate_on_a_server_picks_the_workflow_of_the_given_images(tmp_path, media, name):
+    from fake_comfy import FakeComfy
+    from test_generate_cli import server_run, shipped, titled, write_png
+
+    from videosdgx.cli import main
+
+    workflow = shipped(name)
+    images = [arg for flag in media for arg in (flag, str(write_png(tmp_path / f"{flag[2:]}.png", seed=len(flag))))]
+    with FakeComfy(server_run(titled(workflow, "Save Video"), b"x")) as fake:
+        code = main(["generate", "--model", BUNDLE, "--server", fake.url, "--prompt", "a cat", "--frames", "49",
+                     *images, "--out", str(tmp_path / "out")])
+    assert code == 0
+    submitted = fake.prompts[0]["prompt"]
+    assert {key: node["class_type"] for key, node in submitted.items()} == {
+        key: node["class_type"] for key, node in workflow.items()}
+    assert submitted[titled(workflow, "Video Length")]["inputs"]["length"] == 49
+    uploaded = {titled(workflow, title): f"{kind}.png" for title, kind in (("Input Image", "image"),
+                                                                          ("Input End Image", "end-image"))
+                if f"--{kind}" in media}
+    assert {key: submitted[key]["inputs"]["image"] for key in uploaded} == uploaded

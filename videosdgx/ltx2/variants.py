@@ -79,9 +79,10 @@ LTX2_VARIANTS: dict[str, LTX2Variant] = {v.name: v for v in (
     _variant("ltx-2.3-22b-distilled", "LTX-2.3 22B distilled (audio + video)", "2.3", True),
     _variant("ltx-2.3-22b-dev", "LTX-2.3 22B dev (audio + video)", "2.3", False),
     # LTX-2.5: one stage (its upscalers are not in the bundle yet), Euler-ancestral sampling, frames from the
-    # duration head when not given, the diffusion video decoder (pipeline25.py); no workflow yet.
-    replace(_variant("ltx-2.5-22b-distilled", "LTX-2.5 22B distilled (audio + video)", "2.5", True), workflows=(),
-            video_decoders=("diffusion", "conv")),
+    # duration head when not given, the diffusion video decoder (pipeline25.py), first / last frame.
+    replace(_variant("ltx-2.5-22b-distilled", "LTX-2.5 22B distilled (audio + video)", "2.5", True),
+            workflows=("ltx-2.5-22b-distilled", "ltx-2.5-22b-distilled-i2v", "ltx-2.5-22b-distilled-flf"),
+            video_decoders=("diffusion", "conv"), inputs=frozenset({"image", "end_image"})),
 )}
 
 
