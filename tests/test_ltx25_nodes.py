@@ -95,6 +95,9 @@ def test_text_to_video_nodes_make_what_generate_makes_with_the_predicted_length(
     assert length == result.frames.shape[0] and (length - 1) % 8 == 0
     assert_same_video(latent, frames, audio, result)
     assert not parts["model"].dit._text_cache  # the K/V cache does not outlive the run
+    conv, _ = run(comfy, "VideosDGXLTX2Decode", latent=latent, vae=parts["vae"], audio_vae=parts["audio_vae"])
+    expected = engine.decode_frames(result.latents[0], VideoRequest(PROMPT, options={"video_decoder": "conv"}))
+    torch.testing.assert_close(conv, expected, rtol=0, atol=1e-5)  # LTX-2 Decode: the conv VAE on 2.5 latents
 
 
 def test_image_to_video_nodes_make_what_generate_makes(comfy, parts, engine):
