@@ -176,7 +176,8 @@ class LTX2UpsamplerLoader(io.ComfyNode):
             category=CATEGORY,
             description="Loads the x2 spatial latent upsampler of two-stage sampling.",
             inputs=[model_file("upsampler_name", "latent_upscale_models",
-                               "ltx-2-spatial-upscaler-x2-1.0.safetensors."),
+                               "ltx-2-spatial-upscaler-x2-1.0.safetensors (LTX-2.5: "
+                               "ltx-2.5-latent-spatial-upscaler-x2-bf16-1.0.safetensors)."),
                     io.Combo.Input("weight_dtype", options=list(WEIGHT_DTYPES), default="default",
                                    tooltip="Compute dtype; default is bf16 on GPUs and fp32 on CPU.")],
             outputs=[LTX2UpsamplerType.Output(display_name="upsampler")],

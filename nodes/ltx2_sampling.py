@@ -96,8 +96,8 @@ class LTX2Sampler(io.ComfyNode):
                 io.Float.Input("rescale", default=DEV_VIDEO.rescale, min=0.0, max=1.0, step=0.05, round=0.01,
                                tooltip=f"Guidance rescale (0: off). {DEV_ONLY}"),
                 io.Boolean.Input("two_stage", default=True,
-                                 tooltip="For two-stage models (19B): needs the upsampler (dev: and the distilled "
-                                         "LoRA on the loader). Off: one stage at the full size."),
+                                 tooltip="For two-stage models (19B, 2.5): needs the upsampler (dev: and the "
+                                         "distilled LoRA on the loader). Off: one stage at the full size."),
                 LTX2UpsamplerType.Input("upsampler", optional=True, tooltip="x2 latent upsampler (two stages)."),
                 io.Image.Input("image", optional=True, tooltip="First frame (image-to-video)."),
                 io.Image.Input("end_image", optional=True,

@@ -146,7 +146,7 @@ def test_a_missing_bundle_file_names_its_install_command(comfy, models):
         path = models / "models" / folder / name
         path.rename(path.with_suffix(".moved"))
         try:
-            assert f"comes with bundle {BUNDLE}: `python install.py --models {BUNDLE}`" in check()
+            assert f"models/{folder}/{name} comes with bundle {BUNDLE}" in check()
         finally:
             path.with_suffix(".moved").rename(path)
 
