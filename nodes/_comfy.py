@@ -13,8 +13,8 @@ import folder_paths
 import torch
 from comfy_api.latest import ComfyExtension, io, ui
 
-__all__ = ["ComfyExtension", "io", "ui", "model_names", "named_files", "model_path", "missing_model", "progress", "byte_progress",
-           "check_interrupt", "latent_previewer", "register_model_folders", "torch_device"]
+__all__ = ["ComfyExtension", "io", "ui", "model_names", "named_files", "model_path", "missing_model", "progress",
+           "byte_progress", "check_interrupt", "latent_previewer", "register_model_folders", "torch_device"]
 
 log = logging.getLogger(__name__)
 

@@ -78,4 +78,5 @@ class LTX25Decode(io.ComfyNode):
         device = next(video_decoder.parameters()).device
         frames = diffusion_decode(video_decoder, latent.video.to(device), seed, on_progress)
         audio_device = next(audio_vae.audio_vae.parameters()).device
-        return io.NodeOutput(frames, decode_audio(audio_vae.audio_vae, audio_vae.vocoder, latent.audio.to(audio_device)))
+        audio = decode_audio(audio_vae.audio_vae, audio_vae.vocoder, latent.audio.to(audio_device))
+        return io.NodeOutput(frames, audio)
