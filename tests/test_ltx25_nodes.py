@@ -119,6 +119,16 @@ def test_first_last_frame_nodes_make_what_generate_makes_and_use_the_last_frame(
     assert (latent.video[:, :, -1] - without.video[:, :, -1]).abs().max() > 1e-3  # the last frame is conditioned
 
 
+def test_the_sampler_refuses_a_temporal_upscaler_as_its_x2_upsampler(comfy, parts):
+    from videosdgx.ltx2.upsampler import LTX2LatentUpsampler, UpsamplerConfig
+
+    temporal = LTX2LatentUpsampler(UpsamplerConfig(in_channels=8, mid_channels=16, blocks=1, mode="temporal"))
+    with pytest.raises(WrongComponentError, match="The upsampler is a temporal latent upscaler"):
+        run(comfy, "VideosDGXLTX2Sampler", model=parts["model"], conditioning=None, vae=parts["vae"],
+            audio_vae=parts["audio_vae"], upsampler=temporal, width=64, height=64, length=9, fps=24, seed=0,
+            steps=2, cfg=1.0, audio_cfg=1.0, stg=0.0, modality=1.0, rescale=0.0, two_stage=True)
+
+
 def test_loaders_validate_their_inputs(comfy):
     text = comfy.nodes["VideosDGXLTX25TextEncoderLoader"]
     assert text.validate_inputs(text_encoder_name=GEMMA4, tokenizer=TOKENIZER, dit_name=DIT) is True

@@ -15,18 +15,28 @@ from videosdgx.job import Progress, VideoRequest
 from videosdgx.ltx2.pipeline import LTX2Pipeline, LTX2Size
 from videosdgx.ltx2.pipeline25 import LTX25Pipeline
 from videosdgx.ltx2.sampler import TextContext
+from videosdgx.ltx2.upsampler import LTX2LatentUpsampler
 from videosdgx.ltx2.variants import LTX2Variant
+from videosdgx.runtime.errors import WrongComponentError
 from videosdgx.runtime.lora_formats import LoraFile
 
 PIPELINES: dict[str, type[LTX2Pipeline]] = {"2.5": LTX25Pipeline}  # by DiT version; others: LTX2Pipeline
 
 
-def pipeline_for(variant: LTX2Variant, dit, video_vae, audio_vae, vocoder, upsampler=None,
+def pipeline_for(variant: LTX2Variant, dit, video_vae, audio_vae, vocoder, upsampler: LTX2LatentUpsampler | None = None,
                  stage2_lora: LoraFile | None = None) -> LTX2Pipeline:
     """The pipeline of `variant`'s generation (Euler-ancestral first stage and the text K/V cache for 2.5) on
-    loaded parts, without a text encoder (prompts come encoded) or a diffusion decoder (decoded by its own node)."""
+    loaded parts, without a text encoder (prompts come encoded) or a diffusion decoder (decoded by its own node).
+    `upsampler`: the spatial x2 latent upscaler of two-stage sampling."""
+    _expect_mode(upsampler, "spatial", "upsampler")
     return PIPELINES.get(variant.version, LTX2Pipeline)(variant, dit, None, video_vae, audio_vae, vocoder, upsampler,
                                                          stage2_lora=stage2_lora)
+
+
+def _expect_mode(upsampler: LTX2LatentUpsampler | None, mode: str, place: str) -> None:
+    if upsampler is not None and upsampler.config.mode != mode:
+        raise WrongComponentError(f"The {place} is a {upsampler.config.mode} latent upscaler; this input takes the "
+                                  f"{mode} x2 one (a *{mode}-upscaler-x2* file in models/latent_upscale_models).")
 
 
 def sample_latents(pipe: LTX2Pipeline, request: VideoRequest, positive: TextContext, negative: TextContext | None,
