@@ -122,7 +122,7 @@ def test_first_last_frame_nodes_make_what_generate_makes_and_use_the_last_frame(
 def test_the_sampler_refuses_a_temporal_upscaler_as_its_x2_upsampler(comfy, parts):
     from videosdgx.ltx2.upsampler import LTX2LatentUpsampler, UpsamplerConfig
 
-    temporal = LTX2LatentUpsampler(UpsamplerConfig(in_channels=8, mid_channels=16, blocks=1, mode="temporal"))
+    temporal = LTX2LatentUpsampler(UpsamplerConfig(in_channels=8, mid_channels=32, blocks=1, mode="temporal"))
     with pytest.raises(WrongComponentError, match="The upsampler is a temporal latent upscaler"):
         run(comfy, "VideosDGXLTX2Sampler", model=parts["model"], conditioning=None, vae=parts["vae"],
             audio_vae=parts["audio_vae"], upsampler=temporal, width=64, height=64, length=9, fps=24, seed=0,
