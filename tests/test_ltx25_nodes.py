@@ -4,6 +4,7 @@ the engine's `generate` makes for the same request (text- and image-to-video), a
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -224,3 +225,21 @@ def test_generate_on_a_server_picks_the_workflow_of_the_given_images(tmp_path, m
                                                                           ("Input End Image", "end-image"))
                 if f"--{kind}" in media}
     assert {key: submitted[key]["inputs"]["image"] for key in uploaded} == uploaded
+
+
+def test_videosdgx_run_uploads_the_end_image_to_its_titled_node(tmp_path):
+    from fake_comfy import FakeComfy
+    from test_client import cli
+    from test_generate_cli import server_run, shipped, titled, write_png
+
+    name = "ltx-2.5-22b-distilled-flf"
+    workflow = shipped(name)
+    first, last = (write_png(tmp_path / f"{kind}.png", seed=seed) for seed, kind in enumerate(("first", "last")))
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(workflow))
+    with FakeComfy(server_run(titled(workflow, "Save Video"), b"x")) as fake:
+        assert cli(str(path), "--server", fake.url, "--image", str(first), "--end-image", str(last),
+                   "--out", str(tmp_path / "out")) == 0
+    submitted = fake.prompts[0]["prompt"]
+    assert submitted[titled(workflow, "Input Image")]["inputs"]["image"] == "first.png"
+    assert submitted[titled(workflow, "Input End Image")]["inputs"]["image"] == "last.png"
