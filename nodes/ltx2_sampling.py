@@ -101,7 +101,7 @@ class LTX2Sampler(io.ComfyNode):
                 LTX2UpsamplerType.Input("upsampler", optional=True, tooltip="x2 latent upsampler (two stages)."),
                 io.Image.Input("image", optional=True, tooltip="First frame (image-to-video)."),
                 io.Image.Input("end_image", optional=True,
-                               tooltip="Last frame (first/last-frame video, LTX-2.5; with or without a first frame)."),
+                               tooltip="Last frame (first/last-frame video; with or without a first frame)."),
                 io.Float.Input("end_image_strength", default=1.0, min=0.0, max=1.0, step=0.05, round=0.01,
                                optional=True, tooltip="How closely the last frame is kept (1: exactly)."),
             ],
