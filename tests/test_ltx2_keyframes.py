@@ -20,21 +20,32 @@ from diffusers.pipelines.ltx2.pipeline_ltx2_condition import LTX2VideoCondition
 from diffusers.pipelines.ltx2.utils import apply_image_conditioning_crf
 from einops import rearrange
 
+from tests.test_generate_cli import write_png
 from tests.test_ltx2_media import VIDEO_VAE, _randomize
 from tests.test_ltx2_transformer import diffusers_twin
-from videosdgx.ltx2.conditioning import FrameImage, image_condition
+from videosdgx.bundle_files import find_bundle_files
+from videosdgx.cli import main
+from videosdgx.families import family
+from videosdgx.install.comfyui import ModelFolders
+from videosdgx.job import VideoRequest
+from videosdgx.ltx2.conditioning import KEYFRAME_SEED_OFFSET, FrameImage, image_condition, noised_keyframes
+from videosdgx.ltx2.guidance import GuiderParams
 from videosdgx.ltx2.keys import to_diffusers_key
 from videosdgx.ltx2.loaders import load_dit
 from videosdgx.ltx2.media_keys import diffusers_video_vae_map
+from videosdgx.ltx2.memory import audio_tokens, latent_tokens, request_sampling_activations, sampling_activations
 from videosdgx.ltx2.rope import keyframe_positions
-from videosdgx.ltx2.sampler import TextContext, denoise, noised
-from videosdgx.ltx2.schedule import distilled_sigmas
+from videosdgx.ltx2.sampler import Guidance, TextContext, denoise, noised
+from videosdgx.ltx2.schedule import distilled_sigmas, ltx2_sigmas
 from videosdgx.ltx2.video_vae import LTX2VideoVAE, config_from_checkpoint
+from videosdgx.media import read_video
 from videosdgx.media.still import h264_still, recompress_image
+from videosdgx.plan import Size
 from videosdgx.runtime.checkpoint import open_checkpoint
 from videosdgx.runtime.errors import ConfigurationError
 from videosdgx.runtime.model_files import LoadRequest
 from videosdgx.sampling.ancestral import EulerAncestralSolver
+from videosdgx.sampling.noise import seeded_noise
 from videosdgx.testing.ltx2 import tiny_dit_config, write_ltx2_checkpoint
 from videosdgx.testing.ltx25 import tiny_dit25_config
 
@@ -210,3 +221,167 @@ def test_first_and_last_frame_sampling_matches_diffusers(tmp_path, vae_pair, ver
     print(f"{version} end={end}: relative max error video {errors[0]:.2e}, audio {errors[1]:.2e}")
     assert max(errors) < TOLERANCE
     assert torch.allclose(video[:, :, 0], condition.clean[:, :, 0], atol=1e-5)
+
+
+def test_guidance_passes_batched_or_one_by_one_agree_with_keyframes(tmp_path, vae_pair):
+    """Dev guidance (CFG, STG, modality isolation, rescale) over the appended tokens: one batched forward or one
+    pass at a time (--low-memory) give the same latents."""
+    _, our_vae = vae_pair
+    cfg, ours, _ = _dit_pair(tmp_path, "19B")
+    shape = (1, cfg.in_channels, 3, 2, 3)
+    images = [FrameImage(torch.rand(1, HEIGHT, WIDTH, 3, generator=torch.Generator().manual_seed(s)), f, 0.8)
+              for s, f in ((0, 0), (1, 16))]
+    condition = noised_keyframes(image_condition(our_vae, images, WIDTH, HEIGHT, shape, FPS, 0, torch.device("cpu")),
+                                 seed=3, sigma=1.0)
+    assert condition.keyframes.start is not None and not torch.equal(condition.keyframes.start,
+                                                                     condition.keyframes.clean)
+    g = torch.Generator().manual_seed(5)
+    context = lambda: TextContext(torch.randn(1, 6, 24, generator=g), torch.randn(1, 6, 24, generator=g))
+    positive, negative = context(), context()
+    video = noised(condition.clean * (1 - condition.mask), torch.randn(shape, generator=g), 1.0, condition.mask)
+    audio = torch.randn(1, 2, 17, 4, generator=g)
+    guidance = Guidance(GuiderParams(3.0, 1.0, 3.0, 0.7), GuiderParams(7.0, 1.0, 3.0, 0.7), (1,))
+    sigmas = ltx2_sigmas(2, tokens=18)
+    runs = [denoise(ours, video, audio, sigmas, positive, negative, guidance, FPS, condition, batched=batched)
+            for batched in (True, False)]
+    for batched, one_by_one in zip(*runs):
+        assert torch.allclose(batched, one_by_one, atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------ pipelines
+@pytest.fixture(scope="module")
+def pipelines(tmp_path_factory):
+    ltx2, loaded = family("ltx2"), {}
+    for bundle in ("ltx-2-19b-distilled", "ltx-2.5-22b-distilled"):
+        models = tmp_path_factory.mktemp(bundle)
+        ltx2.hook("demo")(bundle, models)
+        loaded[bundle] = ltx2.hook("pipeline")(ltx2.variant_table()[bundle],
+                                               find_bundle_files(bundle, ModelFolders(models)), F32)
+    return loaded
+
+
+def _spy(monkeypatch, dit) -> list:
+    """Record what the DiT is given at every forward: (tokens, timesteps, positions, keyframe marker)."""
+    seen, forward = [], dit.forward
+
+    def spy(video, audio, perturbation=None):
+        seen.append((video.tokens.clone(), video.timesteps.clone(), video.positions.clone(), video.keyframes))
+        return forward(video, audio, perturbation)
+
+    monkeypatch.setattr(dit, "forward", spy)
+    return seen
+
+
+def _encoded(pipe, image: torch.Tensor, width: int, height: int, crf: int) -> torch.Tensor:
+    """Tokens `[1, h*w, C]` of `image` as the pipeline encodes it at a stage's size."""
+    pixels = torch.nn.functional.interpolate(recompress_image(image, crf).permute(0, 3, 1, 2), size=(height, width),
+                                             mode="bicubic").clamp(0, 1).mul(2).sub(1)[:, :, None]
+    return rearrange(pipe.video_vae.encode(pixels), "b c f h w -> b (f h w) c")
+
+
+def test_two_stage_first_and_last_frame_rebuilds_the_keyframes_at_each_stage(pipelines, monkeypatch):
+    pipe = pipelines["ltx-2-19b-distilled"]
+    factor = pipe.video_vae.config.spatial_factor  # 16 in the demo files
+    first, last = (torch.rand(1, 50, 70, 3, generator=torch.Generator().manual_seed(s)) for s in (0, 1))
+    seen = _spy(monkeypatch, pipe.dit)
+    result = pipe.generate(VideoRequest("waves", image=first, end_image=last, width=128, height=64, frames=9,
+                                        steps=2, fps=24))
+    assert result.frames.shape == (9, 64, 128, 3)
+    video, _ = result.latents
+    assert video.shape[2:] == (2, 64 // factor, 128 // factor)  # the appended tokens are gone
+    assert len(seen) == 2 + 3  # stage 1 (2 steps), stage 2 (3 refining steps)
+    for (tokens, timesteps, positions, marker), (width, height) in zip(seen, [(64, 32)] * 2 + [(128, 64)] * 3):
+        frame = (height // factor) * (width // factor)
+        appended = _encoded(pipe, last, width, height, 33)
+        assert tokens.shape[1] == 3 * frame and marker is None
+        assert torch.allclose(tokens[:, 2 * frame:], appended, atol=1e-5)
+        assert (timesteps[:, 2 * frame:] == 0).all() and (timesteps[:, :frame] == 0).all()
+        assert (timesteps[:, frame:2 * frame] > 0).all()
+        assert torch.equal(positions[:, :, 2 * frame:], keyframe_positions(1, height // factor, width // factor, 8,
+                                                                          24.0))
+    first_tokens = _encoded(pipe, first, 128, 64, 33)
+    assert torch.allclose(rearrange(video[:, :, :1], "b c f h w -> b (f h w) c"), first_tokens, atol=1e-5)
+
+
+def test_ltx25_last_frame_tokens_stay_clean_through_ancestral_steps(pipelines, monkeypatch):
+    pipe = pipelines["ltx-2.5-22b-distilled"]
+    frame = (64 // pipe.video_vae.config.spatial_factor) ** 2
+    first, last = (torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(s)) for s in (2, 3))
+    seen = _spy(monkeypatch, pipe.dit)
+    result = pipe.generate(VideoRequest("waves", image=first, end_image=last, width=64, height=64, frames=17,
+                                        steps=3, options={"video_decoder": "conv"}))
+    assert result.frames.shape == (17, 64, 64, 3)
+    appended = _encoded(pipe, last, 64, 64, 18)
+    grid = 3 * frame
+    assert len(seen) == 3
+    for tokens, timesteps, _, marker in seen:
+        assert tokens.shape[1] == grid + frame and marker is None
+        assert torch.allclose(tokens[:, grid:], appended, atol=1e-5)
+        assert (timesteps[:, grid:] == 0).all() and (timesteps[:, frame:grid] > 0).all()
+    assert not torch.equal(seen[1][0][:, frame:grid], seen[0][0][:, frame:grid])
+
+
+def test_end_image_strength_below_one_starts_the_keyframe_noised(pipelines, monkeypatch):
+    pipe = pipelines["ltx-2.5-22b-distilled"]
+    grid = 2 * (64 // pipe.video_vae.config.spatial_factor) ** 2
+    last = torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(3))
+    seen = _spy(monkeypatch, pipe.dit)
+    pipe.generate(VideoRequest("waves", end_image=last, width=64, height=64, frames=9, steps=2, seed=4,
+                               options={"video_decoder": "conv", "end_image_strength": 0.75, "image_crf": 0}))
+    sigma = float(distilled_sigmas(2)[0])
+    tokens, timesteps, _, _ = seen[0]
+    clean = _encoded(pipe, last, 64, 64, 0)
+    assert torch.allclose(timesteps[:, grid:], torch.full_like(timesteps[:, grid:], sigma * 0.25))
+    assert (timesteps[:, :grid] == sigma).all()  # no first frame given: every generated token is noised
+    noise = seeded_noise(clean.shape, 4 + KEYFRAME_SEED_OFFSET)
+    assert torch.allclose(tokens[:, grid:], noised(clean, noise, sigma, torch.full((1, 1, 1), 0.25)), atol=1e-5)
+
+
+def test_memory_plan_counts_the_end_image_tokens():
+    cfg = tiny_dit_config("19B")
+    size = Size(128, 64, 17)
+    without = request_sampling_activations(cfg, size, 24.0, 1, False, True, 4)
+    with_end = request_sampling_activations(cfg, size, 24.0, 1, False, True, 4, keyframes=1)
+    assert with_end == sampling_activations(cfg, latent_tokens(128, 64, 17) + 2 * 4, audio_tokens(17, 24.0), 1, 4)
+    assert with_end > without
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+def _png(path, seed: int) -> str:
+    return str(write_png(path, seed))
+
+
+@pytest.mark.parametrize("bundle", ["ltx-2.5-22b-distilled", "ltx-2-19b-distilled"])
+def test_cli_first_and_last_frame_writes_an_mp4(bundle, tmp_path, capsys):
+    out = tmp_path / "flf.mp4"
+    code = main(["generate", "--demo", "--model", bundle, "--prompt", "a door opens", "--image",
+                 _png(tmp_path / "a.png", 0), "--end-image", _png(tmp_path / "b.png", 1), "--width", "128",
+                 "--height", "64", "--frames", "9", "--steps", "2", "--out", str(out)])
+    assert code == 0
+    clip = read_video(out)
+    assert clip.frames.shape == (9, 64, 128, 3) and clip.audio is not None
+    assert f"wrote {out} (9 frames, 128x64, 24 fps, with audio)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--option", "end_image_strength=2"], "--option end_image_strength=2: write a number from 0 (the image is only "
+                                           "a start) to 1 (the frame is kept exactly; the default)."),
+    (["--option", "image_strength=strong"], "--option image_strength=strong: write a number from 0"),
+    (["--option", "image_crf=60"], "--option image_crf=60: write a whole number from 1 (least compressed) to 51, or "
+                                   "0 to feed images uncompressed (default 18)."),
+    (["--option", "image_crf=17.5"], "--option image_crf=17.5: write a whole number"),
+    (["--frames", "1"], "--end-image: a 1-frame video has no last frame apart from its first; ask for 9 frames or "
+                        "more (--frames 9, 17, ...), or give the image as --image."),
+])
+def test_bad_conditioning_options_are_refused_before_loading(args, message, tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr("videosdgx.ltx2.pipeline25.load_ltx25_pipeline", lambda *a, **k: pytest.fail("loaded"))
+    code = main(["generate", "--demo", "--model", "ltx-2.5-22b-distilled", "--prompt", "waves", "--end-image",
+                 _png(tmp_path / "b.png", 1), "--out", str(tmp_path / "x.mp4"), *args])
+    assert code == 2 and any(m.startswith(message) for m in caplog.messages), caplog.messages
+
+
+def test_end_image_of_a_one_frame_node_request_is_refused(pipelines):
+    pipe = pipelines["ltx-2.5-22b-distilled"]
+    request = VideoRequest("waves", end_image=torch.rand(1, 8, 8, 3), width=64, height=64, frames=1, steps=1)
+    with pytest.raises(ConfigurationError, match="a 1-frame video has no last frame"):
+        pipe.generate(request)
