@@ -73,8 +73,8 @@ def _test_image(height: int, width: int, seed: int) -> np.ndarray:
     """A uint8 image with edges, gradients and noise (odd sides are cropped by the codec)."""
     g = np.random.default_rng(seed)
     y, x = np.mgrid[0:height, 0:width]
-    image = np.stack([(x * 2.5) % 256, (y * 3.7) % 256, ((x + y) * 1.3) % 256], -1) + g.normal(0, 20, (height, width, 3))
-    return np.clip(image, 0, 255).astype(np.uint8)
+    image = np.stack([(x * 2.5) % 256, (y * 3.7) % 256, ((x + y) * 1.3) % 256], -1)
+    return np.clip(image + g.normal(0, 20, (height, width, 3)), 0, 255).astype(np.uint8)
 
 
 @pytest.mark.parametrize("crf", [18, 33])

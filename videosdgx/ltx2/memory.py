@@ -16,8 +16,8 @@ full size without guidance ("stage-2 sampling"). Activation peaks, in bytes, `cb
   of both widths per text token. With an image the timesteps are per token: `rows + IMAGE_ROWS` more float32
   rows per video token (`rows` = 6, or 9 for 2.3; the AdaLN tables stay alive for the whole forward, each block
   expands some per token). Every LTX-2 variant takes an image, so the plan counts them (a run without `--image`
-  needs less); an end image appends one latent frame's tokens (conditioning.py), also counted. Each stage first encodes the start image (`ENCODE_PER_PIXEL` values per pixel): the phase's
-  peak is the larger of the two.
+  needs less); an end image appends one latent frame's tokens (conditioning.py), also counted. Each stage first
+  encodes the start image (`ENCODE_PER_PIXEL` values per pixel): the phase's peak is the larger of the two.
 * upsampling: `UPSAMPLER_PER_VOXEL * mid_channels * cb` per latent voxel of the stage-1 latents.
 * decoding: `decode_chunks` streams the video: its last stage (128 channels at a quarter of the sides, 8 values
   per pixel) takes the whole clip, or at least one latent frame's 8 frames, or as many as fit its `DECODE_BUDGET`

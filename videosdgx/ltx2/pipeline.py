@@ -1,5 +1,6 @@
 """LTX-2 pipeline: one checkpoint (DiT, video VAE, audio VAE, vocoder, text projection) + Gemma 3 -> video with
-its sound. Text-to-video and image-to-video (first-frame latent conditioning), distilled or dev sampling.
+its sound. Text-to-video and image-to-video (a first and / or last frame, conditioning.py), distilled or dev
+sampling.
 
 `load_ltx2_pipeline` is the family's `pipeline` hook (families.py); `LTX2Pipeline.generate` takes a VideoRequest.
 Request options (`request.options`): `cross_timestep` ("mixed" | "cross" | "own"); the image conditioning's
@@ -18,7 +19,8 @@ import torch
 
 from videosdgx.bundle_files import BundleFiles
 from videosdgx.job import Progress, VideoRequest, VideoResult
-from videosdgx.ltx2.conditioning import KEYFRAME_SEED_OFFSET, frame_images, image_condition, image_crf, noised_keyframes
+from videosdgx.ltx2.conditioning import (KEYFRAME_SEED_OFFSET, frame_images, image_condition, image_crf,
+                                         noised_keyframes)
 from videosdgx.ltx2.loaders import load_dit
 from videosdgx.ltx2.lora_keys import is_text_side, load_ltx2_lora
 from videosdgx.ltx2.media_loaders import load_audio_vae, load_upsampler, load_video_vae, load_vocoder
