@@ -7,6 +7,8 @@ ltx-pipelines `combined_image_conditionings` @ 400fd310 (diffusers `LTX2Conditio
 * pixel frame k > 0: the image is encoded alone and its tokens are appended after the video's as clean tokens,
   denoise mask `1 - strength` (`VideoConditionByKeyframeIndex`), RoPE bounds from `rope.keyframe_positions`; no
   keyframe marker (LTX-2.5's marker is for generated keyframe slots only). They are dropped after sampling.
+  `end_image` sits at the last pixel frame, `frames - 1` (ltx-pipelines takes pixel indices; diffusers' condition
+  `index` is a latent index, its -1 being pixel frame `frames - 8`).
 * `image_crf` (`media_io.preprocess` + `ImageConditioner.resolve_crf`): each image is re-compressed at this H.264
   CRF before resizing, as the model saw its conditioning frames in training: 33 through LTX-2.3, 18 for LTX-2.5;
   0 turns it off.
