@@ -52,6 +52,7 @@ def default_image_crf(version: str) -> int:
 
 
 def image_crf(request: VideoRequest, version: str) -> int:
+    """`--option image_crf` (checked), else the generation's default."""
     value = request.options.get("image_crf", default_image_crf(version))
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) \
             or not 0 <= value <= MAX_CRF:

@@ -144,9 +144,9 @@ def _append_keyframes(vx, mask, clean, positions, keyframes: KeyframeTokens | No
     batch = vx.shape[0]
     grow = lambda t: t.float().to(vx.device).expand(batch, *t.shape[1:])
     start = keyframes.clean if keyframes.start is None else keyframes.start
-    video_positions = torch.cat([positions[0], grow(keyframes.positions)], dim=2)
+    bounds = torch.cat([positions[0], grow(keyframes.positions)], dim=2)
     return (torch.cat([vx, grow(start)], dim=1), torch.cat([mask, grow(keyframes.mask)], dim=1),
-            torch.cat([clean, grow(keyframes.clean)], dim=1), (video_positions, positions[1]))
+            torch.cat([clean, grow(keyframes.clean)], dim=1), (bounds, positions[1]))
 
 
 def _run_passes(model, passes, vx, ax, v_ts, a_ts, sigma, positions, positive, negative, stg_blocks, batched,
