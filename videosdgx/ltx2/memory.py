@@ -16,8 +16,8 @@ full size without guidance ("stage-2 sampling"). Activation peaks, in bytes, `cb
   of both widths per text token. With an image the timesteps are per token: `rows + IMAGE_ROWS` more float32
   rows per video token (`rows` = 6, or 9 for 2.3; the AdaLN tables stay alive for the whole forward, each block
   expands some per token). Every LTX-2 variant takes an image, so the plan counts them (a run without `--image`
-  needs less). Each stage first encodes the start image (`ENCODE_PER_PIXEL` values per pixel): the phase's
-  peak is the larger of the two.
+  needs less); an end image appends one latent frame's tokens (conditioning.py), also counted. Each stage first
+  encodes the start image (`ENCODE_PER_PIXEL` values per pixel): the phase's peak is the larger of the two.
 * upsampling: `UPSAMPLER_PER_VOXEL * mid_channels * cb` per latent voxel of the stage-1 latents.
 * decoding: `decode_chunks` streams the video: its last stage (128 channels at a quarter of the sides, 8 values
   per pixel) takes the whole clip, or at least one latent frame's 8 frames, or as many as fit its `DECODE_BUDGET`
@@ -213,16 +213,25 @@ def sampling_activations(cfg: LTX2Config, video: int, audio: int, batch: int, cb
     return batch * (video * (stream(cfg.dim) + tables) + audio * stream(cfg.audio_dim) + text)
 
 
+def keyframe_tokens(width: int, height: int, keyframes: int = 1) -> int:
+    """Tokens appended for `keyframes` images at frames other than the first (one latent frame each)."""
+    return keyframes * latent_tokens(width, height, 1)
+
+
 def request_sampling_activations(cfg: LTX2Config, size: Size, fps: float, passes: int, two_stage: bool, image: bool,
-                                 cb: int) -> int:
+                                 cb: int, keyframes: int = 0) -> int:
     """The DiT's peak over the stages of one request (the sampler node's check): stage 1 with its guidance passes
-    batched (at half size when two-stage), stage 2 alone at full size."""
+    batched (at half size when two-stage), stage 2 alone at full size; `keyframes`: images appended as tokens (an
+    end image)."""
     sound = audio_tokens(size.frames, fps)
     first = Size(size.width // 2, size.height // 2, size.frames) if two_stage else size
-    peak = sampling_activations(cfg, latent_tokens(first.width, first.height, first.frames), sound, passes, cb, image)
+
+    def tokens(s: Size) -> int:
+        return latent_tokens(s.width, s.height, s.frames) + keyframe_tokens(s.width, s.height, keyframes)
+
+    peak = sampling_activations(cfg, tokens(first), sound, passes, cb, image or keyframes > 0)
     if two_stage:
-        peak = max(peak, sampling_activations(cfg, latent_tokens(size.width, size.height, size.frames), sound, 1, cb,
-                                              image))
+        peak = max(peak, sampling_activations(cfg, tokens(size), sound, 1, cb, image or keyframes > 0))
     return peak
 
 
@@ -283,6 +292,7 @@ def ltx2_memory_phases(variant: LTX2Variant, files: BundleFiles | None, weights:
     cb = load.dtype.itemsize
     kept, gemma = resident_models(variant, files, weights, load)
     image = "image" in variant.inputs
+    keyframes = int("end_image" in variant.inputs)
     after_text = tuple(kept if low_memory else [*kept, gemma])
     cfg = dit_config(variant, files)
     passes = Guidance().passes() if variant.distilled else Guidance(
@@ -295,7 +305,8 @@ def ltx2_memory_phases(variant: LTX2Variant, files: BundleFiles | None, weights:
     sound = audio_tokens(size.frames, variant.fps)
     def stage(stage_size: Size, stage_batch: int) -> int:
         """A sampling stage's peak: encoding the start image, then denoising."""
-        tokens = latent_tokens(stage_size.width, stage_size.height, stage_size.frames)
+        tokens = latent_tokens(stage_size.width, stage_size.height, stage_size.frames) + \
+            keyframe_tokens(stage_size.width, stage_size.height, keyframes)
         encode = image_encoding_activations(files, stage_size, load) if image else 0
         return max(encode, sampling_activations(cfg, tokens, sound, stage_batch, cb, image))
 

@@ -1,9 +1,11 @@
 """LTX-2 pipeline: one checkpoint (DiT, video VAE, audio VAE, vocoder, text projection) + Gemma 3 -> video with
-its sound. Text-to-video and image-to-video (first-frame latent conditioning), distilled or dev sampling.
+its sound. Text-to-video and image-to-video (a first and / or last frame, conditioning.py), distilled or dev
+sampling.
 
 `load_ltx2_pipeline` is the family's `pipeline` hook (families.py); `LTX2Pipeline.generate` takes a VideoRequest.
-Request options (`request.options`): `cross_timestep` ("mixed" | "cross" | "own"), `image_strength` (0..1,
-default 1: the first frame is kept exactly).
+Request options (`request.options`): `cross_timestep` ("mixed" | "cross" | "own"); the image conditioning's
+`image_strength`, `end_image_strength` and `image_crf` (conditioning.py: `image` is the first frame, `end_image`
+the last).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import torch
 
 from videosdgx.bundle_files import BundleFiles
 from videosdgx.job import Progress, VideoRequest, VideoResult
+from videosdgx.ltx2.conditioning import (KEYFRAME_SEED_OFFSET, frame_images, image_condition, image_crf,
+                                         noised_keyframes)
 from videosdgx.ltx2.loaders import load_dit
 from videosdgx.ltx2.lora_keys import is_text_side, load_ltx2_lora
 from videosdgx.ltx2.media_loaders import load_audio_vae, load_upsampler, load_video_vae, load_vocoder
@@ -30,7 +34,6 @@ from videosdgx.runtime.lora_formats import LoraFile
 from videosdgx.runtime.memory import GB, memory_status
 from videosdgx.runtime.model_files import LoadRequest
 from videosdgx.sampling.noise import seeded_noise
-from videosdgx.wan.conditioning import VideoSize, image_to_video_pixels
 
 log = logging.getLogger(__name__)
 
@@ -152,13 +155,14 @@ class LTX2Pipeline:
         device = next(self.dit.parameters()).device
         video_shape, audio_shape = self._latent_shapes(size, fps)
         sigmas = self._sigmas(request, video_shape) if sigmas is None else sigmas
-        condition = self._image_condition(request, size, video_shape, device)
+        condition = self._image_condition(request, size, video_shape, fps, device)
         start = float(sigmas[0])
         base = torch.zeros(video_shape, device=device) if video is None else video.to(device)
         mask = None
         if condition is not None:
             base = base * condition.mask + condition.clean * (1 - condition.mask)
             mask = condition.mask
+            condition = noised_keyframes(condition, request.seed + seed_offset + KEYFRAME_SEED_OFFSET, start)
         video = noised(base, seeded_noise(video_shape, request.seed + seed_offset, device=device), start, mask)
         audio_base = torch.zeros(audio_shape, device=device) if audio is None else audio.to(device)
         audio = noised(audio_base, seeded_noise(audio_shape, request.seed + seed_offset + 1, device=device), start)
@@ -215,20 +219,12 @@ class LTX2Pipeline:
                   if name in request.options}
         return Guidance(replace(video, **shared), replace(audio, **shared), (variant.stg_block,))
 
-    def _image_condition(self, request: VideoRequest, size: LTX2Size, video_shape: tuple[int, ...],
+    def _image_condition(self, request: VideoRequest, size: LTX2Size, video_shape: tuple[int, ...], fps: float,
                          device: torch.device) -> VideoCondition | None:
-        if request.image is None:
-            return None
-        strength = float(request.options.get("image_strength", 1.0))
-        if not 0.0 <= strength <= 1.0:
-            raise ConfigurationError(f"image_strength must be in 0..1, got {strength}.")
-        pixels = image_to_video_pixels(request.image, VideoSize(size.width, size.height, 1))
-        first = self.video_vae.encode(pixels).to(device)
-        clean = torch.zeros(video_shape, device=device)
-        clean[:, :, :1] = first
-        mask = torch.ones(1, 1, *video_shape[2:], device=device)
-        mask[:, :, 0] = 1.0 - strength
-        return VideoCondition(clean, mask)
+        """The first / last frame images encoded at this stage's size (conditioning.py); None without images."""
+        images = frame_images(request, size.frames)
+        return image_condition(self.video_vae, images, size.width, size.height, video_shape, fps,
+                               image_crf(request, self.variant.version), device)
 
 
 def decode_video(video_vae, latents: torch.Tensor, progress: Progress | None = None) -> torch.Tensor:

@@ -81,3 +81,18 @@ def audio_positions(
     bounds = torch.stack([index, index + 1], dim=-1) * latent_scale
     seconds = (bounds + causal_offset - latent_scale).clamp(min=0) * hop_length / sample_rate
     return seconds[None, None].expand(batch, -1, -1, -1)
+
+
+def keyframe_positions(
+    frames: int, height: int, width: int, pixel_frame: int, fps: float, pixel_frames: int = 1, batch: int = 1,
+    scale: Sequence[int] = (8, 32, 32), device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """RoPE bounds `[B, 3, frames*height*width, 2]` of keyframe latents appended after the video's tokens, placed at
+    pixel frame `pixel_frame` (ltx-core `VideoConditionByKeyframeIndex`): no causal shift, time offset by
+    `pixel_frame`, narrowed to `[pixel_frame, pixel_frame + 1)` when the latents hold one pixel frame, in seconds."""
+    bounds = video_positions(frames, height, width, 1.0, batch, scale, causal_offset=scale[0], device=device).clone()
+    bounds[:, 0] += pixel_frame
+    if pixel_frames == 1:
+        bounds[:, 0, :, 1] = bounds[:, 0, :, 0] + 1
+    bounds[:, 0] /= fps
+    return bounds

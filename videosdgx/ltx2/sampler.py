@@ -4,6 +4,8 @@ and per-token timesteps for conditioned (image-to-video) tokens.
 Latents are VAE-normalised: video `[B, C, F, H, W]`, audio `[B, C, T, M]` (packed per frame as `(c m)`).
 Conditioning follows ltx-core: a token's timestep is `sigma * mask` (mask 1 = generate, 0 = keep the clean
 latent), its x0 is `x - v * timestep`, and after guidance conditioned tokens are pinned to their clean values.
+Keyframe tokens (images at frames other than the first, conditioning.py) are appended after the video's tokens with
+their own RoPE bounds, conditioned the same way, and dropped from the result.
 """
 
 from __future__ import annotations
@@ -50,11 +52,24 @@ class Guidance:
 
 
 @dataclass
-class VideoCondition:
-    """Clean latents `[B, C, F, H, W]` and a mask `[B, 1, F, H, W]` (1 = generate, 0 = keep clean)."""
+class KeyframeTokens:
+    """Tokens appended after the video's: clean latents `[B, K, C]`, mask `[B, K, 1]` (1 - strength), RoPE bounds
+    `[B, 3, K, 2]`, and their state at the first sigma (`start`; None: the clean latents, right for strength 1)."""
 
     clean: torch.Tensor
     mask: torch.Tensor
+    positions: torch.Tensor
+    start: torch.Tensor | None = None
+
+
+@dataclass
+class VideoCondition:
+    """Clean latents `[B, C, F, H, W]` and a mask `[B, 1, F, H, W]` (1 = generate, 0 = keep clean), and optional
+    keyframe tokens appended to the sequence."""
+
+    clean: torch.Tensor
+    mask: torch.Tensor
+    keyframes: KeyframeTokens | None = None
 
 
 def noised(clean: torch.Tensor, noise: torch.Tensor, sigma: float, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -87,13 +102,15 @@ def denoise(
     audio_channels = audio.shape[1]
     vx = rearrange(video.float(), "b c f h w -> b (f h w) c")
     ax = rearrange(audio.float(), "b c t m -> b t (c m)")
+    grid = vx.shape[1]
+    positions = (video_positions(frames, height, width, fps, batch, device=video.device),
+                 audio_positions(ax.shape[1], batch, device=video.device))
     mask = clean = None
     if condition is not None:
         mask = rearrange(condition.mask.float().expand(batch, 1, frames, height, width), "b 1 f h w -> b (f h w) 1")
-        clean = rearrange(condition.clean.float(), "b c f h w -> b (f h w) c")
+        clean = rearrange(condition.clean.float().expand(batch, -1, -1, -1, -1), "b c f h w -> b (f h w) c")
+        vx, mask, clean, positions = _append_keyframes(vx, mask, clean, positions, condition.keyframes)
     passes = guidance.passes()
-    positions = (video_positions(frames, height, width, fps, batch, device=video.device),
-                 audio_positions(ax.shape[1], batch, device=video.device))
     video_solver, audio_solver = solvers or (EulerSolver(sigmas), EulerSolver(sigmas))
     for step in range(len(sigmas) - 1):
         sigma = float(sigmas[step])
@@ -113,11 +130,23 @@ def denoise(
         if mask is not None and getattr(video_solver, "renoises", False):
             vx = vx * mask + clean * (1 - mask)
         if on_latent is not None:
-            on_latent(rearrange(v0, "b (f h w) c -> b c f h w", f=frames, h=height, w=width))
+            on_latent(rearrange(v0[:, :grid], "b (f h w) c -> b c f h w", f=frames, h=height, w=width))
         if callback is not None:
             callback(step + 1, len(sigmas) - 1)
-    return (rearrange(vx, "b (f h w) c -> b c f h w", f=frames, h=height, w=width),
+    return (rearrange(vx[:, :grid], "b (f h w) c -> b c f h w", f=frames, h=height, w=width),
             rearrange(ax, "b t (c m) -> b c t m", c=audio_channels))
+
+
+def _append_keyframes(vx, mask, clean, positions, keyframes: KeyframeTokens | None):
+    """The sequence, mask, clean latents and video RoPE bounds with the keyframe tokens appended."""
+    if keyframes is None:
+        return vx, mask, clean, positions
+    batch = vx.shape[0]
+    grow = lambda t: t.float().to(vx.device).expand(batch, *t.shape[1:])
+    start = keyframes.clean if keyframes.start is None else keyframes.start
+    bounds = torch.cat([positions[0], grow(keyframes.positions)], dim=2)
+    return (torch.cat([vx, grow(start)], dim=1), torch.cat([mask, grow(keyframes.mask)], dim=1),
+            torch.cat([clean, grow(keyframes.clean)], dim=1), (bounds, positions[1]))
 
 
 def _run_passes(model, passes, vx, ax, v_ts, a_ts, sigma, positions, positive, negative, stg_blocks, batched,

@@ -47,10 +47,13 @@ class LTX2Variant(Variant):
     family: str = "ltx2"
     size_multiple: int = 32
     frame_step: int = 8
-    inputs: frozenset[str] = field(default_factory=lambda: frozenset({"image"}))
+    inputs: frozenset[str] = field(default_factory=lambda: frozenset({"image", "end_image"}))
     video_decoders: tuple[str, ...] = ()
 
     def check(self, request) -> None:
+        from videosdgx.ltx2.conditioning import check_image_options
+
+        check_image_options(request, self.version)
         decoder = request.options.get("video_decoder")
         if decoder is None or decoder in self.video_decoders:
             return
