@@ -125,7 +125,7 @@ class LTX2Sampler(io.ComfyNode):
         size = Size(width, height, length)
         activations = request_sampling_activations(
             model.dit.cfg, size, fps, len(pipe.guidance(request).passes()), pipe.two_stage(request),
-            image is not None or end_image is not None, compute_dtype(model.dit.proj_out).itemsize)
+            image is not None, compute_dtype(model.dit.proj_out).itemsize, keyframes=int(end_image is not None))
         use(model, vae, audio_vae, upsampler, memory_required=activations)
         device = next(model.dit.parameters()).device
         check_memory(activations, device, f"LTX-2 sampling of {size}")

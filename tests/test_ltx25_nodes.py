@@ -1,6 +1,7 @@
 """The LTX-2.5 nodes inside the ComfyUI stand-in, on the tiny demo bundle: the node chain (LTX-2 loaders for the
 DiT and the VAEs, Gemma 4 loader, LTX-2 Text Encode, duration-head length, sampler, diffusion decode) makes what
-the engine's `generate` makes for the same request (text- and image-to-video), and the loaders' messages."""
+the engine's `generate` makes for the same request (text-to-video, first frame, first and last frame), the
+shipped workflows and `generate --server` choosing them, and the loaders' messages."""
 
 from __future__ import annotations
 
@@ -109,7 +110,6 @@ def test_image_to_video_nodes_make_what_generate_makes(comfy, parts, engine):
     assert_same_video(latent, frames, audio, result)
 
 
-@pytest.mark.xfail(strict=True, reason="the engine's end_image (ltx25kf) is not merged yet: the last frame is ignored")
 def test_first_last_frame_nodes_make_what_generate_makes_and_use_the_last_frame(comfy, parts, engine):
     first, last = (torch.rand(1, 40, 48, 3, generator=torch.Generator().manual_seed(seed)) for seed in (0, 1))
     latent, frames, audio, _ = node_video(comfy, parts, length=17, image=first, end_image=last)

@@ -85,7 +85,7 @@ LTX2_VARIANTS: dict[str, LTX2Variant] = {v.name: v for v in (
     # duration head when not given, the diffusion video decoder (pipeline25.py), first / last frame.
     replace(_variant("ltx-2.5-22b-distilled", "LTX-2.5 22B distilled (audio + video)", "2.5", True),
             workflows=("ltx-2.5-22b-distilled", "ltx-2.5-22b-distilled-i2v", "ltx-2.5-22b-distilled-flf"),
-            video_decoders=("diffusion", "conv"), inputs=frozenset({"image", "end_image"})),
+            video_decoders=("diffusion", "conv")),
 )}
 
 
