@@ -284,4 +284,5 @@ def test_the_plan_knows_the_two_stage_phases(distilled, dev):
             names = [phase.name for phase in plan.phases]
             assert names == ["text encoding", "sampling", "upsampling", "stage-2 sampling", "decoding"], bundle
             resident = dict(plan.phases[1].resident)
-            assert resident["upsampler"] > 0 and ("distilled LoRA" in resident) == (bundle == DEV)
+            assert resident["upsampler"] > 0 and resident["temporal upscaler"] > 0
+            assert ("distilled LoRA" in resident) == (bundle == DEV)
