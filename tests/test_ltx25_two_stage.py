@@ -72,7 +72,7 @@ def test_two_stage_distilled_sampling_matches_a_diffusers_composition(distilled)
     video, audio, size, got_fps = pipe.sample(request, positive, None)
     assert (size.width, size.height, size.frames, got_fps) == (128, 128, 9, fps)
 
-    dit_file, vae_file, upsampler_file = files.one("dit"), files.one("vae"), files.one("upsampler")
+    dit_file, vae_file, upsampler_file = files.one("dit"), files.one("video_decoder"), files.one("upsampler")
     weights = {to_diffusers_key(k): v for k, v in load_file(dit_file).items()}
     cfg = pipe.dit.cfg
     reference = LTX2VideoTransformer3DModel(**{**diffusers_twin(cfg).config, "ff_bias": False,
@@ -85,8 +85,8 @@ def test_two_stage_distilled_sampling_matches_a_diffusers_composition(distilled)
                                          spatial_upsample=True, temporal_upsample=False,
                                          use_rational_resampler=False).eval()
     upsampler.load_state_dict(upsampler_weights, strict=True)
-    statistics = load_file(vae_file)
-    mean, std = (statistics[f"per_channel_statistics.{k}"] for k in ("mean-of-means", "std-of-means"))
+    statistics = load_file(vae_file)  # the diffusion video VAE's (the decoding file, as ltx-pipelines)
+    mean, std = (statistics[f"vae.per_channel_statistics.{k}"] for k in ("mean-of-means", "std-of-means"))
 
     def run(vx, ax, shape, schedulers, generator=None):
         frames, height, width = shape[2:]

@@ -108,8 +108,7 @@ class LTX25Pipeline(LTX2Pipeline):
         video, audio, size, fps = super().sample(request, positive, negative, progress, on_latent)
         if not temporal:
             return video, audio, size, fps
-        vae = self.video_vae
-        video = self.temporal_upsampler.upsample(video, vae.latents_mean.to(video), vae.latents_std.to(video))
+        video = self.temporal_upsampler.upsample(video, *self.latent_statistics(request))
         size = LTX2Size(size.width, size.height, 2 * size.frames - 1, size.notes)
         condition_fps = conditioning_fps(2 * fps)
         tokens = self._latent_shapes(size, condition_fps)[1][2]
@@ -130,6 +129,13 @@ class LTX25Pipeline(LTX2Pipeline):
             )
         return choice
 
+    def latent_statistics(self, request: VideoRequest) -> tuple[torch.Tensor, torch.Tensor]:
+        """Those of the video VAE file that decodes (ltx-pipelines builds its upsampler with the statistics of its
+        one video VAE file, the diffusion one in Lightricks' set)."""
+        if self.video_decoder(request) == "diffusion":
+            return self.diffusion_decoder.latents_mean, self.diffusion_decoder.latents_std
+        return super().latent_statistics(request)
+
     def decode_frames(self, latents: torch.Tensor, request: VideoRequest,
                       progress: Progress | None = None) -> torch.Tensor:
         if self.video_decoder(request) == "conv":
@@ -149,9 +155,7 @@ class LTX25Pipeline(LTX2Pipeline):
             self.text_encoder.last = None
             self.dit.clear_text_cache()
         if self.temporal_upscale(request):  # the sound was made for n frames at fps: cut it to 2n - 1 at 2 fps
-            sound = result.audio
-            samples = round(result.frames.shape[0] / result.fps * sound["sample_rate"])
-            result = replace(result, audio={**sound, "waveform": sound["waveform"][..., :samples]})
+            result = replace(result, audio=cut_audio(result.audio, result.frames.shape[0], result.fps))
         return result
 
     def _solvers(self, request: VideoRequest, sigmas: torch.Tensor, seed_offset: int, device: torch.device):
@@ -204,6 +208,13 @@ def _upsampler(path, load: LoadRequest, mode: str):
             f"(ltx-2.5-latent-{mode}-upscaler-x2-bf16-1.0.safetensors in models/latent_upscale_models)."
         )
     return module
+
+
+def cut_audio(sound: dict, frames: int, fps: float) -> dict:
+    """ComfyUI AUDIO cut to the duration of `frames` at `fps` (after the temporal round, whose 2n - 1 frames at
+    2 fps last a little less than the n frames the sound was made for)."""
+    samples = round(frames / fps * sound["sample_rate"])
+    return {**sound, "waveform": sound["waveform"][..., :samples]}
 
 
 def diffusion_decode(decoder, latents: torch.Tensor, seed: int, progress: Progress | None = None) -> torch.Tensor:
