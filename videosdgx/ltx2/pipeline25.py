@@ -130,9 +130,10 @@ class LTX25Pipeline(LTX2Pipeline):
         return choice
 
     def latent_statistics(self, request: VideoRequest) -> tuple[torch.Tensor, torch.Tensor]:
-        """Those of the video VAE file that decodes (ltx-pipelines builds its upsampler with the statistics of its
-        one video VAE file, the diffusion one in Lightricks' set)."""
-        if self.video_decoder(request) == "diffusion":
+        """The diffusion video VAE file's when loaded (ltx-pipelines builds its upsampler with the statistics of its
+        video VAE file, the diffusion one in Lightricks' set), else the conv VAE's; not the decoder choice's, so
+        that `video_decoder` changes the decoding only."""
+        if self.diffusion_decoder is not None:
             return self.diffusion_decoder.latents_mean, self.diffusion_decoder.latents_std
         return super().latent_statistics(request)
 
