@@ -152,11 +152,12 @@ def test_the_25_upscaler_files_match_diffusers(distilled, role):
 
 def test_temporal_upscale_doubles_frames_and_frame_rate_with_the_sound_held(distilled, monkeypatch):
     pipe = distilled[0]
-    seen = []
-    forward = pipe.dit.forward
+    seen, outputs = [], []
+    forward, stage = pipe.dit.forward, pipe._stage
     monkeypatch.setattr(pipe.dit, "forward", lambda video, audio, perturbation=None: (
-        seen.append((video.tokens.shape[1], float(audio.sigma.max()), video.positions.clone()))
+        seen.append((video.tokens.shape[1], float(audio.sigma.max()), video.positions.clone(), video.tokens.clone()))
         or forward(video, audio, perturbation)))
+    monkeypatch.setattr(pipe, "_stage", lambda *args, **kwargs: outputs.append(stage(*args, **kwargs)) or outputs[-1])
     stages = []
     request = VideoRequest("rain", width=64, height=64, frames=9, steps=2, seed=1,
                            options={"temporal_upscale": "true"})
@@ -167,8 +168,12 @@ def test_temporal_upscale_doubles_frames_and_frame_rate_with_the_sound_held(dist
     sampling = [s for s in stages if s[0] == "sampling"]
     assert [s for s in sampling if s[1] == s[2]] == [("sampling", 2, 2), ("sampling", 3, 3), ("sampling", 4, 4)]
     temporal = seen[-4:]
-    assert all(tokens == 3 * 4 * 4 and sigma == 0.0 for tokens, sigma, _ in temporal)  # the held sound: sigma 0
-    assert all(sigma > 0 for _, sigma, _ in seen[:-4])
+    assert all(tokens == 3 * 4 * 4 and sigma == 0.0 for tokens, sigma, _, _ in temporal)  # the held sound: sigma 0
+    assert all(sigma > 0 for _, sigma, _, _ in seen[:-4])
+    # the round starts from the stage-2 latents upscaled in time, re-noised to 0.975
+    upscaled = pipe.temporal_upsampler.upsample(outputs[1][0], *pipe.latent_statistics(request))
+    start = 0.975 * seeded_noise(upscaled.shape, 1 + 4) + 0.025 * upscaled
+    assert torch.allclose(temporal[0][3], rearrange(start, "b c f h w -> b (f h w) c"), atol=1e-6)
     # RoPE time at the doubled rate (48 fps): the last latent frame starts at pixel frame 9 of the refined clip
     assert temporal[0][2][0, 0, -1, 0].item() == pytest.approx(9 / 48, abs=1e-6)
     again = pipe.generate(request)

@@ -3,7 +3,7 @@ its sound. Text-to-video and image-to-video (first-frame latent conditioning), d
 
 `load_ltx2_pipeline` is the family's `pipeline` hook (families.py); `LTX2Pipeline.generate` takes a VideoRequest.
 Request options (`request.options`): `cross_timestep` ("mixed" | "cross" | "own"), `image_strength` (0..1,
-default 1: the first frame is kept exactly).
+default 1: the first frame is kept exactly), `two_stage` (true / false; default: the variant's).
 """
 
 from __future__ import annotations
