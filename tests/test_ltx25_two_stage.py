@@ -171,7 +171,7 @@ def test_temporal_upscale_doubles_frames_and_frame_rate_with_the_sound_held(dist
     assert all(tokens == 3 * 4 * 4 and sigma == 0.0 for tokens, sigma, _, _ in temporal)  # the held sound: sigma 0
     assert all(sigma > 0 for _, sigma, _, _ in seen[:-4])
     # the round starts from the stage-2 latents upscaled in time, re-noised to 0.975
-    upscaled = pipe.temporal_upsampler.upsample(outputs[1][0], *pipe.latent_statistics(request))
+    upscaled = pipe.temporal_upsampler.upsample(outputs[1][0], *pipe.latent_statistics())
     start = 0.975 * seeded_noise(upscaled.shape, 1 + 4) + 0.025 * upscaled
     assert torch.allclose(temporal[0][3], rearrange(start, "b c f h w -> b (f h w) c"), atol=1e-6)
     # RoPE time at the doubled rate (48 fps): the last latent frame starts at pixel frame 9 of the refined clip
@@ -180,6 +180,16 @@ def test_temporal_upscale_doubles_frames_and_frame_rate_with_the_sound_held(dist
     assert torch.equal(again.latents[0], result.latents[0])  # seeded, also the eta 0.5 renoising
     plain = pipe.generate(VideoRequest("rain", width=64, height=64, frames=9, steps=2, seed=1))
     assert torch.equal(plain.latents[1], result.latents[1])  # the shipped sound is the stages' sound
+
+
+def test_temporal_upscale_keeps_the_start_image(distilled):
+    pipe = distilled[0]
+    image = torch.rand(1, 40, 40, 3, generator=torch.Generator().manual_seed(2))
+    request = VideoRequest("waves", image=image, width=64, height=64, frames=9, steps=1, seed=2)
+    plain = pipe.generate(request)
+    doubled = pipe.generate(VideoRequest("waves", image=image, width=64, height=64, frames=9, steps=1, seed=2,
+                                         options={"temporal_upscale": True}))
+    assert torch.allclose(doubled.latents[0][:, :, :1], plain.latents[0][:, :, :1], atol=1e-6)
 
 
 def test_dev_refines_with_the_lora_and_keeps_the_stage_1_sound(dev, monkeypatch):

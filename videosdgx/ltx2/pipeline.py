@@ -153,12 +153,12 @@ class LTX2Pipeline:
             video, audio = stage(size, None, guidance)
             return video, audio, size, fps
         video, audio = stage(LTX2Size(size.width // 2, size.height // 2, size.frames), None, guidance)
-        video = self.upsampler.upsample(video, *self.latent_statistics(request))
+        video = self.upsampler.upsample(video, *self.latent_statistics())
         with self.refining():
             video, refined_audio = stage(size, torch.tensor(STAGE2_SIGMAS), Guidance(), video, audio, seed_offset=2)
         return video, refined_audio if variant.distilled else audio, size, fps
 
-    def latent_statistics(self, request: VideoRequest) -> tuple[torch.Tensor, torch.Tensor]:
+    def latent_statistics(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The video latents' per-channel (mean, std) the upsamplers un-normalise with: the video VAE's."""
         return self.video_vae.latents_mean, self.video_vae.latents_std
 

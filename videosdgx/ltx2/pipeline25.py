@@ -3,7 +3,8 @@
 * Files by role: `dit` (transformer file with its embedded config), `text_encoder` (Gemma 4 12B with the
   projections bundled), `vae` (the conv video VAE: encodes images, decodes with `video_decoder=conv`),
   `audio_vae` (audio VAE + vocoder), optional `video_decoder` (the diffusion video VAE file: its decoder),
-  `duration_head` and `tokenizer` (Gemma 4 tokenizer.json / tokenizer.model).
+  `duration_head` and `tokenizer` (Gemma 4 tokenizer.json / tokenizer.model), `upsampler` (spatial x2),
+  `temporal_upsampler` (temporal x2) and, for dev, `lora` (the distilled LoRA).
 * Video decoding (`--option video_decoder`): the diffusion decoder when the bundle has it (default), its noise
   from a generator seeded with the job's seed; `conv` decodes with the conv VAE.
 * Two stages (as the 19B path, `LTX2Pipeline.sample`), `--option two_stage=false` for one: stage 1 at half size,
@@ -29,6 +30,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 
 import torch
@@ -101,14 +103,15 @@ class LTX25Pipeline(LTX2Pipeline):
         return True
 
     def sample(self, request: VideoRequest, positive: TextContext, negative: TextContext | None,
-               progress: Progress | None = None, on_latent=None) -> tuple[torch.Tensor, torch.Tensor, LTX2Size, float]:
+               progress: Progress | None = None, on_latent: Callable[[torch.Tensor], None] | None = None,
+               ) -> tuple[torch.Tensor, torch.Tensor, LTX2Size, float]:
         """`LTX2Pipeline.sample`, then with `temporal_upscale` the temporal x2 round: (video latents of 2n - 1
         frames, the sound's latents as sampled, that size, twice the frame rate)."""
         temporal = self.temporal_upscale(request)
         video, audio, size, fps = super().sample(request, positive, negative, progress, on_latent)
         if not temporal:
             return video, audio, size, fps
-        video = self.temporal_upsampler.upsample(video, *self.latent_statistics(request))
+        video = self.temporal_upsampler.upsample(video, *self.latent_statistics())
         size = LTX2Size(size.width, size.height, 2 * size.frames - 1, size.notes)
         condition_fps = conditioning_fps(2 * fps)
         tokens = self._latent_shapes(size, condition_fps)[1][2]
@@ -129,13 +132,13 @@ class LTX25Pipeline(LTX2Pipeline):
             )
         return choice
 
-    def latent_statistics(self, request: VideoRequest) -> tuple[torch.Tensor, torch.Tensor]:
+    def latent_statistics(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The diffusion video VAE file's when loaded (ltx-pipelines builds its upsampler with the statistics of its
         video VAE file, the diffusion one in Lightricks' set), else the conv VAE's; not the decoder choice's, so
         that `video_decoder` changes the decoding only."""
         if self.diffusion_decoder is not None:
             return self.diffusion_decoder.latents_mean, self.diffusion_decoder.latents_std
-        return super().latent_statistics(request)
+        return super().latent_statistics()
 
     def decode_frames(self, latents: torch.Tensor, request: VideoRequest,
                       progress: Progress | None = None) -> torch.Tensor:
