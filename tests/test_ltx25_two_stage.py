@@ -26,6 +26,7 @@ from videosdgx.ltx2.pipeline import LTX2Size
 from videosdgx.ltx2.pipeline25 import LTX25Pipeline, load_ltx25_pipeline
 from videosdgx.ltx2.sampler import TextContext
 from videosdgx.ltx2.schedule import STAGE2_SIGMAS, distilled_sigmas
+from videosdgx.ltx2.temporal import TEMPORAL_SIGMAS
 from videosdgx.ltx2.variants import LTX2_VARIANTS, option_flag
 from videosdgx.runtime.errors import ConfigurationError, WrongComponentError
 from videosdgx.runtime.model_files import LoadRequest
@@ -60,6 +61,65 @@ def _context(pipe, seed: int = 0) -> TextContext:
     return TextContext(torch.randn(1, 6, cfg.dim, generator=g), torch.randn(1, 6, cfg.audio_dim, generator=g))
 
 
+def _diffusers_dit(files, cfg) -> LTX2VideoTransformer3DModel:
+    reference = LTX2VideoTransformer3DModel(**{**diffusers_twin(cfg).config, "ff_bias": False,
+                                               "use_prompt_adaln_single": False,
+                                               "use_keyframes_abs_pos_embedding": True}).eval()
+    reference.load_state_dict({to_diffusers_key(k): v for k, v in load_file(files.one("dit")).items()}, strict=True)
+    return reference
+
+
+def _diffusers_upscale(files, role: str, latents: torch.Tensor) -> torch.Tensor:
+    """`role`'s file in `LTX2LatentUpsamplerModel`, on latents (de)normalised as `LTX2LatentUpsamplePipeline` does,
+    with the diffusion video VAE file's statistics (the decoding file, as ltx-pipelines)."""
+    state = load_file(files.one(role))
+    mid, channels = state["initial_conv.weight"].shape[:2]
+    temporal = role == "temporal_upsampler"
+    upsampler = LTX2LatentUpsamplerModel(in_channels=channels, mid_channels=mid, num_blocks_per_stage=2, dims=3,
+                                         spatial_upsample=not temporal, temporal_upsample=temporal,
+                                         use_rational_resampler=False).eval()
+    upsampler.load_state_dict(state, strict=True)
+    statistics = load_file(files.one("video_decoder"))
+    mean, std = (statistics[f"vae.per_channel_statistics.{k}"] for k in ("mean-of-means", "std-of-means"))
+    return DiffusersLTX2Pipeline._normalize_latents(
+        upsampler(DiffusersLTX2Pipeline._denormalize_latents(latents, mean, std)), mean, std)
+
+
+def _diffusers_steps(reference, context: TextContext, video, audio, schedulers, fps: float, generator=None,
+                     frozen_audio: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """diffusers' transformer stepped by `schedulers` (video, audio); `frozen_audio`: the sound at timestep 0 and
+    not stepped (`LTX2DFRTemporalRefinePipeline`'s `freeze_audio`)."""
+    frames, height, width = video.shape[2:]
+    vx, ax = rearrange(video, "b c f h w -> b (f h w) c"), rearrange(audio, "b c t m -> b t (c m)")
+    extra = {} if generator is None else {"generator": generator}
+    for t in schedulers[0].timesteps:
+        s = torch.full((1,), float(t))
+        a_s = torch.zeros(1) if frozen_audio else s
+        v, a = reference(hidden_states=vx, audio_hidden_states=ax, encoder_hidden_states=context.video,
+                         audio_encoder_hidden_states=context.audio, timestep=s.expand(1, vx.shape[1]),
+                         audio_timestep=a_s.expand(1, ax.shape[1]), sigma=s, audio_sigma=a_s, num_frames=frames,
+                         height=height, width=width, fps=fps, audio_num_frames=ax.shape[1],
+                         use_cross_timestep=True, return_dict=False)
+        vx = schedulers[0].step(v, t, vx, return_dict=False, **extra)[0]
+        if not frozen_audio:
+            ax = schedulers[1].step(a, t, ax, return_dict=False, **extra)[0]
+    return (rearrange(vx, "b (f h w) c -> b c f h w", f=frames, h=height, w=width),
+            rearrange(ax, "b t (c m) -> b c t m", c=audio.shape[1]))
+
+
+def _schedulers(kind, sigmas, **config) -> list:
+    """Two schedulers (video, audio) over `sigmas` (ending at 0: as many steps as intervals)."""
+    schedulers = [kind(**config) for _ in range(2)]
+    for scheduler in schedulers:
+        scheduler.set_timesteps(sigmas=list(sigmas)[:-1] if kind is FlowMatchEulerDiscreteScheduler else list(sigmas))
+        scheduler.timesteps = scheduler.timesteps[:len(sigmas) - 1]
+    return schedulers
+
+
+def _relative_error(got: torch.Tensor, ref: torch.Tensor) -> float:
+    return ((got - ref).abs().max() / ref.abs().max()).item()
+
+
 def test_two_stage_distilled_sampling_matches_a_diffusers_composition(distilled):
     """Stage 1 (2 Euler-ancestral steps at half size) -> x2 upscale of the un-normalised latents -> stage 2 (3 Euler
     steps), ours vs diffusers' transformer + `LTXEulerAncestralRFScheduler`, `LTX2LatentUpsamplerModel` with the
@@ -72,62 +132,57 @@ def test_two_stage_distilled_sampling_matches_a_diffusers_composition(distilled)
     video, audio, size, got_fps = pipe.sample(request, positive, None)
     assert (size.width, size.height, size.frames, got_fps) == (128, 128, 9, fps)
 
-    dit_file, vae_file, upsampler_file = files.one("dit"), files.one("video_decoder"), files.one("upsampler")
-    weights = {to_diffusers_key(k): v for k, v in load_file(dit_file).items()}
-    cfg = pipe.dit.cfg
-    reference = LTX2VideoTransformer3DModel(**{**diffusers_twin(cfg).config, "ff_bias": False,
-                                               "use_prompt_adaln_single": False,
-                                               "use_keyframes_abs_pos_embedding": True}).eval()
-    reference.load_state_dict(weights, strict=True)
-    upsampler_weights = load_file(upsampler_file)
-    mid, channels = upsampler_weights["initial_conv.weight"].shape[:2]
-    upsampler = LTX2LatentUpsamplerModel(in_channels=channels, mid_channels=mid, num_blocks_per_stage=2, dims=3,
-                                         spatial_upsample=True, temporal_upsample=False,
-                                         use_rational_resampler=False).eval()
-    upsampler.load_state_dict(upsampler_weights, strict=True)
-    statistics = load_file(vae_file)  # the diffusion video VAE's (the decoding file, as ltx-pipelines)
-    mean, std = (statistics[f"vae.per_channel_statistics.{k}"] for k in ("mean-of-means", "std-of-means"))
-
-    def run(vx, ax, shape, schedulers, generator=None):
-        frames, height, width = shape[2:]
-        vx, ax = rearrange(vx, "b c f h w -> b (f h w) c"), rearrange(ax, "b c t m -> b t (c m)")
-        extra = {} if generator is None else {"generator": generator}
-        for t in schedulers[0].timesteps:
-            s = torch.full((1,), float(t))
-            v, a = reference(hidden_states=vx, audio_hidden_states=ax, encoder_hidden_states=positive.video,
-                             audio_encoder_hidden_states=positive.audio, timestep=s.expand(1, vx.shape[1]),
-                             audio_timestep=s.expand(1, ax.shape[1]), sigma=s, audio_sigma=s, num_frames=frames,
-                             height=height, width=width, fps=fps, audio_num_frames=ax.shape[1],
-                             use_cross_timestep=True, return_dict=False)
-            vx = schedulers[0].step(v, t, vx, return_dict=False, **extra)[0]
-            ax = schedulers[1].step(a, t, ax, return_dict=False, **extra)[0]
-        return (rearrange(vx, "b (f h w) c -> b c f h w", f=frames, h=height, w=width),
-                rearrange(ax, "b t (c m) -> b c t m", c=audio.shape[1]))
-
+    reference = _diffusers_dit(files, pipe.dit.cfg)
     half, audio_shape = pipe._latent_shapes(LTX2Size(64, 64, 9), fps)
     sigmas = distilled_sigmas(2)
-    ancestral = [LTXEulerAncestralRFScheduler(eta=1.0) for _ in range(2)]
-    for scheduler in ancestral:
-        scheduler.set_timesteps(sigmas=sigmas.tolist())
-        scheduler.timesteps = scheduler.timesteps[:-1]
-    start = float(sigmas[0])
+    start, s = float(sigmas[0]), STAGE2_SIGMAS[0]
     with torch.no_grad():
-        ref_video, ref_audio = run(start * seeded_noise(half, seed), start * seeded_noise(audio_shape, seed + 1), half,
-                                   ancestral, torch.Generator().manual_seed(seed + 10000))
-        ref_video = DiffusersLTX2Pipeline._normalize_latents(
-            upsampler(DiffusersLTX2Pipeline._denormalize_latents(ref_video, mean, std)), mean, std)
-        euler = [FlowMatchEulerDiscreteScheduler(shift=1.0) for _ in range(2)]
-        for scheduler in euler:
-            scheduler.set_timesteps(sigmas=list(STAGE2_SIGMAS[:-1]))
-        s = STAGE2_SIGMAS[0]
+        ref_video, ref_audio = _diffusers_steps(
+            reference, positive, start * seeded_noise(half, seed), start * seeded_noise(audio_shape, seed + 1),
+            _schedulers(LTXEulerAncestralRFScheduler, sigmas.tolist(), eta=1.0), fps,
+            torch.Generator().manual_seed(seed + 10000))
+        ref_video = _diffusers_upscale(files, "upsampler", ref_video)
         full = ref_video.shape
         ref_video = s * seeded_noise(full, seed + 2) + (1 - s) * ref_video
         ref_audio = s * seeded_noise(audio_shape, seed + 3) + (1 - s) * ref_audio
-        ref_video, ref_audio = run(ref_video, ref_audio, full, euler)
-    errors = [((got - ref).abs().max() / ref.abs().max()).item() for got, ref in ((video, ref_video),
-                                                                                  (audio, ref_audio))]
+        ref_video, ref_audio = _diffusers_steps(reference, positive, ref_video, ref_audio,
+                                                _schedulers(FlowMatchEulerDiscreteScheduler, STAGE2_SIGMAS,
+                                                            shift=1.0), fps)
+    errors = [_relative_error(video, ref_video), _relative_error(audio, ref_audio)]
     print(f"two-stage parity: video {errors[0]:.2e}, audio {errors[1]:.2e} (relative max error)")
-    assert video.shape == full == (1, channels, 2, 8, 8) and max(errors) < 1e-3
+    assert video.shape == full == (1, 8, 2, 8, 8) and max(errors) < 1e-3
+
+
+def test_the_temporal_round_matches_a_diffusers_composition(distilled, monkeypatch):
+    """The stage-2 latents -> temporal x2 upscale -> re-noised to 0.975 -> 4 Euler-ancestral (eta 0.5) steps at
+    48 fps with the sound held clean (resampled as diffusers' `_audio_window_for_tile` does for one window), ours vs
+    diffusers' upsampler, transformer and `LTXEulerAncestralRFScheduler`."""
+    from diffusers.pipelines.ltx2.pipeline_ltx2_dfr_temporal_refine import _audio_window_for_tile
+
+    pipe, files = distilled
+    seed = 6
+    outputs, stage = [], pipe._stage
+    monkeypatch.setattr(pipe, "_stage", lambda *args, **kwargs: outputs.append(stage(*args, **kwargs)) or outputs[-1])
+    positive = _context(pipe, seed=1)
+    request = VideoRequest("x", width=64, height=64, frames=9, steps=2, seed=seed, fps=24,
+                           options={"cross_timestep": "cross", "temporal_upscale": True})
+    video, audio, size, fps = pipe.sample(request, positive, None)
+    assert (size.frames, fps) == (17, 48.0) and torch.equal(audio, outputs[1][1])
+
+    reference = _diffusers_dit(files, pipe.dit.cfg)
+    with torch.no_grad():
+        ref_video = _diffusers_upscale(files, "temporal_upsampler", outputs[1][0])
+        ref_video = 0.975 * seeded_noise(ref_video.shape, seed + 4) + 0.025 * ref_video
+        window = _audio_window_for_tile(rearrange(audio, "b c t m -> b t (c m)"), pixel_start=0, tile_frames=17,
+                                        playback_fps=48.0, source_seconds=9 / 24, conditioning_fps=48.0,
+                                        audio_latents_per_second=25.0)
+        held = rearrange(window, "b t (c m) -> b c t m", c=audio.shape[1])
+        ref_video, _ = _diffusers_steps(reference, positive, ref_video, held,
+                                        _schedulers(LTXEulerAncestralRFScheduler, TEMPORAL_SIGMAS.tolist(), eta=0.5),
+                                        48.0, torch.Generator().manual_seed(seed + 1000), frozen_audio=True)
+    error = _relative_error(video, ref_video)
+    print(f"temporal round parity: video {error:.2e} (relative max error)")
+    assert video.shape == ref_video.shape == (1, 8, 3, 4, 4) and error < 1e-3
 
 
 @pytest.mark.parametrize("role", ["upsampler", "temporal_upsampler"])
