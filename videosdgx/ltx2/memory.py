@@ -4,8 +4,10 @@ The phases follow `LTX2Pipeline`: every model is loaded first (the checkpoint's 
 audio VAE and vocoder, Gemma, the x2 upsampler and a dev model's distilled LoRA); Gemma is released after
 encoding with `--low-memory`, which also runs the guidance passes one by one. (The pipeline also releases Gemma
 on its own when the files take over 80 % of free memory; the plan counts Gemma resident unless `--low-memory`, so
-such a run is told to pass it.) Two-stage variants sample at half size, upsample the latents x2 and refine at
-full size without guidance ("stage-2 sampling"). Activation peaks, in bytes, `cb` the compute dtype's size:
+such a run is told to pass it.) Two-stage variants (19B, 2.5) sample at half size, upsample the latents x2 and
+refine at full size without guidance ("stage-2 sampling"). LTX-2.5's temporal upscaler is counted resident; the
+round it runs with `--option temporal_upscale=true` (2n - 1 frames at full size, one pass) is not planned.
+Activation peaks, in bytes, `cb` the compute dtype's size:
 
 * text encoding: `prompts * 1024 tokens * ((layers + 1) * hidden * cb * (1 + projections) + 2 * ffn * cb
   + TEXT_STREAM * hidden * 4)`: Gemma keeps every hidden state, the projection stacks them once per modality it
@@ -141,7 +143,8 @@ def resident_models(variant: LTX2Variant, files: BundleFiles | None, weights: di
         kept = [(name, size) for name, size in parts.items() if size]
     else:  # LTX-2.5: split files
         labels = (("dit", "DiT"), ("vae", "video VAE"), ("video_decoder", "diffusion video decoder"),
-                  ("audio_vae", "audio VAE + vocoder"), ("duration_head", "duration head"))
+                  ("audio_vae", "audio VAE + vocoder"), ("duration_head", "duration head"),
+                  ("temporal_upsampler", "temporal upscaler"))
         kept = [(label, weights[role]) for role, label in labels if weights.get(role)]
     if variant.two_stage and weights.get("upsampler"):
         kept.append(("upsampler", weights["upsampler"]))
