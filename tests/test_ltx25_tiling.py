@@ -14,14 +14,21 @@ import pytest
 import torch
 
 from tests.test_ltx25_decoder import CONFIGS, relative
+from tests.test_ltx25_pipeline import pipeline  # noqa: F401 (the demo bundle's pipeline, a fixture)
+from videosdgx.bundle_files import BundleFiles
+from videosdgx.cli import main
+from videosdgx.job import VideoRequest
 from videosdgx.ltx2 import diffusion_tiling as tiling
+from videosdgx.ltx2 import memory
 from videosdgx.ltx2.diffusion_decoder import DiffusionDecoderConfig, DiffusionVideoDecoder
 from videosdgx.ltx2.diffusion_tiling import Interval, TileSizes
+from videosdgx.ltx2.media_loaders import load_diffusion_decoder
 from videosdgx.ltx2.pipeline25 import diffusion_decode
 from videosdgx.ltx2.variants import LTX2_VARIANTS
-from videosdgx.job import VideoRequest
+from videosdgx.plan import Size
 from videosdgx.runtime.errors import ConfigurationError
-from videosdgx.testing.ltx25_decoder import TINY_DECODER, decoder_state, diffusers_decoder
+from videosdgx.runtime.model_files import LoadRequest
+from videosdgx.testing.ltx25_decoder import TINY_DECODER, decoder_state, diffusers_decoder, write_diffusion_vae
 
 RELEASE = DiffusionDecoderConfig()  # ltx-core's class defaults (1024 -> 128 channels, stage 5 3x7x7, 2 v steps)
 DIFFUSERS = dataclasses.replace(RELEASE, stage_channels=(2048, 1024, 512, 512, 256), stage5_kernel=(11, 11, 11))
@@ -241,3 +248,28 @@ def test_tile_options_are_checked_before_loading(options, message):
     variant.check(VideoRequest("waves", options={"decoder_tile_frames": 0, "decoder_tile_size": 512}))
     with pytest.raises(ConfigurationError, match=r"which LTX-2.3 22B distilled \(audio \+ video\) has not; leave"):
         LTX2_VARIANTS["ltx-2.3-22b-distilled"].check(VideoRequest("waves", options={"decoder_tile_size": 512}))
+
+
+def test_a_tile_option_below_the_smallest_tile_is_refused_before_sampling(pipeline, monkeypatch):
+    request = VideoRequest("waves", width=64, height=64, frames=17, steps=1, seed=5,
+                           options={"decoder_tile_frames": 16})
+    result = pipeline.generate(request)  # 17 frames in 16-frame tiles: two temporal tiles
+    assert torch.equal(result.frames, diffusion_decode(pipeline.diffusion_decoder, result.latents[0], 5,
+                                                       options=request.options))
+    monkeypatch.setattr(pipeline, "sample", lambda *a, **k: pytest.fail("sampled"))
+    with pytest.raises(ConfigurationError, match=r"decoder_tile_frames=8: .* at least 16 frames \(they overlap by 8"):
+        pipeline.generate(dataclasses.replace(request, options={"decoder_tile_frames": 8}))
+    assert main(["generate", "--demo", "--model", "ltx-2.5-22b-distilled", "--prompt", "waves", "--option",
+                 "decoder_tile_size=100"]) == 2
+
+
+@pytest.mark.parametrize("prefixed", [True, False])
+def test_the_plan_reads_the_decoders_widths_from_the_header(tmp_path, prefixed):
+    path = write_diffusion_vae(tmp_path / "vae.safetensors", prefixed=prefixed)
+    files = BundleFiles("ltx-2.5-22b-distilled", {"video_decoder": (path,)})
+    assert memory.diffusion_decoder_config(files) == load_diffusion_decoder(path, LoadRequest()).module.config
+    assert memory.diffusion_decoder_config(None) == RELEASE
+    size, load = Size(1280, 704, 481), LoadRequest(torch.bfloat16)
+    latent, frames = (61, 22, 40), 481 * 704 * 1280
+    smallest = tiling.tiled_peak(RELEASE, latent, TileSizes(16, 192, 192), 2)
+    assert memory.diffusion_decoding_activations(None, size, load) == smallest + frames * 3 * 2 + frames * 3 * 4 * 2
