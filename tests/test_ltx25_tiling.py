@@ -129,18 +129,21 @@ def blend(tiles: list[torch.Tensor], starts: list[int], length: int, overlap: in
     return out
 
 
-@pytest.mark.parametrize("axis, shape, tiles, options, starts, overlap", [
-    (2, (5, 2, 3), TileSizes(16, 0, 0), dict(tile_sample_min_num_frames=16, tile_sample_stride_num_frames=8),
-     [0, 7, 15, 23], 8),
-    (4, (3, 2, 7), TileSizes(0, 0, 48), dict(tile_sample_min_width=48, tile_sample_stride_width=24), [0, 24], 24),
-])
-def test_tiles_decode_like_diffusers_tiled_decode_and_blend_like_ltx_core(axis, shape, tiles, options, starts,
+TIME = (2, (5, 2, 3), TileSizes(16, 0, 0), dict(tile_sample_min_num_frames=16, tile_sample_stride_num_frames=8),
+        [0, 7, 15, 23], 8)
+SPACE = (4, (3, 2, 7), TileSizes(0, 0, 48), dict(tile_sample_min_width=48, tile_sample_stride_width=24), [0, 24], 24)
+
+
+@pytest.mark.parametrize("name, axis, shape, tiles, options, starts, overlap",
+                         [("v-2-steps", *TIME), ("v-2-steps", *SPACE), ("x0-1-step", *TIME)])
+def test_tiles_decode_like_diffusers_tiled_decode_and_blend_like_ltx_core(name, axis, shape, tiles, options, starts,
                                                                           overlap):
     """The same cuts as diffusers (17 cells in 8-cell tiles every 4: frames [0, 15) [7, 23) [15, 31) [23, 33);
-    14 columns of cells in 12-cell tiles every 6: pixels [0, 48) [24, 56)): diffusers' recorded tile outputs,
-    cross-faded with its weights x / E, give its output; with ltx-core's (x + 1) / (E + 1), ours."""
-    model, z = tiny(), latents(*shape)
-    reference = diffusers_decoder(TINY_DECODER, model.state_dict())
+    14 columns of cells in 12-cell tiles every 6: pixels [0, 48) [24, 56)) and the same noise (one x0 step: drawn
+    per tile, in order): diffusers' recorded tile outputs, cross-faded with its weights x / E, give its output;
+    with ltx-core's (x + 1) / (E + 1), ours."""
+    model, z = tiny(CONFIGS[name]), latents(*shape)
+    reference = diffusers_decoder(CONFIGS[name], model.state_dict())
     big = dict(tile_sample_min_height=4096, tile_sample_stride_height=4096, tile_sample_min_width=4096,
                tile_sample_stride_width=4096, tile_sample_min_num_frames=4096, tile_sample_stride_num_frames=4096)
     reference.enable_tiling(**(big | options))
@@ -156,7 +159,7 @@ def test_tiles_decode_like_diffusers_tiled_decode_and_blend_like_ltx_core(axis, 
     as_diffusers = blend(recorded, starts, length, overlap, axis, steps / overlap)
     as_ltx_core = blend(recorded, starts, length, overlap, axis, (steps + 1) / (overlap + 1))
     errors = relative(as_diffusers, theirs), relative(ours, as_ltx_core), relative(ours, theirs)
-    print(f"axis {axis}: diffusers vs its tiles {errors[0]:.1e}, ours vs ltx-core's blend of them {errors[1]:.1e}, "
+    print(f"{name}, axis {axis}: diffusers vs its tiles {errors[0]:.1e}, ours vs ltx-core's blend of them {errors[1]:.1e}, "
           f"ours vs diffusers {errors[2]:.1e} (the blend weights differ)")
     assert errors[0] <= 1e-5 and errors[1] <= 1e-5 and errors[2] > 1e-3
 

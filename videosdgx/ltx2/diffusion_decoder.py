@@ -10,6 +10,8 @@ Borders (ltx-core): the last latent frame is repeated `(stage-1 kernel_t // 2) *
 1-4 and those frames are cut off the context, so the last real frames are not at the attention's shifted border;
 latents smaller than every stage's kernel are padded first (edge-replicated) and the pixels cropped back; a clip
 shorter than stage 5's temporal window keeps some ghost frames and repeats its last noise frame over them.
+Long clips decode in tiles (`decode_tiles`, ltx-core's tiled decode): stages 1-3 once, stage 4 and every diffusion
+step per tile, the tiles blended and yielded a temporal tile at a time (geometry and weights: diffusion_tiling.py).
 """
 
 from __future__ import annotations

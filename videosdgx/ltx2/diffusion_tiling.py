@@ -12,10 +12,14 @@ temporal stride in frames, its spatial stride times the patch size in pixels (2,
 * A cell interval maps to pixels like the pixel-shuffle upsampler: `x stride` spatially (and the patch); in time
   `[2s - 1, 2e - 1)` (`[0, 2e - 1)` for the first tile, whose duplicate leading frame is dropped).
 * The automatic choice (ltx-core `recommended_decode_tiling_config`) tries every legal size on the VAE's grid per
-  axis, keeps those whose estimated peak fits the free memory and takes the least recomputed volume (then the
-  largest tile, then the fewest). The estimate is ours (measured, `TILE_VALUES_PER_TOKEN`, see bench/README.md):
-  the stage-4 input of the whole clip, stays resident; a temporal group's blend buffer (two tile lengths of full
-  frames); one tile's stage 4 + stage 5 working set per stage-5 token.
+  axis, from twice the overlap up, keeps those whose estimated peak fits the free memory (less 1 GiB) and takes the
+  least recomputed volume (then the largest tile, then the fewest). The estimate is ours, measured on our code
+  (bench/ltx25.py --fit; ltx-core's coefficients are for its kernels): stages 1-3 on the whole clip, whose output
+  (stage 4's input) stays resident; a temporal group's blend buffer (two tile lengths of full frames); one tile's
+  stage 4 + stage 5 working set per stage-5 token. The decoder is loaded already, so its weights are not counted.
+Unlike ltx-core, the whole clip's starting noise waits on the CPU (each tile takes its part to the device), and
+tile sizes below the smallest automatic one (twice the overlap) are refused rather than blended with normalised
+weights (the weights are still normalised should they not sum to one, as ltx-core does).
 """
 
 from __future__ import annotations
@@ -35,8 +39,8 @@ if TYPE_CHECKING:
     from videosdgx.ltx2.diffusion_decoder import DiffusionDecoderConfig
 
 log = logging.getLogger(__name__)
-TILE_VALUES_PER_TOKEN = 12.0  # one tile's peak, in stage-5 widths per stage-5 token (measured: bench/ltx25.py)
-FEATURE_COPIES = 2.5  # stages 1-3 on the whole clip: stage-4 inputs alive at their peak (measured)
+TILE_VALUES_PER_TOKEN = 13.0  # one tile's peak in stage-5 widths per stage-5 token (measured 11.2-13.0, ltx25.py --fit)
+FEATURE_COPIES = 2.4  # stages 1-3 on the whole clip: stage-4 inputs alive at their peak (measured 2.30-2.33)
 SAFETY = 1 << 30  # bytes held back from the free memory (ltx-core's eager margin)
 
 
