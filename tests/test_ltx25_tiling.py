@@ -25,8 +25,9 @@ from videosdgx.ltx2.diffusion_tiling import Interval, TileSizes
 from videosdgx.ltx2.media_loaders import load_diffusion_decoder
 from videosdgx.ltx2.pipeline25 import diffusion_decode
 from videosdgx.ltx2.variants import LTX2_VARIANTS
-from videosdgx.plan import Size
+from videosdgx.plan import Size, plan_run
 from videosdgx.runtime.errors import ConfigurationError
+from videosdgx.runtime.memory import MemoryStatus
 from videosdgx.runtime.model_files import LoadRequest
 from videosdgx.testing.ltx25_decoder import TINY_DECODER, decoder_state, diffusers_decoder, write_diffusion_vae
 
@@ -276,3 +277,7 @@ def test_the_plan_reads_the_decoders_widths_from_the_header(tmp_path, prefixed):
     latent, frames = (61, 22, 40), 481 * 704 * 1280
     smallest = tiling.tiled_peak(RELEASE, latent, TileSizes(16, 192, 192), 2)
     assert memory.diffusion_decoding_activations(None, size, load) == smallest + frames * 3 * 2 + frames * 3 * 4 * 2
+    free = MemoryStatus(torch.device("cuda"), 1 << 40, 1 << 40, 1 << 40, 1 << 40, unified=True)
+    plan = plan_run("ltx-2.5-22b-distilled", size, load, False, None, free)  # from the manifest
+    assert plan.phases[-1].name == "decoding"
+    assert plan.phases[-1].activations == memory.diffusion_decoding_activations(None, size, load)

@@ -340,7 +340,7 @@ def ltx2_memory_phases(variant: LTX2Variant, files: BundleFiles | None, weights:
     if two_stage:
         phases.append(Phase("upsampling", after_text, upsampling_activations(files, stage1, load)))
         phases.append(Phase("stage-2 sampling", after_text, stage(size, 1)))
-    diffusion = variant.video_decoders[:1] == ("diffusion",) and bool(weights.get("video_decoder"))
+    diffusion = variant.video_decoders[:1] == ("diffusion",) and "video_decoder" in weights  # the bundle has it
     decode = diffusion_decoding_activations if diffusion else decoding_activations
     phases.append(Phase("decoding", after_text, decode(files, size, load)))
     return phases
