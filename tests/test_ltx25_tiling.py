@@ -104,12 +104,47 @@ def test_the_tiles_cover_the_video_and_their_weights_sum_to_one():
     assert [t.pixels[2] for t in groups[0]] == [slice(0, 48), slice(24, 72), slice(48, 96), slice(72, 104)]
 
 
+def test_weights_that_do_not_sum_to_one_are_normalised():
+    """A stage-4 window of 11 columns makes the smallest tile 11 cells while tiles overlap by 8 (64 px): 25 columns
+    in 16-cell tiles every 8 are [0, 16) [8, 24) [16, 25), the last grows to [14, 25) and shares 10 cells, so the
+    middle tile's ramps (8 + 10 cells) overlap and its weights no longer sum to one; ltx-core divides by the sum."""
+    cfg = dataclasses.replace(RELEASE, stage_kernels=((3, 7, 7), (3, 7, 7), (3, 5, 5), (3, 3, 11)),
+                              stage_depths=(4, 6, 4, 1, 1), stage5_kernel=(3, 3, 3))
+    assert tiling.overlaps(cfg) == (8, 64) and tiling.min_tile_cells(cfg) == (3, 3, 11)
+    groups = tiling.tile_groups(cfg, (5, 4, 25), TileSizes(0, 0, 128))
+    assert [t.cells[2] for t in groups[0]] == [slice(0, 16), slice(8, 24), slice(14, 25)]
+    sums = tiling.weight_sums(groups, (9, 32, 200))
+    assert sums is not None and sums[2].max() > 1.01 and torch.equal(sums[0], torch.ones(9))
+    total = torch.zeros(200)
+    for tile in groups[0]:
+        total[tile.pixels[2]] += tile.weights[2]
+    assert torch.allclose(total, sums[2]) and torch.equal(total[:112], torch.ones(112))
+
+
 # ------------------------------------------------------------------------------------------------ decoding
 @pytest.mark.parametrize("name", CONFIGS)
 @pytest.mark.parametrize("shape", [(3, 2, 3), (1, 1, 1)])
 def test_one_tile_covering_the_clip_decodes_exactly_like_the_untiled_decode(name, shape):
     model, z = tiny(CONFIGS[name]), latents(*shape)
     assert torch.equal(tiled(model, z, TileSizes(4096, 4096, 4096)), model.decode(z, torch.Generator().manual_seed(2)))
+
+
+@pytest.mark.parametrize("kernel, shape, sizes", [((3, 3, 5), (5, 2, 7), TileSizes(16, 0, 32)),
+                                                   ((3, 3, 11), (3, 2, 10), TileSizes(16, 0, 48))])
+def test_the_blend_is_a_partition_of_unity(kernel, shape, sizes, monkeypatch):
+    """Tiles that each decode to ones blend to ones: across temporal tiles (the overlap carried from one to the
+    next) and where the weights need dividing (a stage-4 window of 11: the 20 columns of cells are cut [0, 12)
+    [6, 18) [9, 20), the last grown to the smallest tile, so the middle tile's ramps overlap)."""
+    cfg = dataclasses.replace(TINY_DECODER, stage_kernels=(*TINY_DECODER.stage_kernels[:3], kernel),
+                              stage_depths=(2, 1, 1, 1, 1), stage5_kernel=(3, 3, 3))
+    model = tiny(cfg)
+    monkeypatch.setattr(model, "decode_tile", lambda features, tile, *rest: torch.ones(
+        1, 3, *(span.stop - span.start for span in tile.pixels)))
+    out = tiled(model, latents(*shape), sizes)
+    groups = tiling.tile_groups(cfg, tiling.stage4_grid(cfg, shape), sizes)
+    assert len(groups) > 1 and len(groups[0]) == (2 if kernel[2] == 5 else 3)
+    assert (tiling.weight_sums(groups, out.shape[2:]) is None) == (kernel[2] == 5)
+    assert torch.allclose(out, torch.ones_like(out), atol=1e-6)
 
 
 def blend(tiles: list[torch.Tensor], starts: list[int], length: int, overlap: int, dim: int,
