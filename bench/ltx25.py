@@ -21,7 +21,7 @@ does not fit fails alone (reported) instead of paging the machine.
 
 `--long` compares our diffusion decoder untiled with tiled (`--tile-frames`, `--tile-size`: pixel frames / pixels,
 0 = whole axis; at least the decoder's smallest tiles) on one clip: time and peak as ratios, the largest difference,
-and the memory plan's estimate (`diffusion_tiling.tiled_peak`) beside each measured peak. `--fit` measures the plan's
+and the memory plan's estimate (`memory.diffusion_decode_bytes` with those tiles) beside each measured peak. `--fit` measures the plan's
 two constants in one process: stages 1-3 on the whole clip (their peak over the stage-4 input's bytes:
 `FEATURE_COPIES`) and one tile's stage 4 + diffusion steps (its peak over stage-5 tokens x width x dtype size:
 `TILE_VALUES_PER_TOKEN`).
@@ -43,7 +43,9 @@ import torch
 from _measure import GB, Span, gb, ratio, run_child, table, timed, write_result
 
 from videosdgx.ltx2.diffusion_decoder import DiffusionDecoderConfig, DiffusionVideoDecoder
-from videosdgx.ltx2.diffusion_tiling import TileSizes, overlaps, stage4_grid, tile_groups, tiled_peak
+from videosdgx.ltx2.diffusion_tiling import TileSizes, overlaps, stage4_grid, tile_groups
+from videosdgx.ltx2.memory import diffusion_decode_bytes
+from videosdgx.plan import Size
 from videosdgx.testing.ltx25_decoder import TINY_DECODER, decoder_state, diffusers_decoder
 
 log = logging.getLogger("bench.ltx25")
@@ -119,7 +121,8 @@ def child(args: argparse.Namespace, folder: Path) -> None:
     torch.save(out.float(), folder / f"{args.child}.pt")
     result["shape"] = list(out.shape)
     sizes = tiles(args) if args.child == "diffusion-tiled" else TileSizes()
-    result["planned"] = tiled_peak(cfg, tuple(latents.shape[2:]), sizes, latents.element_size())
+    shape = Size(out.shape[4], out.shape[3], out.shape[2])
+    result["planned"] = diffusion_decode_bytes(cfg, shape, out.element_size(), sizes)
     result["weights"] = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     write_result(args.result, result)
 

@@ -231,16 +231,25 @@ def test_same_seed_same_frames(name):
 
 # ------------------------------------------------------------------------------------------------ choice, options
 def test_the_automatic_choice_follows_the_free_memory():
+    """Every size the choice may take fits the free memory less 1 GiB; none fits below the smallest tiles' peak
+    (here stages 1-3 on the whole clip: 2.4 stage-4 inputs); given sizes are kept."""
     latent, cb = (16, 22, 40), 2  # 121 frames of 1280 x 704
-    fixed = tiling.SAFETY + tiling.resident_bytes(RELEASE, latent, cb)
+
+    def peak(sizes: TileSizes) -> int:
+        return tiling.device_peak(RELEASE, latent, sizes, cb)
+
+    stages, tile = tiling.decode_phases(RELEASE, latent, TileSizes(16, 192, 192), cb)
+    features = tiling.stage4_input_bytes(RELEASE, latent, cb)
+    assert stages == int(tiling.FEATURE_COPIES * features) and tile == features + tiling.tile_bytes(
+        RELEASE, (16, 192, 192), (704, 1280), cb)
     assert tiling.choose_tiles(RELEASE, latent, 10 ** 15, cb) == TileSizes()  # fits: one piece
-    smallest = tiling.tile_bytes(RELEASE, (16, 192, 192), (704, 1280), cb)
-    assert tiling.choose_tiles(RELEASE, latent, fixed + smallest, cb) == TileSizes(16, 192, 192)
-    assert tiling.choose_tiles(RELEASE, latent, fixed + smallest - 1, cb) is None
-    middle = tiling.choose_tiles(RELEASE, latent, fixed + 20 * smallest, cb)
-    assert middle not in (TileSizes(), TileSizes(16, 192, 192))
-    assert tiling.tiled_peak(RELEASE, latent, middle, cb) <= fixed - tiling.SAFETY + 20 * smallest
-    given = tiling.choose_tiles(RELEASE, latent, fixed + 20 * smallest, cb, frames=32)
+    floor = tiling.SAFETY + peak(TileSizes(16, 192, 192))
+    assert tiling.choose_tiles(RELEASE, latent, floor - 1, cb) is None
+    chosen = [tiling.choose_tiles(RELEASE, latent, budget, cb) for budget in (floor, 4 * floor)]
+    assert all(sizes != TileSizes() and peak(sizes) <= budget - tiling.SAFETY
+               for sizes, budget in zip(chosen, (floor, 4 * floor)))
+    assert peak(chosen[1]) > peak(chosen[0])
+    given = tiling.choose_tiles(RELEASE, latent, 4 * floor, cb, frames=32)
     assert given.frames == 32 and tiling.choose_tiles(RELEASE, latent, 10 ** 15, cb, pixels=256) == \
         TileSizes(0, 256, 256)
 
@@ -309,9 +318,10 @@ def test_the_plan_reads_the_decoders_widths_from_the_header(tmp_path, prefixed):
     assert memory.diffusion_decoder_config(files) == load_diffusion_decoder(path, LoadRequest()).module.config
     assert memory.diffusion_decoder_config(None) == RELEASE
     size, load = Size(1280, 704, 481), LoadRequest(torch.bfloat16)
-    latent, frames = (61, 22, 40), 481 * 704 * 1280
-    smallest = tiling.tiled_peak(RELEASE, latent, TileSizes(16, 192, 192), 2)
-    assert memory.diffusion_decoding_activations(None, size, load) == smallest + frames * 3 * 2 + frames * 3 * 4 * 2
+    stages, tile = tiling.decode_phases(RELEASE, (61, 22, 40), TileSizes(16, 192, 192), 2)
+    noise, frames = 481 * 704 * 1280 * 3 * 2, 481 * 704 * 1280 * 3 * 4
+    assert memory.diffusion_decoding_activations(None, size, load) == max(stages + noise, tile + noise + frames,
+                                                                         2 * frames)
     free = MemoryStatus(torch.device("cuda"), 1 << 40, 1 << 40, 1 << 40, 1 << 40, unified=True)
     plan = plan_run("ltx-2.5-22b-distilled", size, load, False, None, free)  # from the manifest
     assert plan.phases[-1].name == "decoding"

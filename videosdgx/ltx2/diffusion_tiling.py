@@ -14,9 +14,10 @@ temporal stride in frames, its spatial stride times the patch size in pixels (2,
 * The automatic choice (ltx-core `recommended_decode_tiling_config`) tries every legal size on the VAE's grid per
   axis, from twice the overlap up, keeps those whose estimated peak fits the free memory (less 1 GiB) and takes the
   least recomputed volume (then the largest tile, then the fewest). The estimate is ours, measured on our code
-  (bench/ltx25.py --fit; ltx-core's coefficients are for its kernels): stages 1-3 on the whole clip, whose output
-  (stage 4's input) stays resident; a temporal group's blend buffer (two tile lengths of full frames); one tile's
-  stage 4 + stage 5 working set per stage-5 token. The decoder is loaded already, so its weights are not counted.
+  (bench/ltx25.py --fit; ltx-core's coefficients are for its kernels): the larger of stages 1-3 on the whole clip
+  and, after them, their output (stage 4's input, resident) + a temporal group's blend buffer (two tile lengths of
+  full frames) + one tile's stage 4 + stage 5 working set per stage-5 token. The decoder is loaded already, so its
+  weights are not counted; the noise and the frames wait on the CPU.
 Unlike ltx-core, the whole clip's starting noise waits on the CPU (each tile takes its part to the device), and
 tile sizes below the smallest automatic one (twice the overlap) are refused rather than blended with normalised
 weights (the weights are still normalised should they not sum to one, as ltx-core does).
@@ -198,10 +199,10 @@ def accumulator_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float16 if dtype == torch.bfloat16 else dtype
 
 
-def resident_bytes(cfg: DiffusionDecoderConfig, latent: tuple[int, int, int], cb: int) -> int:
-    """Stages 1-3 on the whole clip: `FEATURE_COPIES` stage-4 inputs (ghost frames included)."""
+def stage4_input_bytes(cfg: DiffusionDecoderConfig, latent: tuple[int, int, int], cb: int) -> int:
+    """Stage 4's input for the whole clip (ghost frames included): made once, resident while the tiles run."""
     t, h, w = stage4_grid(cfg, (latent[0] + cfg.ghost_frames, latent[1], latent[2]))
-    return int(FEATURE_COPIES * t * h * w * cfg.stage_channels[-2] * cb)
+    return t * h * w * cfg.stage_channels[-2] * cb
 
 
 def tile_bytes(cfg: DiffusionDecoderConfig, tile: tuple[int, int, int], full: tuple[int, int], cb: int) -> int:
@@ -214,12 +215,19 @@ def tile_bytes(cfg: DiffusionDecoderConfig, tile: tuple[int, int, int], full: tu
     return int(buffer + tokens * width * cb * TILE_VALUES_PER_TOKEN)
 
 
-def tiled_peak(cfg: DiffusionDecoderConfig, latent: tuple[int, int, int], sizes: TileSizes, cb: int) -> int:
-    """Estimated activation peak of a tiled decode of `latent` (T, H, W) with `sizes` (0: the whole axis)."""
+def decode_phases(cfg: DiffusionDecoderConfig, latent: tuple[int, int, int], sizes: TileSizes,
+                  cb: int) -> tuple[int, int]:
+    """Estimated peaks on the decoder's device of decoding `latent` (T, H, W) in tiles of `sizes` (0: whole axis):
+    stages 1-3 (`FEATURE_COPIES` stage-4 inputs), then the stage-4 input and one tile."""
     frames, rows, cols = pixel_size(cfg, latent)
     tile = tuple(min(s, n) if s else n for s, n in zip((sizes.frames, sizes.height, sizes.width),
                                                        (frames, rows, cols)))
-    return resident_bytes(cfg, latent, cb) + tile_bytes(cfg, tile, (rows, cols), cb)
+    features = stage4_input_bytes(cfg, latent, cb)
+    return int(FEATURE_COPIES * features), features + tile_bytes(cfg, tile, (rows, cols), cb)
+
+
+def device_peak(cfg: DiffusionDecoderConfig, latent: tuple[int, int, int], sizes: TileSizes, cb: int) -> int:
+    return max(decode_phases(cfg, latent, sizes, cb))
 
 
 def pixel_size(cfg: DiffusionDecoderConfig, latent: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -233,7 +241,6 @@ def choose_tiles(cfg: DiffusionDecoderConfig, latent: tuple[int, int, int], free
     """The tiles for decoding `latent` (T, H, W) in `free` bytes: `frames` / `pixels` (square spatial tiles) as
     given, else chosen; None when nothing fits (not even the smallest tiles)."""
     n_frames, rows, cols = pixel_size(cfg, latent)
-    usable = free - SAFETY - resident_bytes(cfg, latent, cb)
     (ft, fh, fw), (over_t, over_hw) = pixel_scale(cfg), overlaps(cfg)
     step_t, step_hw = math.lcm(ft, cfg.temporal_factor), math.lcm(fh, fw, cfg.spatial_factor)
     min_t, min_hw = smallest_tiles(cfg)
@@ -249,7 +256,7 @@ def choose_tiles(cfg: DiffusionDecoderConfig, latent: tuple[int, int, int], free
     for (t, n_t), (h, n_h), (w, n_w) in itertools.product(
             candidates(n_frames, over_t, min_t, step_t, frames), candidates(rows, over_hw, min_hw, step_hw, pixels),
             candidates(cols, over_hw, min_hw, step_hw, pixels)):
-        if tile_bytes(cfg, (min(t, n_frames), min(h, rows), min(w, cols)), (rows, cols), cb) > usable:
+        if device_peak(cfg, latent, TileSizes(t, h, w), cb) > free - SAFETY:
             continue
         waste = n_t * n_h * n_w * t * h * w / (n_frames * rows * cols)
         scored.append((waste, -t * h * w, n_t * n_h * n_w, t, h, w))
@@ -302,7 +309,7 @@ def decoder_tiles(decoder, latent: tuple[int, int, int], options: dict) -> TileS
         tiles = _whole_as_zero(fallback, pixel_size(cfg, latent))
         log.warning("The diffusion video decoder's estimated peak with the smallest tiles (%s) exceeds the free "
                     "%.1f GB; decoding with them anyway.", tiles, free / GB)
-    peak = tiled_peak(cfg, latent, tiles, cb)
+    peak = device_peak(cfg, latent, tiles, cb)
     log.info("Diffusion video decoder tiles: %s (0: whole axis), estimated peak %.2f GB of %.1f GB free.", tiles,
              peak / GB, free / GB)
     return None if tiles == TileSizes() else tiles

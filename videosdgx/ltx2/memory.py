@@ -24,10 +24,12 @@ full size without guidance ("stage-2 sampling"). Activation peaks, in bytes, `cb
   elements; about `DECODE_COPIES` such inputs are alive; plus the float32 frames (kept, then concatenated). The
   audio VAE and vocoder run after it on a few seconds of sound (tens of MB: not counted).
 * diffusion decoding (LTX-2.5's default when the bundle has the diffusion video VAE): tiled (diffusion_tiling.py),
-  planned at its smallest tiles, since the tiles grow only into memory that is free: stages 1-3 on the whole clip
-  (`FEATURE_COPIES` of the stage-4 input), a temporal group's blend buffer and one tile's stage 4 + diffusion
-  steps (`TILE_VALUES_PER_TOKEN` stage-5 widths per stage-5 token); plus the starting noise of the whole clip and
-  the float32 frames on the host. The decoder's widths come from the file's header (ltx-core's defaults without).
+  planned at its smallest tiles, since the tiles grow only into memory that is free. The whole clip's starting
+  noise is alive throughout; on top of it the larger of stages 1-3 on the whole clip (`FEATURE_COPIES` of the
+  stage-4 input they make) and, after them, that input + a temporal group's blend buffer + one tile's stage 4 and
+  diffusion steps (`TILE_VALUES_PER_TOKEN` stage-5 widths per stage-5 token) + the float32 frames so far; at the
+  end the frames and their concatenation. The decoder's widths come from the file's header (ltx-core's defaults
+  without one).
 * on the CPU only: oneDNN holds a reordered copy of a convolution's weight while the convolution runs (measured:
   +0.45 GB for a float32 2048 x 2048 x 27 weight on a 3 x 8 x 12 input, nothing on tiny inputs); the image
   encoding, upsampling and decoding phases hold at least their part's largest convolution weight.
@@ -302,14 +304,21 @@ def diffusion_decoder_config(files: BundleFiles | None) -> DiffusionDecoderConfi
 
 
 def diffusion_decoding_activations(files: BundleFiles | None, size: Size, load: LoadRequest) -> int:
-    """The tiled diffusion decode at its smallest tiles (see the module docstring)."""
-    cfg, cb = diffusion_decoder_config(files), load.dtype.itemsize
+    """The tiled diffusion decode at its smallest tiles, the decoder's widths from its file."""
+    cfg = diffusion_decoder_config(files)
+    frames, pixels = tiling.smallest_tiles(cfg)
+    return diffusion_decode_bytes(cfg, size, load.dtype.itemsize, tiling.TileSizes(frames, pixels, pixels))
+
+
+def diffusion_decode_bytes(cfg: DiffusionDecoderConfig, size: Size, cb: int, tiles: tiling.TileSizes) -> int:
+    """A diffusion decode in `tiles` (see the module docstring): the clip's noise throughout; stages 1-3, then the
+    stage-4 input + one tile + the frames so far, then the frames and their concatenation."""
     latent = ((size.frames - 1) // cfg.temporal_factor + 1, size.height // cfg.spatial_factor,
               size.width // cfg.spatial_factor)
-    frames, pixels = tiling.smallest_tiles(cfg)
-    peak = tiling.tiled_peak(cfg, latent, tiling.TileSizes(frames, pixels, pixels), cb)
-    noise = size.frames * size.height * size.width * cfg.out_channels * cb
-    return peak + noise + size.frames * size.height * size.width * 3 * 4 * 2  # the frames, then concatenated
+    stages, tile = tiling.decode_phases(cfg, latent, tiles, cb)
+    pixels = size.frames * size.height * size.width
+    noise, out = pixels * cfg.out_channels * cb, pixels * 3 * 4
+    return max(stages + noise, tile + noise + out, 2 * out)
 
 
 def ltx2_memory_phases(variant: LTX2Variant, files: BundleFiles | None, weights: dict[str, int], size: Size,

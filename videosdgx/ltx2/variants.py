@@ -61,7 +61,6 @@ class LTX2Variant(Variant):
         raise ConfigurationError(f"--option video_decoder={decoder}: {self.title} decodes with one of "
                                  f"{', '.join(self.video_decoders)} (default {self.video_decoders[0]}).")
 
-
     def _check_decoder_tiles(self, options: dict, decoder: str | None) -> None:
         """`decoder_tile_frames` (multiple of 8) / `decoder_tile_size` (pixels, multiple of 32): diffusion decoder
         tiles; 0 = that axis untiled (the decoder's smallest tiles are checked once it is loaded)."""
