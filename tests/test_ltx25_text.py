@@ -108,13 +108,21 @@ def test_identification_and_refusals(tmp_path):
         load_ltx25_text_encoder(gemma3, REQUEST, tokenizer=tmp_path / "tok")
 
 
-def test_fp8_scaled_gemma4_stays_quantized_and_matches_its_dequantized_weights(tmp_path):
+layer_dtype = {"fp8_scaled": torch.float8_e4m3fn, "int8": torch.int8}
+
+
+@pytest.mark.parametrize("quantized", ["fp8_scaled", "int8"])
+def test_quantized_gemma4_stays_quantized_and_matches_its_dequantized_weights(tmp_path, quantized):
     from videosdgx.runtime.quantized_linear import QuantizedLinear
     from videosdgx.text.gemma4 import Gemma4TextModel
 
-    path = fx.write_ltx25_text_encoder(tmp_path / "te.safetensors", "comfy", quantized="fp8_scaled")
+    path = fx.write_ltx25_text_encoder(tmp_path / "te.safetensors", "comfy", quantized=quantized)
+    with open_checkpoint(path) as checkpoint:
+        assert identify(checkpoint).quantization == {"fp8_scaled": "fp8 (per-tensor weight_scale)",
+                                                     "int8": "int8 (weight_scale)"}[quantized]
     model = load_gemma4(path, REQUEST).module
-    assert isinstance(model.layers[0].self_attn.q_proj, QuantizedLinear)
+    for layer in (model.layers[0].self_attn.q_proj, model.layers[0].mlp.down_proj):
+        assert isinstance(layer, QuantizedLinear) and layer.weight.dtype == layer_dtype[quantized]
     with open_checkpoint(path) as checkpoint:
         state = {}
         for key in checkpoint.keys():
@@ -122,7 +130,10 @@ def test_fp8_scaled_gemma4_stays_quantized_and_matches_its_dequantized_weights(t
             if name.startswith(("embed_tokens.", "layers.", "norm.")) and not name.endswith(("_scale", "comfy_quant")):
                 value = checkpoint.get(key).float()
                 scale = key.removesuffix("weight") + "weight_scale"
-                state[name] = value * checkpoint.get(scale).float() if scale in checkpoint else value
+                if scale in checkpoint:
+                    factor = checkpoint.get(scale).float()
+                    value = value * (factor.reshape(-1, 1) if factor.numel() > 1 else factor)
+                state[name] = value
     reference = Gemma4TextModel(replace(fx.TINY_GEMMA4, sliding_window=1024))
     reference.load_state_dict(state)
     ids, mask = left_padded(fx.TINY_GEMMA4.vocab)

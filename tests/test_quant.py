@@ -402,8 +402,35 @@ BAD_CHECKPOINTS = {
     "wrong fp8 shape": ("blocks.0.attn.v.weight", torch.zeros(64, 32, dtype=torch.float8_e5m2),
                         "blocks.0.attn.v.weight"),
     "both fp8 scale names": ("blocks.0.attn.q.weight_scale", torch.tensor(1.0), "blocks.0.attn.q"),
-    "int8 weight": ("blocks.0.attn.v.weight", torch.zeros(32, 64, dtype=torch.int8), "blocks.0.attn.v.weight"),
+    "int8 weight without scale": ("blocks.0.attn.v.weight", torch.zeros(32, 64, dtype=torch.int8),
+                                  "blocks.0.attn.v.weight"),
+    "int16 weight": ("blocks.0.attn.v.weight", torch.zeros(32, 64, dtype=torch.int16), "blocks.0.attn.v.weight"),
 }
+
+
+@pytest.mark.parametrize("scale_shape", [(), (1,), (32,), (32, 1)])
+def test_int8_tensorwise_layers_compute_int8_times_scale(scale_shape):
+    g = torch.Generator().manual_seed(3)
+    weight = torch.randint(-128, 128, (32, 64), generator=g, dtype=torch.int8)
+    scale = torch.rand(scale_shape, generator=g) + 0.01
+    sd = {"weight": weight, "weight_scale": scale, "bias": torch.randn(32, generator=g)}
+    with torch.device("meta"):
+        model = nn.ModuleDict({"proj": nn.Linear(64, 32)})
+    assert swap_linears_for_checkpoint(model, *dtypes_and_shapes({f"proj.{k}": v for k, v in sd.items()})) == ["proj"]
+    model.to_empty(device="cpu")
+    model.load_state_dict({f"proj.{k}": v for k, v in sd.items()})
+    x = torch.randn(3, 64, generator=g)
+    per_row = scale.reshape(-1, 1) if scale.numel() > 1 else scale
+    assert model["proj"].format == "int8"
+    assert torch.equal(model["proj"](x), F.linear(x, weight.float() * per_row, sd["bias"]))
+
+
+def test_int8_scale_of_another_length_is_refused():
+    sd = {"proj.weight": torch.zeros(32, 64, dtype=torch.int8), "proj.weight_scale": torch.ones(64)}
+    with torch.device("meta"):
+        model = nn.ModuleDict({"proj": nn.Linear(64, 32)})
+    with pytest.raises(CheckpointError, match=r"proj\.weight_scale .*one per output row \(32\)"):
+        swap_linears_for_checkpoint(model, *dtypes_and_shapes(sd))
 
 
 @pytest.mark.parametrize("case", BAD_CHECKPOINTS)

@@ -121,9 +121,12 @@ def describe_dtypes(dtypes: dict[str, torch.dtype], shapes: dict[str, tuple[int,
     if "scaled_fp8" in keys or any(k.endswith(".scale_weight") for k in keys):
         quant = "fp8 scaled (ComfyUI)"
     elif any(k.endswith(".weight_scale_2") for k in keys) or (
-        any(k.endswith(".weight_scale") for k in keys) and any(d == torch.uint8 for d in dtypes.values())
+        any(k.endswith(".weight_scale") for k in keys) and any(d == torch.uint8 for k, d in dtypes.items()
+                                                                if k.endswith(".weight"))
     ):
         quant = "nvfp4"
+    elif any(d == torch.int8 for k, d in dtypes.items() if k.endswith(".weight")):
+        quant = "int8 (weight_scale)"
     elif has_fp8 and any(k.endswith(".weight_scale") for k in keys):
         quant = "fp8 (per-tensor weight_scale)"
     elif has_fp8:

@@ -1,4 +1,4 @@
-"""`QuantizedLinear`: the one Linear replacement for weights stored as fp8, scaled fp8 or NVFP4.
+"""`QuantizedLinear`: the one Linear replacement for weights stored as fp8, scaled fp8, int8 or NVFP4.
 
 The layer keeps its tensors in their storage dtypes under the checkpoint's own key names and dequantises the weight
 to the input's dtype for each matmul only. Supported checkpoint flavours (per Linear `X`, decided by stored dtype):
@@ -8,12 +8,15 @@ to the input's dtype for each matmul only. Supported checkpoint flavours (per Li
     `X.scale_input`.
   * LTX-2 fp8 and ComfyUI mixed-precision fp8: `X.weight` fp8, `X.weight_scale` fp32 [] or [1], optional
     `X.input_scale`.
+  * ComfyUI int8 (`int8_tensorwise`): `X.weight` int8, `X.weight_scale` fp32, one per tensor ([] or [1]) or one
+    per output row ([out] or [out, 1]); weight = int8 * scale.
   * NVFP4, LTX-2 or ComfyUI layout (nvfp4.py): `X.weight` uint8, `X.weight_scale` e4m3 block scales,
     `X.weight_scale_2` fp32 scalar, optional `X.input_scale`, and `X.pre_quant_scale` [in] (multiplies the input).
 
 ComfyUI mixed-precision files may also carry `X.comfy_quant` (JSON bytes naming the format); it is kept as a buffer
 so names match, and the format is read from the stored dtypes, as the loader rule says. Key names were checked in
-Comfy-Org/ComfyUI comfy/ops.py `_load_quantized_module` and comfy/quant_ops.py `QUANT_ALGOS` @ 0271a469, comfy/utils.py
+Comfy-Org/ComfyUI comfy/ops.py `_load_quantized_module` and comfy/quant_ops.py `QUANT_ALGOS` @ 0271a469 (int8:
+comfy-kitchen's `TensorWiseINT8Layout`, scalar or per-row scale), comfy/utils.py
 `convert_old_quants` @ 09708eae (renames `scale_weight` -> `weight_scale`, `scale_input` -> `input_scale`), and
 Lightricks/LTX-2 @ 400fd310 ltx-core quantization/fp8_scaled_mm.py (`weight_scale`, `input_scale`) and nvfp4/.
 
@@ -80,7 +83,7 @@ class QuantizedLinear(nn.Module):
 
     `tensors` maps the checkpoint names of this layer (without the `X.` prefix) to (shape, dtype); it must hold
     `weight`. The format follows from the weight dtype: fp8 -> scaled fp8 (scale `scale_weight` or `weight_scale`,
-    or none), uint8 -> NVFP4. Set `fp8_matmul = True` to use `torch._scaled_mm` for e4m3 weights where the device
+    or none), int8 -> int8 with `weight_scale`, uint8 -> NVFP4. Set `fp8_matmul = True` to use `torch._scaled_mm` for e4m3 weights where the device
     supports it; the default dequantise-then-matmul path is exact to ComfyUI's.
     """
 
@@ -106,6 +109,10 @@ class QuantizedLinear(nn.Module):
             self.format = "fp8"
             self.scale_name = next((n for n in FP8_SCALE_NAMES if n in tensors), None)
             self.input_scale_name = next((n for n in FP8_INPUT_SCALE_NAMES if n in tensors), None)
+        elif weight_dtype == torch.int8:
+            if tuple(weight_shape) != (out_features, in_features):
+                raise ValueError(f"int8 weight shape {list(weight_shape)} != [{out_features}, {in_features}]")
+            self.format = "int8"
         elif weight_dtype == torch.uint8:
             self.format = "nvfp4"
             self.layout = nvfp4_layout_of(weight_shape, out_features, in_features)
@@ -156,6 +163,9 @@ class QuantizedLinear(nn.Module):
         if self.format == "fp8":
             scale = getattr(self, self.scale_name).to(device) if self.scale_name else None
             return dequantize_fp8(self.weight.to(device), scale, dtype)
+        if self.format == "int8":
+            scale = self.weight_scale.to(device, dtype)
+            return self.weight.to(device, dtype) * (scale.reshape(-1, 1) if scale.numel() > 1 else scale.reshape(()))
         return dequantize_nvfp4(
             self.weight.to(device),
             self.weight_scale.to(device),
@@ -266,6 +276,17 @@ def _quantized_tensors(
         used = scales + [s for s in FP8_INPUT_SCALE_NAMES if s in present]
         for s in used:
             _check_scalar(f"{name}.{s}", present[s])
+    elif weight_dtype == torch.int8:
+        _check_shape(weight_key, weight, (out_features, in_features))
+        if "weight_scale" not in present:
+            raise CheckpointError(f"{weight_key} is stored as int8 but {name}.weight_scale is missing. {FIX_HINT}")
+        shape, dtype = present["weight_scale"]
+        if math.prod(shape) not in (1, out_features) or len(shape) > 2 or not dtype.is_floating_point:
+            raise CheckpointError(
+                f"{name}.weight_scale is {dtype} of shape {list(shape)}; an int8 weight scale is one float per tensor "
+                f"or one per output row ({out_features}). {FIX_HINT}"
+            )
+        used = ["weight_scale"]
     elif weight_dtype == torch.uint8:
         missing = [f"{name}.{s}" for s in NVFP4_REQUIRED if s not in present]
         if missing:
@@ -290,7 +311,8 @@ def _quantized_tensors(
     else:
         raise CheckpointError(
             f"{weight_key} is stored as {weight_dtype}, a weight quantisation VideosDGX does not read "
-            "(supported: fp8 e4m3fn/e5m2, scaled fp8, NVFP4). Use the bf16, fp8 or NVFP4 release of this model."
+            "(supported: fp8 e4m3fn/e5m2, scaled fp8, int8 with a weight scale, NVFP4). Use the bf16, fp8 or NVFP4 "
+            "release of this model."
         )
     if COMFY_QUANT in present:
         used.append(COMFY_QUANT)
@@ -301,7 +323,8 @@ def swap_linears_for_checkpoint(
     module: nn.Module, key_dtypes: Mapping[str, torch.dtype], key_shapes: Mapping[str, Sequence[int]],
     *, source: str = "the checkpoint", scaled: bool = False,
 ) -> list[str]:
-    """Replace exactly the `nn.Linear`s whose weight the checkpoint stores as fp8 or NVFP4 with `QuantizedLinear`s.
+    """Replace exactly the `nn.Linear`s whose weight the checkpoint stores as fp8, int8 or NVFP4 with
+    `QuantizedLinear`s.
 
     Keys are relative to `module` (prefixes already stripped). After the swap the module's state-dict names, shapes
     and dtypes equal the stored ones for those layers, so a streamed loader copies tensors in by name; biases keep

@@ -68,6 +68,12 @@ def _quantize_linears(state: dict[str, torch.Tensor], storage: str) -> dict[str,
         elif storage == "fp4_mixed" and ".mlp." in key:
             out[key], out[stem + "weight_scale"], out[stem + "weight_scale_2"] = quantize_nvfp4(value, "comfy")
             out[stem + "comfy_quant"] = _comfy_quant("nvfp4")
+        elif storage == "int8":  # comfy-kitchen int8_tensorwise: per-tensor scale on attention, per-row on the MLP
+            rows = value.abs().amax(dim=1, keepdim=True) if ".mlp." in key else value.abs().amax()
+            scale = (rows.float() / 127).clamp(min=1e-12)
+            out[key] = (value / scale).round().clamp(-128, 127).to(torch.int8)
+            out[stem + "weight_scale"] = scale.squeeze(1) if scale.ndim else scale
+            out[stem + "comfy_quant"] = _comfy_quant("int8_tensorwise")
         elif storage == "fp8_e4m3fn":
             out[key] = quantize_fp8(value, per_tensor_scale=False)[0]
         else:
@@ -77,10 +83,11 @@ def _quantize_linears(state: dict[str, torch.Tensor], storage: str) -> dict[str,
 
 
 def store(state: dict[str, torch.Tensor], storage: str) -> dict[str, torch.Tensor]:
-    """`fp32`, `bf16`, `fp8_scaled` / `fp4_mixed` (ComfyUI mixed precision) or `fp8_e4m3fn` (plain cast)."""
+    """`fp32`, `bf16`, `fp8_scaled` / `fp4_mixed` / `int8` (ComfyUI mixed precision) or `fp8_e4m3fn` (plain
+    cast)."""
     if storage == "bf16":
         return {k: v.to(torch.bfloat16) for k, v in state.items()}
-    if storage in ("fp8_scaled", "fp8_e4m3fn", "fp4_mixed"):
+    if storage in ("fp8_scaled", "fp8_e4m3fn", "fp4_mixed", "int8"):
         return _quantize_linears(state, storage)
     return state
 
