@@ -193,15 +193,18 @@ def weight_sums(groups: list[list[Tile]], shape: tuple[int, int, int]) -> tuple[
     return tuple(sums)
 
 
-# ------------------------------------------------------------------------------------------------ memory
 def accumulator_dtype(dtype: torch.dtype) -> torch.dtype:
     """The blend buffer's dtype (ltx-core): float16 for bfloat16 decoding, else the decoding dtype."""
     return torch.float16 if dtype == torch.bfloat16 else dtype
 
 
+# ------------------------------------------------------------------------------------------------ memory
+
 def stage4_input_bytes(cfg: DiffusionDecoderConfig, latent: tuple[int, int, int], cb: int) -> int:
-    """Stage 4's input for the whole clip (ghost frames included): made once, resident while the tiles run."""
-    t, h, w = stage4_grid(cfg, (latent[0] + cfg.ghost_frames, latent[1], latent[2]))
+    """Stage 4's input for the whole clip (padded to the smallest latent, ghost frames included): made once,
+    resident while the tiles run."""
+    t, h, w = (max(n, m) for n, m in zip(latent, cfg.min_latent_size()))
+    t, h, w = stage4_grid(cfg, (t + cfg.ghost_frames, h, w))
     return t * h * w * cfg.stage_channels[-2] * cb
 
 
@@ -227,6 +230,7 @@ def decode_phases(cfg: DiffusionDecoderConfig, latent: tuple[int, int, int], siz
 
 
 def device_peak(cfg: DiffusionDecoderConfig, latent: tuple[int, int, int], sizes: TileSizes, cb: int) -> int:
+    """The larger of `decode_phases`."""
     return max(decode_phases(cfg, latent, sizes, cb))
 
 
