@@ -256,14 +256,18 @@ def choose_tiles(cfg: DiffusionDecoderConfig, latent: tuple[int, int, int], free
         sizes = range(smallest, whole + 1, step) if given is None else [given or whole]
         return [(size, len(split_axis(length, size, overlap))) for size in sizes]
 
+    features = stage4_input_bytes(cfg, latent, cb)
+    budget = free - SAFETY - features  # for one tile, after stages 1-3
+    if FEATURE_COPIES * features > free - SAFETY:
+        return None
     scored = []
-    for (t, n_t), (h, n_h), (w, n_w) in itertools.product(
-            candidates(n_frames, over_t, min_t, step_t, frames), candidates(rows, over_hw, min_hw, step_hw, pixels),
-            candidates(cols, over_hw, min_hw, step_hw, pixels)):
-        if device_peak(cfg, latent, TileSizes(t, h, w), cb) > free - SAFETY:
-            continue
-        waste = n_t * n_h * n_w * t * h * w / (n_frames * rows * cols)
-        scored.append((waste, -t * h * w, n_t * n_h * n_w, t, h, w))
+    for (t, n_t), (h, n_h) in itertools.product(candidates(n_frames, over_t, min_t, step_t, frames),
+                                                candidates(rows, over_hw, min_hw, step_hw, pixels)):
+        for w, n_w in candidates(cols, over_hw, min_hw, step_hw, pixels):  # growing sizes: stop at the first misfit
+            if tile_bytes(cfg, (min(t, n_frames), min(h, rows), min(w, cols)), (rows, cols), cb) > budget:
+                break
+            waste = n_t * n_h * n_w * t * h * w / (n_frames * rows * cols)
+            scored.append((waste, -t * h * w, n_t * n_h * n_w, t, h, w))
     if not scored:
         return None
     _, _, _, t, h, w = min(scored)
