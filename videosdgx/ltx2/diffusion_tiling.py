@@ -302,14 +302,17 @@ def requested_tiles(cfg: DiffusionDecoderConfig, options: dict) -> tuple[int | N
 
 def decoder_tiles(decoder, latent: tuple[int, int, int], options: dict) -> TileSizes | None:
     """The tiles for decoding `latent` (T, H, W) with `decoder`: the options' sizes, the rest chosen from the free
-    memory (`choose_tiles`); the smallest tiles, with a warning, when nothing fits. None: decode in one piece."""
+    memory (`choose_tiles`; on a CPU or a unified-memory machine less the clip's noise and frames, which wait in
+    host memory); the smallest tiles, with a warning, when nothing fits. None: decode in one piece."""
     cfg = decoder.config
     frames, pixels = requested_tiles(cfg, options)
     if frames == 0 and pixels == 0:
         return None
     weight = next(decoder.parameters())
-    free = memory_status(weight.device).usable
-    cb = weight.dtype.itemsize
+    status, cb = memory_status(weight.device), weight.dtype.itemsize
+    free = status.usable
+    if status.unified or weight.device.type == "cpu":  # the clip's noise and float32 frames share the pool
+        free -= math.prod(pixel_size(cfg, latent)) * cfg.out_channels * (cb + 4)
     tiles = choose_tiles(cfg, latent, free, cb, frames, pixels)
     if tiles is None:
         least_t, least_hw = smallest_tiles(cfg)
