@@ -21,12 +21,12 @@ does not fit fails alone (reported) instead of paging the machine.
 
 `--long` compares our diffusion decoder untiled with tiled (`--tile-frames`, `--tile-size`: pixel frames / pixels,
 0 = whole axis; at least the decoder's smallest tiles) on one clip: time and peak as ratios, the largest difference,
-and the memory plan's estimate (`memory.diffusion_decode_bytes` with those tiles) beside each measured peak. `--fit` measures the plan's
-two constants in one process: stages 1-3 on the whole clip (their peak over the stage-4 input's bytes:
-`FEATURE_COPIES`) and one tile's stage 4 + diffusion steps (its peak over stage-5 tokens x width x dtype size:
-`TILE_VALUES_PER_TOKEN`).
+and the memory plan's estimate (`memory.diffusion_decode_bytes` with those tiles) beside each measured peak.
+`--fit` measures the plan's two constants in one process: stages 1-3 on the whole clip (their peak over the
+stage-4 input's bytes: `FEATURE_COPIES`) and one tile's stage 4 + diffusion steps (its peak over stage-5 tokens x
+width x dtype size: `TILE_VALUES_PER_TOKEN`).
 
-    python bench/ltx25.py --config ltx-core --long --frames 16 --size 4 4 --tile-frames 32   # 121 frames
+    python bench/ltx25.py --config ltx-core --long --frames 16 --size 8 8 --tile-frames 32   # 121 frames
     python bench/ltx25.py --config ltx-core --fit --frames 6 --size 8 8 --tile-frames 16 --tile-size 192
 """
 
@@ -120,9 +120,10 @@ def child(args: argparse.Namespace, folder: Path) -> None:
         out, result["spans"] = timed(run, args.repeat)
     torch.save(out.float(), folder / f"{args.child}.pt")
     result["shape"] = list(out.shape)
-    sizes = tiles(args) if args.child == "diffusion-tiled" else TileSizes()
-    shape = Size(out.shape[4], out.shape[3], out.shape[2])
-    result["planned"] = diffusion_decode_bytes(cfg, shape, out.element_size(), sizes)
+    if args.child in LONG:
+        sizes = tiles(args) if args.child == "diffusion-tiled" else TileSizes()
+        shape = Size(out.shape[4], out.shape[3], out.shape[2])
+        result["planned"] = diffusion_decode_bytes(cfg, shape, out.element_size(), sizes)
     result["weights"] = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     write_result(args.result, result)
 
@@ -240,37 +241,25 @@ def main(argv: list[str] | None = None) -> dict:
     passed += ["--tiny"] * args.tiny + ["--eager-flex"] * args.eager_flex
     passed += ["--limit-gb", str(args.limit_gb)] if args.limit_gb else []
     passed += ["--tile-frames", str(args.tile_frames), "--tile-size", str(args.tile_size)]
-    runs, error = {}, None
     with tempfile.TemporaryDirectory(prefix="videosdgx-bench-ltx25-") as tmp:
         if args.fit:
             result = run_child(SCRIPT, [*passed, "--child", "fit", "--folder", tmp], Path(tmp) / "result.json")
             log.info("%s", result)
             return result
-        if args.long:
-            for name in LONG:
-                try:
-                    runs[name] = run_child(SCRIPT, [*passed, "--child", name, "--folder", tmp],
-                                           Path(tmp) / "result.json")
-                except RuntimeError as failure:
-                    runs[name] = {"failed": str(failure).strip().splitlines()[-1][:300]}
-            if all("failed" not in run for run in runs.values()):
-                untiled, tiled = (torch.load(Path(tmp) / f"{name}.pt") for name in LONG)
-                error = ((tiled - untiled).abs().max() / untiled.abs().max()).item()
-            text = long_report(runs, error, args)
-            log.info("\n%s", text)
-            return {"runs": runs, "error": error, "report": text}
-        for name in CHILDREN:
+        names, pair, write = (LONG, LONG, long_report) if args.long else (
+            CHILDREN, ("diffusion-diffusers", "diffusion-ours"), report)
+        runs, error = {}, None
+        for name in names:
             try:
                 runs[name] = run_child(SCRIPT, [*passed, "--child", name, "--folder", tmp], Path(tmp) / "result.json")
             except RuntimeError as failure:  # diffusers' dense mask / scores may not fit: say so, keep the rest
                 runs[name] = {"failed": str(failure).strip().splitlines()[-1][:300]}
-        if "failed" not in runs["diffusion-diffusers"]:
-            ours, ref = (torch.load(Path(tmp) / f"{name}.pt") for name in ("diffusion-ours", "diffusion-diffusers"))
-            error = ((ours - ref).abs().max() / ref.abs().max()).item()
-    text = report(runs, error, args)
+        if all("failed" not in runs[name] for name in pair):
+            ref, other = (torch.load(Path(tmp) / f"{name}.pt") for name in pair)
+            error = ((other - ref).abs().max() / ref.abs().max()).item()
+    text = write(runs, error, args)
     log.info("\n%s", text)
     return {"runs": runs, "error": error, "report": text}
-
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -195,8 +195,8 @@ def test_tiles_decode_like_diffusers_tiled_decode_and_blend_like_ltx_core(name, 
     as_diffusers = blend(recorded, starts, length, overlap, axis, steps / overlap)
     as_ltx_core = blend(recorded, starts, length, overlap, axis, (steps + 1) / (overlap + 1))
     errors = relative(as_diffusers, theirs), relative(ours, as_ltx_core), relative(ours, theirs)
-    print(f"{name}, axis {axis}: diffusers vs its tiles {errors[0]:.1e}, ours vs ltx-core's blend of them {errors[1]:.1e}, "
-          f"ours vs diffusers {errors[2]:.1e} (the blend weights differ)")
+    print(f"{name}, axis {axis}: diffusers vs its tiles {errors[0]:.1e}, ours vs ltx-core's blend of them "
+          f"{errors[1]:.1e}, ours vs diffusers {errors[2]:.1e} (the blend weights differ)")
     assert errors[0] <= 1e-5 and errors[1] <= 1e-5 and errors[2] > 1e-3
 
 
