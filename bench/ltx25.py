@@ -171,7 +171,7 @@ def long_report(runs: dict, error: float | None, args: argparse.Namespace) -> st
         f"LTX-2.5 diffusion decoder ({'TINY' if args.tiny else args.config + ' config'} widths), float32, CPU, "
         f"{torch.get_num_threads()} threads; latent {args.frames} x {args.size[0]} x {args.size[1]} -> "
         f"{runs['diffusion-ours'].get('shape')}; stage depths {cfg.stage_depths}, {cfg.steps} step(s); tiles "
-        f"{tiles(args)} (0: whole axis, overlaps {overlaps(cfg)}); best of {args.repeat}.",
+        f"{tiles(args)!r} (0: whole axis, overlaps {overlaps(cfg)}); best of {args.repeat}.",
         "Tiled vs untiled max |difference| / max |untiled| = " + ("n/a" if error is None else f"{error:.2e}") + ".",
         table(["side", "best s", "increase GB", "planned GB", "measured / planned"], rows),
     ])

@@ -53,6 +53,11 @@ class TileSizes:
     height: int = 0
     width: int = 0
 
+    def __str__(self) -> str:
+        return ", ".join([f"{self.frames} frames" if self.frames else "all frames",
+                          f"{self.height} px high" if self.height else "full height",
+                          f"{self.width} px wide" if self.width else "full width"])
+
 
 @dataclass(frozen=True)
 class Interval:
@@ -321,8 +326,8 @@ def decoder_tiles(decoder, latent: tuple[int, int, int], options: dict) -> TileS
         log.warning("The diffusion video decoder's estimated peak with the smallest tiles (%s) exceeds the free "
                     "%.1f GB; decoding with them anyway.", tiles, free / GB)
     peak = device_peak(cfg, latent, tiles, cb)
-    log.info("Diffusion video decoder tiles: %s (0: whole axis), estimated peak %.2f GB of %.1f GB free.", tiles,
-             peak / GB, free / GB)
+    log.info("Diffusion video decoder tiles: %s; estimated peak %.2f GB of %.1f GB free.", tiles, peak / GB,
+             free / GB)
     return None if tiles == TileSizes() else tiles
 
 
