@@ -309,7 +309,7 @@ def test_ltx25_last_frame_tokens_stay_clean_through_ancestral_steps(pipelines, m
     first, last = (torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(s)) for s in (2, 3))
     seen = _spy(monkeypatch, pipe.dit)
     result = pipe.generate(VideoRequest("waves", image=first, end_image=last, width=64, height=64, frames=17,
-                                        steps=3, options={"video_decoder": "conv"}))
+                                        steps=3, options={"video_decoder": "conv", "two_stage": False}))
     assert result.frames.shape == (17, 64, 64, 3)
     appended = _encoded(pipe, last, 64, 64, 18)
     grid = 3 * frame
@@ -327,7 +327,7 @@ def test_end_image_strength_below_one_starts_the_keyframe_noised(pipelines, monk
     last = torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(3))
     seen = _spy(monkeypatch, pipe.dit)
     pipe.generate(VideoRequest("waves", end_image=last, width=64, height=64, frames=9, steps=2, seed=4,
-                               options={"video_decoder": "conv", "end_image_strength": 0.75, "image_crf": 0}))
+                               options={"video_decoder": "conv", "two_stage": False, "end_image_strength": 0.75, "image_crf": 0}))
     sigma = float(distilled_sigmas(2)[0])
     tokens, timesteps, _, _ = seen[0]
     clean = _encoded(pipe, last, 64, 64, 0)

@@ -5,7 +5,7 @@ sampling.
 `load_ltx2_pipeline` is the family's `pipeline` hook (families.py); `LTX2Pipeline.generate` takes a VideoRequest.
 Request options (`request.options`): `cross_timestep` ("mixed" | "cross" | "own"); the image conditioning's
 `image_strength`, `end_image_strength` and `image_crf` (conditioning.py: `image` is the first frame, `end_image`
-the last).
+the last); `two_stage` (true / false; default: the variant's).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import gc
 import logging
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import torch
@@ -26,8 +27,9 @@ from videosdgx.ltx2.lora_keys import is_text_side, load_ltx2_lora
 from videosdgx.ltx2.media_loaders import load_audio_vae, load_upsampler, load_video_vae, load_vocoder
 from videosdgx.ltx2.sampler import Guidance, TextContext, VideoCondition, denoise, noised
 from videosdgx.ltx2.schedule import STAGE2_SIGMAS, distilled_sigmas, ltx2_sigmas
+from videosdgx.ltx2.temporal import FrozenAudio
 from videosdgx.ltx2.text_encoder import load_ltx2_text_encoder
-from videosdgx.ltx2.variants import LTX2Variant
+from videosdgx.ltx2.variants import LTX2Variant, option_flag
 from videosdgx.runtime.errors import ConfigurationError
 from videosdgx.runtime.lora import apply_lora
 from videosdgx.runtime.lora_formats import LoraFile
@@ -95,31 +97,46 @@ class LTX2Pipeline:
         return decode_video(self.video_vae, latents, progress)
 
     def two_stage(self, request: VideoRequest) -> bool:
-        """Two stages when the variant is two-stage, unless `request.options["two_stage"]` is False; refused
+        """Two stages when the variant is two-stage, unless `request.options["two_stage"]` is false; refused
         without the upsampler (or, for dev, the distilled LoRA)."""
         variant = self.variant
-        if not (bool(request.options.get("two_stage", variant.two_stage)) and variant.two_stage):
+        if not (option_flag(request.options, "two_stage", variant.two_stage) and variant.two_stage):
             return False
         if self.upsampler is None:
             raise ConfigurationError(
                 f"{variant.title} samples in two stages and needs the x2 latent upsampler "
-                "(ltx-2-spatial-upscaler-x2-1.0.safetensors in models/latent_upscale_models); install it with "
+                f"({bundle_file(variant, 'upsampler')}); install it with "
                 f"`python install.py --models {variant.name}`, or pass the option two_stage=false."
             )
+        self._check_refining_lora("two_stage=false")
+        return True
+
+    def _check_refining_lora(self, alternative: str) -> None:
+        """A dev model refines with the distilled LoRA; refused without it (`alternative`: the option to pass)."""
+        variant = self.variant
         if not variant.distilled and self.stage2_lora is None:
             raise ConfigurationError(
-                f"{variant.title} refines its second stage with the distilled LoRA "
-                "(ltx-2-19b-distilled-lora-384.safetensors in models/loras); install it with "
-                f"`python install.py --models {variant.name}`, or pass the option two_stage=false."
+                f"{variant.title} refines with the distilled LoRA ({bundle_file(variant, 'lora')}); install it with "
+                f"`python install.py --models {variant.name}`, or pass the option {alternative}."
             )
-        return True
+
+    @contextmanager
+    def refining(self):
+        """The DiT of the refining steps: a dev model with the distilled LoRA applied (removed on exit)."""
+        applied = None if self.variant.distilled else apply_lora(self.dit, self.stage2_lora, skippable=is_text_side)
+        try:
+            yield
+        finally:
+            if applied is not None:
+                applied.remove()
 
     def sample(self, request: VideoRequest, positive: TextContext, negative: TextContext | None,
                progress: Progress | None = None, on_latent: Callable[[torch.Tensor], None] | None = None,
                ) -> tuple[torch.Tensor, torch.Tensor, LTX2Size, float]:
         """(video latents, audio latents, corrected size, fps). Two stages (see `two_stage`): half size with the
-        variant's sampling, x2 latent upsample, 3 refining steps without guidance (dev: with the distilled LoRA
-        applied to the DiT for those steps). `on_latent` sees each step's denoised video latents."""
+        variant's sampling (its solvers: `_solvers`), x2 latent upsample, 3 refining Euler steps without guidance
+        (dev: with the distilled LoRA applied to the DiT for those steps, and the stage-1 sound kept, as
+        ltx-pipelines' `TI2VidTwoStagesPipeline`). `on_latent` sees each step's denoised video latents."""
         variant = self.variant
         two_stage = self.two_stage(request)
         multiple = VAE_STRIDE * (2 if two_stage else 1)
@@ -128,7 +145,7 @@ class LTX2Pipeline:
         fps = float(request.fps or variant.fps)
         self.dit.cross_timestep = request.options.get("cross_timestep", variant.cross_timestep)
         guidance = self.guidance(request)
-        on_step = None if progress is None else (lambda done, total: progress("sampling", done, total))
+        on_step = self._on_step(progress)
 
         def stage(stage_size: LTX2Size, sigmas, stage_guidance: Guidance, video=None, audio=None,
                   seed_offset: int = 0):
@@ -139,19 +156,23 @@ class LTX2Pipeline:
             video, audio = stage(size, None, guidance)
             return video, audio, size, fps
         video, audio = stage(LTX2Size(size.width // 2, size.height // 2, size.frames), None, guidance)
-        vae = self.video_vae
-        video = self.upsampler.upsample(video, vae.latents_mean.to(video), vae.latents_std.to(video))
-        applied = None if variant.distilled else apply_lora(self.dit, self.stage2_lora, skippable=is_text_side)
-        try:
-            video, audio = stage(size, torch.tensor(STAGE2_SIGMAS), Guidance(), video, audio, seed_offset=2)
-        finally:
-            if applied is not None:
-                applied.remove()
-        return video, audio, size, fps
+        video = self.upsampler.upsample(video, *self.latent_statistics())
+        with self.refining():
+            video, refined_audio = stage(size, torch.tensor(STAGE2_SIGMAS), Guidance(), video, audio, seed_offset=2)
+        return video, refined_audio if variant.distilled else audio, size, fps
+
+    def latent_statistics(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The video latents' per-channel (mean, std) the upsamplers un-normalise with: the video VAE's."""
+        return self.video_vae.latents_mean, self.video_vae.latents_std
+
+    @staticmethod
+    def _on_step(progress: Progress | None):
+        return None if progress is None else (lambda done, total: progress("sampling", done, total))
 
     def _stage(self, request, size, fps, sigmas, positive, negative, guidance, video, audio, seed_offset, on_step,
-               on_latent) -> tuple[torch.Tensor, torch.Tensor]:
-        """One sampling stage; `video` / `audio` (optional) are latents to re-noise to `sigmas[0]`."""
+               on_latent, freeze_audio: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """One sampling stage; `video` / `audio` (optional) are latents to re-noise to `sigmas[0]`. `freeze_audio`:
+        `audio` stays clean, as context only (`FrozenAudio`)."""
         device = next(self.dit.parameters()).device
         video_shape, audio_shape = self._latent_shapes(size, fps)
         sigmas = self._sigmas(request, video_shape) if sigmas is None else sigmas
@@ -164,9 +185,11 @@ class LTX2Pipeline:
             mask = condition.mask
             condition = noised_keyframes(condition, request.seed + seed_offset + KEYFRAME_SEED_OFFSET, start)
         video = noised(base, seeded_noise(video_shape, request.seed + seed_offset, device=device), start, mask)
-        audio_base = torch.zeros(audio_shape, device=device) if audio is None else audio.to(device)
-        audio = noised(audio_base, seeded_noise(audio_shape, request.seed + seed_offset + 1, device=device), start)
-        return denoise(self.dit, video, audio, sigmas, positive, negative, guidance, fps, condition,
+        audio = torch.zeros(audio_shape, device=device) if audio is None else audio.to(device)
+        if not freeze_audio:
+            audio = noised(audio, seeded_noise(audio_shape, request.seed + seed_offset + 1, device=device), start)
+        model = FrozenAudio(self.dit) if freeze_audio else self.dit
+        return denoise(model, video, audio, sigmas, positive, negative, guidance, fps, condition,
                        batched=not self.low_memory, callback=on_step, on_latent=on_latent,
                        solvers=self._solvers(request, sigmas, seed_offset, device))
 
@@ -225,6 +248,18 @@ class LTX2Pipeline:
         images = frame_images(request, size.frames)
         return image_condition(self.video_vae, images, size.width, size.height, video_shape, fps,
                                image_crf(request, self.variant.version), device)
+
+
+def bundle_file(variant: LTX2Variant, role: str) -> str:
+    """"<file> in models/<folder>" of the variant's bundle entry with `role` (for messages)."""
+    from videosdgx.manifest import load_manifest
+
+    manifest = load_manifest()
+    if variant.name in manifest.bundles:
+        for entry in manifest.bundle_entries(variant.name):
+            if entry.role == role:
+                return f"{entry.filename} in models/{entry.folder}"
+    return f"the bundle's {role} file"
 
 
 def decode_video(video_vae, latents: torch.Tensor, progress: Progress | None = None) -> torch.Tensor:

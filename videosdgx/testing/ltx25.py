@@ -97,7 +97,7 @@ def write_duration_head(path: Path, video_dim: int, audio_dim: int, hidden: int 
 
 
 # ------------------------------------------------------------------------------------------------- demo bundle
-DEMO_BUNDLES = ("ltx-2.5-22b-distilled",)
+DEMO_BUNDLES = ("ltx-2.5-22b-distilled", "ltx-2.5-22b-dev")
 
 
 def demo_dit25_config() -> LTX2Config:
@@ -108,10 +108,13 @@ def demo_dit25_config() -> LTX2Config:
 def write_ltx25_bundle(bundle: str, models_dir: str | Path, seed: int = 0) -> None:
     """Tiny random files for every entry of the LTX-2.5 bundle, at `<models_dir>/<folder>/<filename>`: split
     transformer (embedded config), Gemma 4 + projections, Gemma tokenizer, bare-key conv video VAE, diffusion video
-    VAE (raw layout, ltx25_decoder.py), audio VAE + vocoder, duration head."""
+    VAE (raw layout, ltx25_decoder.py), audio VAE + vocoder, duration head, spatial and temporal x2 latent upscalers
+    (bare keys, ltx-core `config` header), the distilled LoRA (Lightricks' layout)."""
     from videosdgx.manifest import load_manifest
+    from videosdgx.testing.ltx2 import distilled_lora_state
     from videosdgx.testing.ltx25_decoder import DEMO_DECODER, write_diffusion_vae
-    from videosdgx.testing.ltx2_media import audio_vae_state, video_vae_state, vocoder_state
+    from videosdgx.testing.ltx2_media import (audio_vae_state, upsampler_header, upsampler_state, video_vae_state,
+                                              vocoder_state)
     from videosdgx.testing.ltx2_text import write_gemma_tokenizer
 
     dit = demo_dit25_config()
@@ -134,5 +137,11 @@ def write_ltx25_bundle(bundle: str, models_dir: str | Path, seed: int = 0) -> No
                              | vocoder_state("2.3", seed + 4, MEL_BINS))
         elif entry.role == "duration_head":
             write_duration_head(path, dit.dim, dit.audio_dim, seed=seed + 5)
+        elif entry.role in ("upsampler", "temporal_upsampler"):
+            mode = "spatial" if entry.role == "upsampler" else "temporal"
+            state = upsampler_state(seed + 7, VIDEO_LATENT, mode=mode)
+            save_safetensors(path, state, metadata=upsampler_header(state))
+        elif entry.role == "lora":
+            save_safetensors(path, distilled_lora_state(dit, seed=seed + 8))
         else:
             raise NotImplementedError(f"no tiny fixture for {entry.filename} ({entry.role})")

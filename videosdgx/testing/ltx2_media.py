@@ -9,6 +9,7 @@ the released strides and kernels so that no config header is needed to load them
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -165,10 +166,24 @@ def vocoder_state(layout: str = "19b", seed: int = 0, mel_bins: int = 16) -> dic
     return {f"vocoder.{k}": v for k, v in state.items()}
 
 
-def upsampler_state(seed: int = 0, latent_channels: int = 8, mid_channels: int = 32, blocks: int = 2) -> dict:
-    """Spatial x2 upsampler (`initial_conv`, `res_blocks`, `upsampler.0`, `post_upsample_res_blocks`, ...)."""
-    module = LTX2LatentUpsampler(UpsamplerConfig(in_channels=latent_channels, mid_channels=mid_channels, blocks=blocks))
+def upsampler_state(seed: int = 0, latent_channels: int = 8, mid_channels: int = 32, blocks: int = 2,
+                    mode: str = "spatial") -> dict:
+    """Spatial (or `mode` "temporal") x2 upsampler (`initial_conv`, `res_blocks`, `upsampler.0`,
+    `post_upsample_res_blocks`, ...)."""
+    module = LTX2LatentUpsampler(UpsamplerConfig(in_channels=latent_channels, mid_channels=mid_channels, blocks=blocks,
+                                                 mode=mode))
     return _randomized(module, seed, std=0.1)
+
+
+def upsampler_header(state: dict) -> dict:
+    """The `config` header ltx-core's `LatentUpsamplerConfigurator` reads, for an x2 `upsampler_state`."""
+    initial = state["initial_conv.weight"].shape
+    temporal = state["upsampler.0.weight"].ndim == 5
+    config = {"in_channels": initial[1], "mid_channels": initial[0],
+              "num_blocks_per_stage": len({k.split(".")[1] for k in state if k.startswith("res_blocks.")}),
+              "dims": 3, "spatial_upsample": not temporal, "temporal_upsample": temporal, "spatial_scale": 2.0,
+              "rational_resampler": False}
+    return {"config": json.dumps(config)}
 
 
 def media_checkpoint_state(
