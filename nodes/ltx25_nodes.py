@@ -4,7 +4,7 @@ diffusion video decoder (IMAGE) and the audio VAE (AUDIO)."""
 from __future__ import annotations
 
 from videosdgx.ltx2.duration_head25 import DurationHead
-from videosdgx.ltx2.pipeline import decode_audio
+from videosdgx.ltx2.assemble import decoded_sound
 from videosdgx.ltx2.pipeline25 import diffusion_decode
 
 from ._comfy import check_interrupt, io, progress
@@ -60,7 +60,8 @@ class LTX25Decode(io.ComfyNode):
                 io.Int.Input("seed", default=0, min=0, max=MAX_SEED, control_after_generate=True,
                              tooltip="The decoder's noise; the command line uses the sampler's seed."),
             ],
-            outputs=[io.Image.Output(display_name="images"), io.Audio.Output(display_name="audio")],
+            outputs=[io.Image.Output(display_name="images"), io.Audio.Output(display_name="audio"),
+                     io.Float.Output(display_name="fps", tooltip="Twice the sampler's after a temporal x2 upscale.")],
         )
 
     @classmethod
@@ -78,5 +79,6 @@ class LTX25Decode(io.ComfyNode):
         device = next(video_decoder.parameters()).device
         frames = diffusion_decode(video_decoder, latent.video.to(device), seed, on_progress)
         audio_device = next(audio_vae.audio_vae.parameters()).device
-        audio = decode_audio(audio_vae.audio_vae, audio_vae.vocoder, latent.audio.to(audio_device))
-        return io.NodeOutput(frames, audio)
+        audio = decoded_sound(audio_vae.audio_vae, audio_vae.vocoder, latent.audio.to(audio_device), frames.shape[0],
+                              latent.fps, latent.cut_sound)
+        return io.NodeOutput(frames, audio, latent.fps)

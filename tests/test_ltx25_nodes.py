@@ -24,6 +24,8 @@ GEMMA4 = "gemma4-12b-with-proj-ltx-2.5-bf16.safetensors"
 TOKENIZER = "ltx-2.5-gemma4/tokenizer.json"
 CONV_VAE, DIFFUSION_VAE = "ltx-2.5-video-vae-conv-bf16.safetensors", "ltx-2.5-video-vae-bf16.safetensors"
 AUDIO_VAE, HEAD = "ltx-2.5-audio-vae-bf16.safetensors", "ltx-2.5-duration-head-bf16.safetensors"
+SPATIAL, TEMPORAL = ("ltx-2.5-latent-spatial-upscaler-x2-bf16-1.0.safetensors",
+                     "ltx-2.5-latent-temporal-upscaler-x2-bf16-1.0.safetensors")
 FOLDERS = ("checkpoints", "diffusion_models", "text_encoders", "vae", "loras", "latent_upscale_models",
            "model_patches")
 PROMPT = "a cat on a boat, waves and gulls"
@@ -63,7 +65,10 @@ def parts(comfy):
     audio_vae, = run(comfy, "VideosDGXLTX2AudioVAELoader", audio_vae_name=AUDIO_VAE, weight_dtype="default")
     decoder, = run(comfy, "VideosDGXLTX25VideoDecoderLoader", decoder_name=DIFFUSION_VAE, weight_dtype="default")
     head, = run(comfy, "VideosDGXLTX25DurationHeadLoader", duration_head_name=HEAD)
-    return dict(model=model, encoder=encoder, vae=vae, audio_vae=audio_vae, decoder=decoder, head=head)
+    spatial, temporal = (run(comfy, "VideosDGXLTX2UpsamplerLoader", upsampler_name=name, weight_dtype="default")[0]
+                         for name in (SPATIAL, TEMPORAL))
+    return dict(model=model, encoder=encoder, vae=vae, audio_vae=audio_vae, decoder=decoder, head=head,
+                upsampler=spatial, temporal=temporal)
 
 
 def node_video(comfy, parts, length: int = 0, seed: int = 3, **inputs):
@@ -73,11 +78,13 @@ def node_video(comfy, parts, length: int = 0, seed: int = 3, **inputs):
     length, = run(comfy, "VideosDGXLTX25Length", duration_head=parts["head"], conditioning=conditioning, fps=24,
                   length=length)
     settings = dict(width=64, height=64, length=length, fps=24, seed=seed, steps=2, cfg=3.0, audio_cfg=7.0, stg=1.0,
-                    modality=3.0, rescale=0.7, two_stage=False) | inputs
+                    modality=3.0, rescale=0.7, two_stage=True, upsampler=parts["upsampler"],
+                    video_decoder=parts["decoder"]) | inputs
     latent, = run(comfy, "VideosDGXLTX2Sampler", model=parts["model"], conditioning=conditioning, vae=parts["vae"],
                   audio_vae=parts["audio_vae"], **settings)
-    frames, audio = run(comfy, "VideosDGXLTX25Decode", latent=latent, video_decoder=parts["decoder"],
-                        audio_vae=parts["audio_vae"], seed=seed)
+    frames, audio, fps = run(comfy, "VideosDGXLTX25Decode", latent=latent, video_decoder=parts["decoder"],
+                             audio_vae=parts["audio_vae"], seed=seed)
+    assert fps == latent.fps
     return latent, frames, audio, length
 
 
@@ -97,7 +104,7 @@ def test_text_to_video_nodes_make_what_generate_makes_with_the_predicted_length(
     assert length == result.frames.shape[0] and (length - 1) % 8 == 0
     assert_same_video(latent, frames, audio, result)
     assert not parts["model"].dit._text_cache  # the K/V cache does not outlive the run
-    conv, _ = run(comfy, "VideosDGXLTX2Decode", latent=latent, vae=parts["vae"], audio_vae=parts["audio_vae"])
+    conv, _, _ = run(comfy, "VideosDGXLTX2Decode", latent=latent, vae=parts["vae"], audio_vae=parts["audio_vae"])
     expected = engine.decode_frames(result.latents[0], VideoRequest(PROMPT, options={"video_decoder": "conv"}))
     torch.testing.assert_close(conv, expected, rtol=0, atol=1e-5)  # LTX-2 Decode: the conv VAE on 2.5 latents
 
@@ -118,6 +125,15 @@ def test_first_last_frame_nodes_make_what_generate_makes_and_use_the_last_frame(
     assert_same_video(latent, frames, audio, result)
     without, *_ = node_video(comfy, parts, length=17, image=first)
     assert (latent.video[:, :, -1] - without.video[:, :, -1]).abs().max() > 1e-3  # the last frame is conditioned
+
+
+def test_temporal_upscale_nodes_make_what_generate_makes_at_twice_the_frame_rate(comfy, parts, engine):
+    latent, frames, audio, _ = node_video(comfy, parts, length=9, temporal_upsampler=parts["temporal"],
+                                          temporal_upscale=True)
+    result = engine.generate(VideoRequest(PROMPT, width=64, height=64, frames=9, steps=2, seed=3,
+                                          options={"temporal_upscale": True}))
+    assert frames.shape[0] == 17 and latent.fps == result.fps == 48
+    assert_same_video(latent, frames, audio, result)  # the sound cut to the 17 frames' duration, as generate
 
 
 def test_the_sampler_refuses_a_temporal_upscaler_as_its_x2_upsampler(comfy, parts):
@@ -181,18 +197,23 @@ def test_shipped_workflows_use_the_bundle_files_and_the_official_settings(name):
 
     variant, workflow = workflow_variant(name), api_workflow(name)
     assert variant.name == BUNDLE
-    nodes = {node["class_type"]: (key, node["inputs"]) for key, node in workflow.items()
-             if node["class_type"] != "LoadImage"}
-    sampler, length = nodes["VideosDGXLTX2Sampler"][1], nodes["VideosDGXLTX25Length"][1]
+    ids = {node["class_type"]: key for key, node in workflow.items()}
+    sampler, length, decode, create = (workflow[ids[kind]]["inputs"] for kind in (
+        "VideosDGXLTX2Sampler", "VideosDGXLTX25Length", "VideosDGXLTX25Decode", "CreateVideo"))
     assert (sampler["width"], sampler["height"], sampler["fps"], sampler["steps"]) == (
         variant.width, variant.height, variant.fps, 0)
-    assert sampler["length"] == [nodes["VideosDGXLTX25Length"][0], 0] and length["length"] == 0
-    assert length["fps"] == sampler["fps"] == nodes["CreateVideo"][1]["fps"]
-    assert nodes["VideosDGXLTX25Decode"][1]["seed"] == sampler["seed"]  # what generate decodes with
-    assert sampler["two_stage"] == variant.two_stage and ("upsampler" in sampler) == variant.two_stage
-    used = {value for _, inputs in nodes.values() for key, value in inputs.items()
+    assert sampler["length"] == [ids["VideosDGXLTX25Length"], 0] and length == length | {"length": 0, "fps": 24}
+    assert decode["seed"] == sampler["seed"]  # what generate decodes with
+    assert sampler["video_decoder"] == decode["video_decoder"]  # its latent statistics scale the upscalers
+    assert create["fps"] == [ids["VideosDGXLTX25Decode"], 2]  # doubled by a temporal x2 upscale
+    assert sampler["two_stage"] is variant.two_stage is True and sampler["temporal_upscale"] is False
+    entries = load_manifest().bundle_entries(BUNDLE)
+    files = {entry.role: entry.filename for entry in entries}
+    assert [workflow[sampler[role][0]]["inputs"]["upsampler_name"] for role in ("upsampler", "temporal_upsampler")] \
+        == [files["upsampler"], files["temporal_upsampler"]]
+    used = {value for node in workflow.values() for key, value in node["inputs"].items()
             if key.endswith("_name") or key == "tokenizer"}
-    assert used == {entry.filename for entry in load_manifest().bundle_entries(BUNDLE)}
+    assert used == {entry.filename for entry in entries}
     loads = {key: node["_meta"]["title"] for key, node in workflow.items() if node["class_type"] == "LoadImage"}
     fed = {slot: loads[sampler[slot][0]] for slot in ("image", "end_image") if slot in sampler}
     assert fed == {"": {}, "-i2v": {"image": "Input Image"},
@@ -200,7 +221,7 @@ def test_shipped_workflows_use_the_bundle_files_and_the_official_settings(name):
     assert len(loads) == len(fed)
     [note] = [node["widgets_values"][0] for node in editor_workflow(name)["nodes"] if node["type"] == "Note"]
     assert "huggingface.co/Lightricks/LTX-2.5" in note and "HF_TOKEN" in note
-    assert all(f"models/{entry.folder}/{entry.filename}" in note for entry in load_manifest().bundle_entries(BUNDLE))
+    assert all(f"models/{entry.folder}/{entry.filename}" in note for entry in entries)
 
 
 @pytest.mark.parametrize("media, name", [((), "ltx-2.5-22b-distilled"), (("--image",), "ltx-2.5-22b-distilled-i2v"),

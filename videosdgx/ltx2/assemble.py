@@ -12,25 +12,32 @@ from collections.abc import Callable
 import torch
 
 from videosdgx.job import Progress, VideoRequest
-from videosdgx.ltx2.pipeline import LTX2Pipeline, LTX2Size
-from videosdgx.ltx2.pipeline25 import LTX25Pipeline
+from videosdgx.ltx2.pipeline import LTX2Pipeline, LTX2Size, decode_audio
+from videosdgx.ltx2.pipeline25 import LTX25Pipeline, cut_audio
 from videosdgx.ltx2.sampler import TextContext
 from videosdgx.ltx2.upsampler import LTX2LatentUpsampler
 from videosdgx.ltx2.variants import LTX2Variant
-from videosdgx.runtime.errors import WrongComponentError
+from videosdgx.runtime.errors import ConfigurationError, WrongComponentError
 from videosdgx.runtime.lora_formats import LoraFile
 
 PIPELINES: dict[str, type[LTX2Pipeline]] = {"2.5": LTX25Pipeline}  # by DiT version; others: LTX2Pipeline
 
 
 def pipeline_for(variant: LTX2Variant, dit, video_vae, audio_vae, vocoder, upsampler: LTX2LatentUpsampler | None = None,
-                 stage2_lora: LoraFile | None = None) -> LTX2Pipeline:
+                 stage2_lora: LoraFile | None = None, temporal_upsampler: LTX2LatentUpsampler | None = None,
+                 diffusion_decoder=None) -> LTX2Pipeline:
     """The pipeline of `variant`'s generation (Euler-ancestral first stage and the text K/V cache for 2.5) on
-    loaded parts, without a text encoder (prompts come encoded) or a diffusion decoder (decoded by its own node).
-    `upsampler`: the spatial x2 latent upscaler of two-stage sampling."""
+    loaded parts, without a text encoder (prompts come encoded). `upsampler`: the spatial x2 latent upscaler of
+    two-stage sampling. LTX-2.5 only: `temporal_upsampler`, the temporal x2 one of the `temporal_upscale` option;
+    `diffusion_decoder`, whose latent statistics the upscalers use when it is loaded (decoding is its own node's)."""
     _expect_mode(upsampler, "spatial", "upsampler")
-    return PIPELINES.get(variant.version, LTX2Pipeline)(variant, dit, None, video_vae, audio_vae, vocoder, upsampler,
-                                                         stage2_lora=stage2_lora)
+    _expect_mode(temporal_upsampler, "temporal", "temporal upsampler")
+    pipeline = PIPELINES.get(variant.version, LTX2Pipeline)
+    extras = {name: part for name, part in (("temporal_upsampler", temporal_upsampler),
+                                            ("diffusion_decoder", diffusion_decoder)) if part is not None}
+    if extras and pipeline is LTX2Pipeline:
+        raise ConfigurationError(f"{variant.title} takes no {' or '.join(extras)} (LTX-2.5 parts): disconnect it.")
+    return pipeline(variant, dit, None, video_vae, audio_vae, vocoder, upsampler, stage2_lora=stage2_lora, **extras)
 
 
 def _expect_mode(upsampler: LTX2LatentUpsampler | None, mode: str, place: str) -> None:
@@ -47,3 +54,10 @@ def sample_latents(pipe: LTX2Pipeline, request: VideoRequest, positive: TextCont
         return pipe.sample(request, positive, negative, progress, on_latent)
     finally:
         pipe.dit.clear_text_cache()
+
+
+def decoded_sound(audio_vae, vocoder, latents: torch.Tensor, frames: int, fps: float, cut: bool) -> dict:
+    """ComfyUI AUDIO of sampled sound latents; `cut`: cut to the video's `frames` at `fps` (after the temporal x2
+    round, whose 2n - 1 frames last a little less than the n frames the sound was made for)."""
+    sound = decode_audio(audio_vae, vocoder, latents)
+    return cut_audio(sound, frames, fps) if cut else sound
