@@ -58,7 +58,8 @@ def draw(name: str, family: str, note: str) -> Image.Image:
         y += step
         pen.text((24, y), line, font=font, fill=(220, 225, 230))
     pen.text((16, SIZE[1] - 50), f"python install.py --models", font=small, fill=(160, 170, 180))
-    pen.text((16, SIZE[1] - 30), name.removesuffix("-t2v").removesuffix("-i2v").removesuffix("-flf"), font=small, fill=(160, 170, 180))
+    bundle = name.removesuffix("-t2v").removesuffix("-i2v").removesuffix("-flf")
+    pen.text((16, SIZE[1] - 30), bundle, font=small, fill=(160, 170, 180))
     return image
 
 
