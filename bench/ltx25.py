@@ -18,6 +18,16 @@ does not fit fails alone (reported) instead of paging the machine.
     python bench/ltx25.py --blocks 2 --repeat 2 --limit-gb 14
     python bench/ltx25.py --config ltx-core --frames 2   # diffusers' dense mask fits at this size
     python bench/ltx25.py --tiny                  # smoke test
+
+`--long` compares our diffusion decoder untiled with tiled (`--tile-frames`, `--tile-size`: pixel frames / pixels,
+0 = whole axis; at least the decoder's smallest tiles) on one clip: time and peak as ratios, the largest difference,
+and the memory plan's estimate (`memory.diffusion_decode_bytes` with those tiles) beside each measured peak.
+`--fit` measures the plan's two constants in one process: stages 1-3 on the whole clip (their peak over the
+stage-4 input's bytes: `FEATURE_COPIES`) and one tile's stage 4 + diffusion steps (its peak over stage-5 tokens x
+width x dtype size: `TILE_VALUES_PER_TOKEN`).
+
+    python bench/ltx25.py --config ltx-core --long --frames 16 --size 8 8 --tile-frames 32   # 121 frames
+    python bench/ltx25.py --config ltx-core --fit --frames 6 --size 8 8 --tile-frames 16 --tile-size 192
 """
 
 from __future__ import annotations
@@ -30,14 +40,18 @@ import tempfile
 from pathlib import Path
 
 import torch
-from _measure import GB, gb, ratio, run_child, table, timed, write_result
+from _measure import GB, Span, gb, ratio, run_child, table, timed, write_result
 
 from videosdgx.ltx2.diffusion_decoder import DiffusionDecoderConfig, DiffusionVideoDecoder
+from videosdgx.ltx2.diffusion_tiling import TileSizes, overlaps, stage4_grid, tile_groups
+from videosdgx.ltx2.memory import diffusion_decode_bytes
+from videosdgx.plan import Size
 from videosdgx.testing.ltx25_decoder import TINY_DECODER, decoder_state, diffusers_decoder
 
 log = logging.getLogger("bench.ltx25")
 SCRIPT = Path(__file__).resolve()
 CHILDREN = ("diffusion-ours", "conv-ours", "diffusion-diffusers")
+LONG = ("diffusion-ours", "diffusion-tiled")
 CONFIGS = {  # the two candidates for the release's header values (not read from a real file yet)
     "diffusers": DiffusionDecoderConfig(
         stage_channels=(2048, 1024, 512, 512, 256), stage_depths=(4, 6, 4, 2, 8), stage5_kernel=(11, 11, 11),
@@ -77,9 +91,16 @@ def child(args: argparse.Namespace, folder: Path) -> None:
     latents = torch.randn(1, cfg.latent_channels, args.frames, *args.size, generator=torch.Generator().manual_seed(1))
     result: dict = {}
     with torch.inference_mode():
+        if args.child == "fit":
+            write_result(args.result, fit(cfg, latents, tiles(args)))
+            return
         if args.child == "diffusion-ours":
             model = build_ours(cfg, seed=7)
             run = lambda: model.decode(latents, torch.Generator().manual_seed(2))  # noqa: E731
+        elif args.child == "diffusion-tiled":
+            model = build_ours(cfg, seed=7)
+            run = lambda: torch.cat(list(model.decode_tiles(  # noqa: E731
+                latents, tiles(args), torch.Generator().manual_seed(2))), dim=2)
         elif args.child == "conv-ours":
             model = build_conv(args, cfg.latent_channels)
             run = lambda: torch.cat(list(model.decode_chunks(latents)), dim=2)  # noqa: E731
@@ -99,8 +120,61 @@ def child(args: argparse.Namespace, folder: Path) -> None:
         out, result["spans"] = timed(run, args.repeat)
     torch.save(out.float(), folder / f"{args.child}.pt")
     result["shape"] = list(out.shape)
+    if args.child in LONG:
+        sizes = tiles(args) if args.child == "diffusion-tiled" else TileSizes()
+        shape = Size(out.shape[4], out.shape[3], out.shape[2])
+        result["planned"] = diffusion_decode_bytes(cfg, shape, out.element_size(), sizes)
     result["weights"] = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     write_result(args.result, result)
+
+
+def tiles(args: argparse.Namespace) -> TileSizes:
+    return TileSizes(args.tile_frames, args.tile_size, args.tile_size)
+
+
+def fit(cfg: DiffusionDecoderConfig, latents: torch.Tensor, sizes: TileSizes) -> dict:
+    """The plan's constants: stages 1-3's peak over the stage-4 input they make, and the first tile's peak (stage 4
+    and every step, the stage-4 input already resident) over its stage-5 tokens x width x dtype size."""
+    model = build_ours(cfg, seed=7)
+    mean, std = (t.view(1, -1, 1, 1, 1) for t in (model.latents_mean, model.latents_std))
+    z = latents * std + mean
+    grid = stage4_grid(cfg, tuple(z.shape[2:]))
+    tile = tile_groups(cfg, grid, sizes)[0][0]
+    frames = (z.shape[2] - 1) * cfg.temporal_factor + 1
+    noise = torch.randn(1, cfg.out_channels, frames, z.shape[3] * cfg.spatial_factor, z.shape[4] * cfg.spatial_factor)
+    with Span() as first:
+        features = model.features(z)
+    with Span() as second:
+        out = model.decode_tile(features, tile, noise, None, cfg.steps)
+    width = cfg.stage5_channels or cfg.stage_channels[-1]
+    tokens = out.shape[2] * (out.shape[3] // cfg.patch_size) * (out.shape[4] // cfg.patch_size)
+    return {"feature_copies": first.peak_increase / (features.numel() * features.element_size()),
+            "tile_values_per_token": second.peak_increase / (tokens * width * out.element_size()),
+            "stage4_input": list(features.shape), "tile": list(out.shape), "seconds": [first.seconds, second.seconds]}
+
+
+def long_report(runs: dict, error: float | None, args: argparse.Namespace) -> str:
+    cfg = decoder_config(args)
+    rows, sums = [], {}
+    for name, run in runs.items():
+        if "failed" in run:
+            rows.append([name, "failed", "", "", ""])
+            continue
+        spans = run["spans"]
+        sums[name] = (min(s["seconds"] for s in spans), min(s["peak"] - s["baseline"] for s in spans))
+        rows.append([name, f"{sums[name][0]:.2f}", gb(sums[name][1]), gb(run["planned"]),
+                     ratio(sums[name][1], run["planned"])])
+    if len(sums) == 2:
+        (t_u, p_u), (t_t, p_t) = sums["diffusion-ours"], sums["diffusion-tiled"]
+        rows.append(["tiled / untiled", ratio(t_t, t_u), ratio(p_t, p_u), "", ""])
+    return "\n".join([
+        f"LTX-2.5 diffusion decoder ({'TINY' if args.tiny else args.config + ' config'} widths), float32, CPU, "
+        f"{torch.get_num_threads()} threads; latent {args.frames} x {args.size[0]} x {args.size[1]} -> "
+        f"{runs['diffusion-ours'].get('shape')}; stage depths {cfg.stage_depths}, {cfg.steps} step(s); tiles "
+        f"{tiles(args)!r} (0: whole axis, overlaps {overlaps(cfg)}); best of {args.repeat}.",
+        "Tiled vs untiled max |difference| / max |untiled| = " + ("n/a" if error is None else f"{error:.2e}") + ".",
+        table(["side", "best s", "increase GB", "planned GB", "measured / planned"], rows),
+    ])
 
 
 def report(runs: dict, error: float, args: argparse.Namespace) -> str:
@@ -147,7 +221,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--eager-flex", action="store_true", help="diffusers' flex attention without compiling")
     parser.add_argument("--limit-gb", type=float, default=0.0, help="address-space limit of each child (0: none)")
     parser.add_argument("--tiny", action="store_true", help="toy widths (smoke test)")
-    parser.add_argument("--child", choices=CHILDREN, help=argparse.SUPPRESS)
+    parser.add_argument("--long", action="store_true", help="ours untiled vs tiled (see the docstring)")
+    parser.add_argument("--fit", action="store_true", help="measure the memory plan's constants")
+    parser.add_argument("--tile-frames", type=int, default=0, help="tiled side: frames per tile (0: whole)")
+    parser.add_argument("--tile-size", type=int, default=0, help="tiled side: pixels per tile side (0: whole)")
+    parser.add_argument("--child", choices=(*CHILDREN, "diffusion-tiled", "fit"), help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -162,20 +240,26 @@ def main(argv: list[str] | None = None) -> dict:
               "--blocks", str(args.blocks), "--steps", str(args.steps), "--repeat", str(args.repeat)]
     passed += ["--tiny"] * args.tiny + ["--eager-flex"] * args.eager_flex
     passed += ["--limit-gb", str(args.limit_gb)] if args.limit_gb else []
-    runs, error = {}, None
+    passed += ["--tile-frames", str(args.tile_frames), "--tile-size", str(args.tile_size)]
     with tempfile.TemporaryDirectory(prefix="videosdgx-bench-ltx25-") as tmp:
-        for name in CHILDREN:
+        if args.fit:
+            result = run_child(SCRIPT, [*passed, "--child", "fit", "--folder", tmp], Path(tmp) / "result.json")
+            log.info("%s", result)
+            return result
+        names, pair, write = (LONG, LONG, long_report) if args.long else (
+            CHILDREN, ("diffusion-diffusers", "diffusion-ours"), report)
+        runs, error = {}, None
+        for name in names:
             try:
                 runs[name] = run_child(SCRIPT, [*passed, "--child", name, "--folder", tmp], Path(tmp) / "result.json")
             except RuntimeError as failure:  # diffusers' dense mask / scores may not fit: say so, keep the rest
                 runs[name] = {"failed": str(failure).strip().splitlines()[-1][:300]}
-        if "failed" not in runs["diffusion-diffusers"]:
-            ours, ref = (torch.load(Path(tmp) / f"{name}.pt") for name in ("diffusion-ours", "diffusion-diffusers"))
-            error = ((ours - ref).abs().max() / ref.abs().max()).item()
-    text = report(runs, error, args)
+        if all("failed" not in runs[name] for name in pair):
+            ref, other = (torch.load(Path(tmp) / f"{name}.pt") for name in pair)
+            error = ((other - ref).abs().max() / ref.abs().max()).item()
+    text = write(runs, error, args)
     log.info("\n%s", text)
     return {"runs": runs, "error": error, "report": text}
-
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")

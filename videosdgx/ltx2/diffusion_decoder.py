@@ -10,11 +10,14 @@ Borders (ltx-core): the last latent frame is repeated `(stage-1 kernel_t // 2) *
 1-4 and those frames are cut off the context, so the last real frames are not at the attention's shifted border;
 latents smaller than every stage's kernel are padded first (edge-replicated) and the pixels cropped back; a clip
 shorter than stage 5's temporal window keeps some ghost frames and repeats its last noise frame over them.
+Long clips decode in tiles (`decode_tiles`, ltx-core's tiled decode): stages 1-3 once, stage 4 and every diffusion
+step per tile, the tiles blended and yielded a temporal tile at a time (geometry and weights: diffusion_tiling.py).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -23,6 +26,8 @@ from torch import nn
 from videosdgx.layers.embeddings import timestep_embedding
 from videosdgx.layers.norms import RMSNorm
 from videosdgx.ltx2.diffusion_decoder_blocks import DiffusionNABlock, Kernel, NABlock, PixelShuffleUp, SharedAdaLN
+from videosdgx.ltx2.diffusion_tiling import (Tile, TileSizes, accumulator_dtype, stage4_grid, tile_groups,
+                                             weight_sums)
 from videosdgx.ltx2.transformer_blocks import TimestepEmbedding
 from videosdgx.wan.vae_blocks import patchify, unpatchify
 
@@ -111,6 +116,67 @@ class DiffusionVideoDecoder(nn.Module):
         top, left = pads[1] * c.spatial_factor, pads[2] * c.spatial_factor
         return x[:, :, :frames, top:top + height, left:left + width]
 
+    @torch.no_grad()
+    def decode_tiles(self, latents: torch.Tensor, tiles: TileSizes, generator: torch.Generator | None = None,
+                     steps: int | None = None) -> Iterator[torch.Tensor]:
+        """Normalised latents -> the video as consecutive frame chunks `[B, 3, f, H, W]` (one per temporal tile),
+        with stages 1-3 run once and stage 4 + every diffusion step run per tile, blended (diffusion_tiling.py).
+        The starting noise is drawn over the whole clip (kept on the CPU; a single x0 step: per tile) and each
+        tile takes its part, so overlapping tiles start from the same pixels; a tile covering the clip decodes
+        exactly like `decode`."""
+        c = self.config
+        p = next(self.parameters())
+        z = latents.to(device=p.device, dtype=p.dtype)
+        frames, height, width = ((z.shape[2] - 1) * c.temporal_factor + 1, z.shape[3] * c.spatial_factor,
+                                 z.shape[4] * c.spatial_factor)
+        z, pads = pad_to_min(z, c.min_latent_size())
+        z = z * self.latents_std.view(1, -1, 1, 1, 1) + self.latents_mean.view(1, -1, 1, 1, 1)
+        full = ((z.shape[2] - 1) * c.temporal_factor + 1, z.shape[3] * c.spatial_factor, z.shape[4] * c.spatial_factor)
+        groups = tile_groups(c, stage4_grid(c, tuple(z.shape[2:])), tiles)
+        sums = weight_sums(groups, full)
+        steps = steps or c.steps
+        single_x0 = steps == 1 and c.prediction == "x0"
+        noise = None if single_x0 else draw((z.shape[0], c.out_channels, *full), generator, z).cpu()
+        features = self.features(z)
+        top, left = pads[1] * c.spatial_factor, pads[2] * c.spatial_factor
+        carry = None
+        for index, group in enumerate(groups):
+            span = group[0].pixels[0]
+            buffer = torch.zeros((z.shape[0], c.out_channels, span.stop - span.start, *full[1:]), device=z.device,
+                                 dtype=accumulator_dtype(z.dtype))
+            for tile in group:
+                pixels = self.decode_tile(features, tile, noise, generator, steps).to(buffer.dtype)
+                weight_t, weight_h, weight_w = (w.to(z.device) for w in tile.weights)
+                buffer[:, :, :, tile.pixels[1], tile.pixels[2]] += (
+                    pixels * weight_t.view(-1, 1, 1) * weight_h.view(-1, 1) * weight_w)
+            if carry is not None:
+                buffer[:, :, :carry.shape[2]] += carry
+            last = index + 1 == len(groups)
+            end = buffer.shape[2] if last else groups[index + 1][0].pixels[0].start - span.start
+            carry = None if last else buffer[:, :, end:].clone()
+            chunk = buffer[:, :, :min(end, frames - span.start), top:top + height, left:left + width]
+            if sums is not None:
+                sum_t, sum_h, sum_w = (s.to(z.device) for s in sums)
+                chunk = chunk / (sum_t[span.start:span.start + chunk.shape[2]].view(-1, 1, 1)
+                                 * sum_h[top:top + height].view(-1, 1) * sum_w[left:left + width])
+            if chunk.shape[2] > 0:
+                yield chunk.to(z.dtype)
+
+    def decode_tile(self, features: torch.Tensor, tile: Tile, noise: torch.Tensor | None,
+                    generator: torch.Generator | None, steps: int) -> torch.Tensor:
+        """Stage 4 and the diffusion steps on one tile of stage 4's input -> its pixels `[B, 3, f, h, w]`."""
+        c = self.config
+        cells_t, cells_h, cells_w = tile.cells
+        stop = features.shape[1] if tile.trailing else cells_t.stop
+        context = self.stage4(features[:, cells_t.start:stop, cells_h, cells_w], drop_leading=tile.origin,
+                              trailing=tile.trailing)
+        if noise is None:
+            x = draw((features.shape[0], c.out_channels, context.shape[1], context.shape[2] * c.patch_size,
+                      context.shape[3] * c.patch_size), generator, context)
+        else:
+            x = repeat_last(noise[:, :, tile.pixels[0], tile.pixels[1], tile.pixels[2]].to(context), context.shape[1])
+        return self.denoise(context, x, steps)[:, :, :tile.pixels[0].stop - tile.pixels[0].start]
+
     def noise(self, z: torch.Tensor, context: torch.Tensor, generator: torch.Generator | None,
               single_x0: bool) -> torch.Tensor:
         """The starting pixels, drawn as ltx-core does: over the context's frames for a single x0 step, else over
@@ -118,21 +184,33 @@ class DiffusionVideoDecoder(nn.Module):
         c = self.config
         frames = context.shape[1] if single_x0 else min(context.shape[1], (z.shape[2] - 1) * c.temporal_factor + 1)
         shape = (z.shape[0], c.out_channels, frames, context.shape[2] * c.patch_size, context.shape[3] * c.patch_size)
-        device = generator.device if generator is not None else z.device
-        x = torch.randn(shape, generator=generator, device=device, dtype=z.dtype).to(z.device)
-        return torch.cat([x, x[:, :, -1:].expand(-1, -1, context.shape[1] - frames, -1, -1)], dim=2)
+        return repeat_last(draw(shape, generator, z), context.shape[1])
 
     def context(self, z: torch.Tensor) -> torch.Tensor:
         """Stages 1-4: un-normalised latents `[B, C, F, h, w]` -> context `[B, T, H, W, C]` (ghost frames cut)."""
-        c = self.config
-        ghost = c.ghost_frames
-        z = torch.cat([z, z[:, :, -1:].expand(-1, -1, ghost, -1, -1)], dim=2)
+        return self.stage4(self.features(z))
+
+    def features(self, z: torch.Tensor) -> torch.Tensor:
+        """Stages 1-3: un-normalised latents `[B, C, F, h, w]` -> stage 4's input `[B, T, H, W, C]`, with the ghost
+        frames (the last latent frame repeated `ghost_frames` times) still on."""
+        z = torch.cat([z, z[:, :, -1:].expand(-1, -1, self.config.ghost_frames, -1, -1)], dim=2)
         x = self.conv_in(z.permute(0, 2, 3, 4, 1))
-        for blocks, upsample in zip(self.det_stages, self.upsamples):
+        for blocks, upsample in zip(self.det_stages[:-1], self.upsamples[:-1]):
             for block in blocks:
                 x = block(x)
             x = upsample(x)
-        keep = min(x.shape[1], max(x.shape[1] - ghost * c.temporal_factor, 1, c.stage5_kernel[0]))
+        return x
+
+    def stage4(self, x: torch.Tensor, drop_leading: bool = True, trailing: bool = True) -> torch.Tensor:
+        """Stage 4 on (a tile of) its input -> context; `drop_leading`: the tile holds the first frame; `trailing`:
+        it holds the ghost frames, cut here down to the clip (but at least stage 5's temporal window)."""
+        c = self.config
+        for block in self.det_stages[-1]:
+            x = block(x)
+        x = self.upsamples[-1](x, drop_leading=drop_leading)
+        if not trailing:
+            return x
+        keep = min(x.shape[1], max(x.shape[1] - c.ghost_frames * c.temporal_factor, 1, c.stage5_kernel[0]))
         return x[:, :keep]
 
     def predict(self, context: torch.Tensor, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -161,6 +239,17 @@ class DiffusionVideoDecoder(nn.Module):
                 out = (x.float() - out) / now
             x = (x.float() - (now - nxt) * out).to(x.dtype)
         return x
+
+
+def draw(shape: tuple[int, ...], generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
+    """Standard normal noise of `shape` from `generator` (on its device), moved to `like`'s device and dtype."""
+    device = generator.device if generator is not None else like.device
+    return torch.randn(shape, generator=generator, device=device, dtype=like.dtype).to(like.device)
+
+
+def repeat_last(x: torch.Tensor, frames: int) -> torch.Tensor:
+    """`x [B, C, F, H, W]` with its last frame repeated up to `frames` (ltx-core's `repeat_last` resize)."""
+    return torch.cat([x, x[:, :, -1:].expand(-1, -1, frames - x.shape[2], -1, -1)], dim=2)
 
 
 def pad_to_min(z: torch.Tensor, minimum: tuple[int, int, int]) -> tuple[torch.Tensor, tuple[int, int, int]]:

@@ -151,16 +151,17 @@ class DiffusionNABlock(nn.Module):
 
 class PixelShuffleUp(nn.Module):
     """Linear to `prod(stride) * out` channels, then depth-to-space (channel order `c t h w`); a temporal stride
-    of 2 makes a duplicate first frame, which is dropped (causal 1 -> 1, then 2 per frame)."""
+    of 2 makes a duplicate first frame, which is dropped (causal 1 -> 1, then 2 per frame) unless `drop_leading`
+    is False (a temporal tile after the first: its first frame is an inner one, both its frames are real)."""
 
     def __init__(self, channels: int, stride: Kernel, reduction: int):
         super().__init__()
         self.stride, self.out_channels = tuple(stride), channels // reduction
         self.proj = nn.Linear(channels, math.prod(stride) * self.out_channels)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, drop_leading: bool = True) -> torch.Tensor:
         b, t, h, w, _ = x.shape
         st, sh, sw = self.stride
         x = self.proj(x).reshape(b, t, h, w, self.out_channels, st, sh, sw)
         x = x.permute(0, 1, 5, 2, 6, 3, 7, 4).reshape(b, t * st, h * sh, w * sw, self.out_channels)
-        return x[:, 1:] if st == 2 else x
+        return x[:, 1:] if st == 2 and drop_leading else x

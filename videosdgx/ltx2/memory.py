@@ -24,8 +24,14 @@ Activation peaks, in bytes, `cb` the compute dtype's size:
 * decoding: `decode_chunks` streams the video: its last stage (128 channels at a quarter of the sides, 8 values
   per pixel) takes the whole clip, or at least one latent frame's 8 frames, or as many as fit its `DECODE_BUDGET`
   elements; about `DECODE_COPIES` such inputs are alive; plus the float32 frames (kept, then concatenated). The
-  audio VAE and vocoder run after it on a few seconds of sound (tens of MB: not counted). LTX-2.5's diffusion
-  video decoder (its default) is planned with this conv-decoder formula, not measured.
+  audio VAE and vocoder run after it on a few seconds of sound (tens of MB: not counted).
+* diffusion decoding (LTX-2.5's default when the bundle has the diffusion video VAE): tiled (diffusion_tiling.py),
+  planned at its smallest tiles, since the tiles grow only into memory that is free. The whole clip's starting
+  noise is alive throughout; on top of it the larger of stages 1-3 on the whole clip (`FEATURE_COPIES` of the
+  stage-4 input they make) and, after them, that input + a temporal group's blend buffer + one tile's stage 4 and
+  diffusion steps (`TILE_VALUES_PER_TOKEN` stage-5 widths per stage-5 token) + the float32 frames so far; at the
+  end the frames and their concatenation. The decoder's widths come from the file's header (ltx-core's defaults
+  without one).
 * on the CPU only: oneDNN holds a reordered copy of a convolution's weight while the convolution runs (measured:
   +0.45 GB for a float32 2048 x 2048 x 27 weight on a 3 x 8 x 12 input, nothing on tiny inputs); the image
   encoding, upsampling and decoding phases hold at least their part's largest convolution weight.
@@ -45,8 +51,12 @@ import math
 import torch
 
 from videosdgx.bundle_files import BundleFiles
+from videosdgx.ltx2 import diffusion_decoder_files as decoder_files
+from videosdgx.ltx2 import diffusion_tiling as tiling
 from videosdgx.ltx2.config import LTX2Config, config_from_metadata
+from videosdgx.ltx2.diffusion_decoder import DiffusionDecoderConfig
 from videosdgx.ltx2.keys import DIT_PREFIX, TEXT_SIDE
+from videosdgx.ltx2.media_loaders import header
 from videosdgx.ltx2.pipeline import AUDIO_LATENTS_PER_SECOND, VAE_STRIDE
 from videosdgx.ltx2.sampler import Guidance
 from videosdgx.ltx2.transformer import LTX2Model
@@ -288,6 +298,41 @@ def decoding_activations(files: BundleFiles | None, size: Size, load: LoadReques
     return max(reorder, in_flight * DECODE_COPIES * cb) + frames_out
 
 
+def diffusion_decoder_config(files: BundleFiles | None) -> DiffusionDecoderConfig:
+    """The installed diffusion decoder's config from its header (names, shapes, `vae` config), else ltx-core's
+    class defaults."""
+    path = files.optional("video_decoder") if files is not None else None
+    if path is None:
+        return DiffusionDecoderConfig()
+    with open_checkpoint(path) as checkpoint:
+        keys = checkpoint.keys()
+        if decoder_files.is_diffusers(keys):
+            shapes = {name: checkpoint.info(key).shape for key in keys if (name := decoder_files.diffusers_key(key))}
+            return decoder_files.config_from_files(shapes, None, decoder_files.read_config_json(checkpoint))
+        prefix = decoder_files.raw_prefix(keys)
+        shapes = {key[len(prefix):].replace("t_embedder.mlp.0.", "t_embedder.timestep_embedder.linear_1."):
+                  checkpoint.info(key).shape for key in keys if key.startswith(prefix)}
+        return decoder_files.config_from_files(shapes, header(checkpoint, "vae"), None)
+
+
+def diffusion_decoding_activations(files: BundleFiles | None, size: Size, load: LoadRequest) -> int:
+    """The tiled diffusion decode at its smallest tiles, the decoder's widths from its file."""
+    cfg = diffusion_decoder_config(files)
+    frames, pixels = tiling.smallest_tiles(cfg)
+    return diffusion_decode_bytes(cfg, size, load.dtype.itemsize, tiling.TileSizes(frames, pixels, pixels))
+
+
+def diffusion_decode_bytes(cfg: DiffusionDecoderConfig, size: Size, cb: int, tiles: tiling.TileSizes) -> int:
+    """A diffusion decode in `tiles` (see the module docstring): the clip's noise throughout; stages 1-3, then the
+    stage-4 input + one tile + the frames so far, then the frames and their concatenation."""
+    latent = ((size.frames - 1) // cfg.temporal_factor + 1, size.height // cfg.spatial_factor,
+              size.width // cfg.spatial_factor)
+    stages, tile = tiling.decode_phases(cfg, latent, tiles, cb)
+    pixels = size.frames * size.height * size.width
+    noise, out = pixels * cfg.out_channels * cb, pixels * 3 * 4
+    return max(stages + noise, tile + noise + out, 2 * out)
+
+
 def ltx2_memory_phases(variant: LTX2Variant, files: BundleFiles | None, weights: dict[str, int], size: Size,
                        load: LoadRequest, low_memory: bool) -> list[Phase]:
     """Text encoding, sampling (two-stage: upsampling and stage-2 sampling) and decoding of one LTX-2 run
@@ -318,5 +363,7 @@ def ltx2_memory_phases(variant: LTX2Variant, files: BundleFiles | None, weights:
     if two_stage:
         phases.append(Phase("upsampling", after_text, upsampling_activations(files, stage1, load)))
         phases.append(Phase("stage-2 sampling", after_text, stage(size, 1)))
-    phases.append(Phase("decoding", after_text, decoding_activations(files, size, load)))
+    diffusion = variant.video_decoders[:1] == ("diffusion",) and "video_decoder" in weights  # the bundle has it
+    decode = diffusion_decoding_activations if diffusion else decoding_activations
+    phases.append(Phase("decoding", after_text, decode(files, size, load)))
     return phases

@@ -6,7 +6,8 @@
   `duration_head` and `tokenizer` (Gemma 4 tokenizer.json / tokenizer.model), `upsampler` (spatial x2),
   `temporal_upsampler` (temporal x2) and, for dev, `lora` (the distilled LoRA).
 * Video decoding (`--option video_decoder`): the diffusion decoder when the bundle has it (default), its noise
-  from a generator seeded with the job's seed; `conv` decodes with the conv VAE.
+  from a generator seeded with the job's seed, in tiles (diffusion_tiling.py) sized by `--option
+  decoder_tile_frames` / `decoder_tile_size` or from the free memory; `conv` decodes with the conv VAE.
 * Two stages (as the 19B path, `LTX2Pipeline.sample`), `--option two_stage=false` for one: stage 1 at half size,
   the `upsampler` (spatial x2) file, stage 2 = 3 Euler steps at full size without guidance. Distilled
   (`DistilledPipeline`): stage 1 takes Euler-ancestral steps, eta 1 (checkpoints from 2.5 on), noise from a
@@ -37,6 +38,7 @@ import torch
 
 from videosdgx.bundle_files import BundleFiles
 from videosdgx.job import Progress, VideoRequest, VideoResult
+from videosdgx.ltx2.diffusion_tiling import decoder_tiles, requested_tiles
 from videosdgx.ltx2.duration_head25 import load_duration_head
 from videosdgx.ltx2.loaders import load_dit
 from videosdgx.ltx2.lora_keys import load_ltx2_lora
@@ -144,10 +146,11 @@ class LTX25Pipeline(LTX2Pipeline):
                       progress: Progress | None = None) -> torch.Tensor:
         if self.video_decoder(request) == "conv":
             return super().decode_frames(latents, request, progress)
-        return diffusion_decode(self.diffusion_decoder, latents, request.seed, progress)
+        return diffusion_decode(self.diffusion_decoder, latents, request.seed, progress, request.options)
 
     def generate(self, request: VideoRequest, progress: Progress | None = None) -> VideoResult:
-        self.video_decoder(request)  # before sampling
+        if self.video_decoder(request) == "diffusion":  # before sampling
+            requested_tiles(self.diffusion_decoder.config, request.options)
         if request.frames is None and self.duration_head is not None:
             video, audio, _ = self.text_encoder.encode([request.prompt])
             frames = self.duration_head.predict_frames(video[:1], audio[:1], float(request.fps or self.variant.fps),
@@ -221,13 +224,22 @@ def cut_audio(sound: dict, frames: int, fps: float) -> dict:
     return {**sound, "waveform": sound["waveform"][..., :samples]}
 
 
-def diffusion_decode(decoder, latents: torch.Tensor, seed: int, progress: Progress | None = None) -> torch.Tensor:
-    """Frames [T, H, W, 3] in 0..1 from the diffusion decoder; its pixel noise is seeded with `seed`."""
+def diffusion_decode(decoder, latents: torch.Tensor, seed: int, progress: Progress | None = None,
+                     options: dict | None = None) -> torch.Tensor:
+    """Frames [T, H, W, 3] in 0..1 from the diffusion decoder, its pixel noise seeded with `seed`: in tiles
+    (`decoder_tiles`: `--option decoder_tile_frames` / `decoder_tile_size`, else chosen from the free memory)
+    streamed to the CPU a temporal tile at a time; progress counts pixel frames."""
     device = next(decoder.parameters()).device
-    steps = decoder.config.steps
+    tiles = decoder_tiles(decoder, tuple(latents.shape[2:]), options or {})
+    generator = torch.Generator(device=device).manual_seed(seed)
+    chunks = decoder.decode_tiles(latents, tiles, generator) if tiles else iter([decoder.decode(latents, generator)])
+    total = (latents.shape[2] - 1) * decoder.config.temporal_factor + 1
+    frames, done = [], 0
     if progress is not None:
-        progress("decoding", 0, steps)
-    video = decoder.decode(latents, torch.Generator(device=device).manual_seed(seed))
-    if progress is not None:
-        progress("decoding", steps, steps)
-    return ((video[0].float().clamp(-1, 1) + 1) / 2).permute(1, 2, 3, 0).cpu()
+        progress("decoding", 0, total)
+    for chunk in chunks:
+        frames.append(((chunk[0].float().clamp(-1, 1) + 1) / 2).permute(1, 2, 3, 0).cpu())
+        done += frames[-1].shape[0]
+        if progress is not None:
+            progress("decoding", done, total)
+    return torch.cat(frames)

@@ -69,6 +69,7 @@ class LTX2Variant(Variant):
                     f"still. Ask for at least {self.frame_step + 1} frames (they become "
                     f"{2 * self.frame_step + 1}), or leave the option out.")
         decoder = request.options.get("video_decoder")
+        self._check_decoder_tiles(request.options, decoder)
         if decoder is None or decoder in self.video_decoders:
             return
         if not self.video_decoders:
@@ -76,6 +77,21 @@ class LTX2Variant(Variant):
                                      "only (LTX-2.5 has a diffusion decoder); leave the option out.")
         raise ConfigurationError(f"--option video_decoder={decoder}: {self.title} decodes with one of "
                                  f"{', '.join(self.video_decoders)} (default {self.video_decoders[0]}).")
+
+    def _check_decoder_tiles(self, options: dict, decoder: str | None) -> None:
+        """`decoder_tile_frames` (multiple of 8) / `decoder_tile_size` (pixels, multiple of 32): diffusion decoder
+        tiles; 0 = that axis untiled (the decoder's smallest tiles are checked once it is loaded)."""
+        for key, step, example in (("decoder_tile_frames", 8, 64), ("decoder_tile_size", 32, 512)):
+            value = options.get(key)
+            if value is None:
+                continue
+            if "diffusion" not in self.video_decoders or decoder == "conv":
+                raise ConfigurationError(f"--option {key}: tiles the diffusion video decoder, which {self.title} "
+                                         f"{'does not use with video_decoder=conv' if decoder == 'conv' else 'has not'}"
+                                         "; leave the option out.")
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0 or value % step:
+                raise ConfigurationError(f"--option {key}={value}: give a whole multiple of {step} (0: no tiling "
+                                         f"along that axis), e.g. --option {key}={example}.")
 
 
 def option_flag(options: dict, name: str, default: bool) -> bool:
