@@ -385,3 +385,24 @@ def test_end_image_of_a_one_frame_node_request_is_refused(pipelines):
     request = VideoRequest("waves", end_image=torch.rand(1, 8, 8, 3), width=64, height=64, frames=1, steps=1)
     with pytest.raises(ConfigurationError, match="a 1-frame video has no last frame"):
         pipe.generate(request)
+
+
+def test_ltx25_both_stages_and_the_temporal_round_keep_the_end_image(pipelines, monkeypatch):
+    """2.5 two-stage with `temporal_upscale`: every stage re-encodes the end image at its size and places it at its
+    last pixel frame (the temporal round: frame 2n - 2 of 2n - 1, at twice the frame rate)."""
+    pipe = pipelines["ltx-2.5-22b-distilled"]
+    factor = pipe.video_vae.config.spatial_factor
+    first, last = (torch.rand(1, 40, 40, 3, generator=torch.Generator().manual_seed(s)) for s in (4, 5))
+    seen = _spy(monkeypatch, pipe.dit)
+    result = pipe.generate(VideoRequest("waves", image=first, end_image=last, width=64, height=64, frames=9,
+                                        steps=1, options={"video_decoder": "conv", "temporal_upscale": True}))
+    assert result.frames.shape == (17, 64, 64, 3) and result.fps == 48
+    stages = [(32, 2, 8, 24.0)] + [(64, 2, 8, 24.0)] * 3 + [(64, 3, 16, 48.0)] * 4  # side, latent frames, end, fps
+    assert len(seen) == len(stages)
+    for (tokens, timesteps, positions, marker), (side, frames, end, fps) in zip(seen, stages):
+        frame = (side // factor) ** 2
+        assert tokens.shape[1] == (frames + 1) * frame and marker is None
+        assert torch.allclose(tokens[:, frames * frame:], _encoded(pipe, last, side, side, 18), atol=1e-5)
+        assert (timesteps[:, frames * frame:] == 0).all()
+        assert torch.equal(positions[:, :, frames * frame:], keyframe_positions(1, side // factor, side // factor,
+                                                                               end, fps))
