@@ -5,6 +5,8 @@ from ._comfy import ComfyExtension, io
 from .ltx2_loaders import (LTX2AudioVAELoader, LTX2Loader, LTX2TextEncoderLoader, LTX2UpsamplerLoader,
                            LTX2VAELoader)
 from .ltx2_sampling import LTX2Decode, LTX2Sampler, LTX2TextEncode
+from .ltx25_loaders import LTX25DurationHeadLoader, LTX25TextEncoderLoader, LTX25VideoDecoderLoader
+from .ltx25_nodes import LTX25Decode, LTX25Length
 from .magi1_nodes import (MagiChunkSampler, MagiModelLoader, MagiTextEncode, MagiTextEncoderLoader,
                           MagiVAELoader)
 from .wan_conditioning import WanImageToVideo, WanTextEncode
@@ -17,6 +19,7 @@ NODES = [
     WanModelLoader, WanLoraLoader, WanTextEncoderLoader, WanVAELoader, WanCLIPVisionLoader, WanTextEncode,
     WanEmptyLatent, WanImageToVideo, WanSampler, WanVAEEncode, WanVAEDecode, LTX2Loader, LTX2TextEncoderLoader,
     LTX2TextEncode, LTX2VAELoader, LTX2AudioVAELoader, LTX2UpsamplerLoader, LTX2Sampler, LTX2Decode,
+    LTX25TextEncoderLoader, LTX25VideoDecoderLoader, LTX25DurationHeadLoader, LTX25Length, LTX25Decode,
     MagiModelLoader, MagiTextEncoderLoader, MagiVAELoader, MagiTextEncode, MagiChunkSampler, *skyreels.NODES,
 ]
 

@@ -13,12 +13,12 @@ import folder_paths
 import torch
 from comfy_api.latest import ComfyExtension, io, ui
 
-__all__ = ["ComfyExtension", "io", "ui", "model_names", "model_path", "missing_model", "progress", "byte_progress",
-           "check_interrupt", "latent_previewer", "register_model_folders", "torch_device"]
+__all__ = ["ComfyExtension", "io", "ui", "model_names", "named_files", "model_path", "missing_model", "progress",
+           "byte_progress", "check_interrupt", "latent_previewer", "register_model_folders", "torch_device"]
 
 log = logging.getLogger(__name__)
 
-PACK_FOLDERS = ("latent_upscale_models",)  # newer than some ComfyUI releases we support
+PACK_FOLDERS = ("latent_upscale_models", "model_patches")  # newer than some ComfyUI releases we support
 
 
 def model_names(folder: str) -> list[str]:
@@ -29,6 +29,15 @@ def model_names(folder: str) -> list[str]:
     folders = [name for root in folder_paths.get_folder_paths(folder) if os.path.isdir(root)
                for name in installed_folders(Path(root))]
     return list(dict.fromkeys([*folder_paths.get_filename_list(folder), *folders]))
+
+
+def named_files(folder: str, names: tuple[str, ...]) -> list[str]:
+    """Files called one of `names` anywhere in a model folder, as paths relative to it: files ComfyUI does not
+    list (tokenizers), for a combo whose value `model_path` / `missing_model` then find as any file."""
+    found = {str(path.relative_to(root)).replace(os.sep, "/")
+             for root in map(Path, folder_paths.get_folder_paths(folder)) if root.is_dir()
+             for name in names for path in root.rglob(name) if path.is_file()}
+    return sorted(found)
 
 
 def _installed_folder(folder: str, name: str) -> str | None:

@@ -39,17 +39,19 @@ class LTX2Loader(io.ComfyNode):
             node_id="VideosDGXLTX2Loader",
             display_name="LTX-2 Loader (VideosDGX)",
             category=CATEGORY,
-            description="Loads the LTX-2 19B / LTX-2.3 audio-video DiT (bf16, fp8 or fp4) from the single-file "
-                        "checkpoint or a split transformer file; for dev two-stage sampling also the distilled LoRA.",
+            description="Loads the LTX-2 19B / LTX-2.3 / LTX-2.5 audio-video DiT (bf16, fp8 or fp4) from the "
+                        "single-file checkpoint or a split transformer file (LTX-2.5 ships split files only); for "
+                        "dev two-stage sampling also the distilled LoRA.",
             inputs=[
                 io.Combo.Input("variant", options=list(LTX2_VARIANTS), default="ltx-2-19b-distilled",
-                               tooltip="Distilled (8 steps, no guidance) or dev (guided) of LTX-2 19B or LTX-2.3; "
-                                       "must match the checkpoint."),
+                               tooltip="Distilled (8 steps, no guidance) or dev (guided) of LTX-2 19B, LTX-2.3 or "
+                                       "LTX-2.5; must match the checkpoint."),
                 model_file_in("ckpt_name", DIT_FOLDERS,
                               f"{CHECKPOINT_TIP}, or a split transformer file from diffusion_models."),
                 model_file("distilled_lora", "loras",
-                           "Dev models: the distilled LoRA (ltx-2-19b-distilled-lora-384) applied for the 3 refining "
-                           "steps of two-stage sampling; none for distilled models.", optional=True),
+                           "Dev models: the distilled LoRA (ltx-2-19b-distilled-lora-384, LTX-2.5: "
+                           "ltx-2.5-22b-distilled-lora-450) applied for the refining steps of two-stage sampling; "
+                           "none for distilled models.", optional=True),
                 *weight_options(),
             ],
             outputs=[LTX2ModelType.Output(display_name="model")],
@@ -176,7 +178,8 @@ class LTX2UpsamplerLoader(io.ComfyNode):
             category=CATEGORY,
             description="Loads the x2 spatial latent upsampler of two-stage sampling.",
             inputs=[model_file("upsampler_name", "latent_upscale_models",
-                               "ltx-2-spatial-upscaler-x2-1.0.safetensors."),
+                               "ltx-2-spatial-upscaler-x2-1.0.safetensors (LTX-2.5: "
+                               "ltx-2.5-latent-spatial-upscaler-x2-bf16-1.0.safetensors)."),
                     io.Combo.Input("weight_dtype", options=list(WEIGHT_DTYPES), default="default",
                                    tooltip="Compute dtype; default is bf16 on GPUs and fp32 on CPU.")],
             outputs=[LTX2UpsamplerType.Output(display_name="upsampler")],

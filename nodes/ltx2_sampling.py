@@ -7,8 +7,9 @@ import gc
 import torch
 
 from videosdgx.job import VideoRequest
+from videosdgx.ltx2.assemble import decoded_sound, pipeline_for, sample_latents
 from videosdgx.ltx2.memory import request_sampling_activations
-from videosdgx.ltx2.pipeline import LTX2Pipeline, decode_audio, decode_video
+from videosdgx.ltx2.pipeline import decode_video
 from videosdgx.ltx2.sampler import TextContext
 from videosdgx.ltx2.text_encoder import LTX2TextEncoder
 from videosdgx.ltx2.variants import DEV_AUDIO, DEV_VIDEO, LTX2_NEGATIVE_PROMPT
@@ -18,9 +19,9 @@ from videosdgx.runtime.quantized_linear import compute_dtype
 
 from ._comfy import check_interrupt, io, latent_previewer, progress
 from ._model_manager import use
-from .ltx2_types import (CATEGORY, LATENT_FORMAT, LTX2AudioDecoder, LTX2AudioVAEType, LTX2Conditioning,
-                         LTX2ConditioningType, LTX2Latents, LTX2LatentType, LTX2Model, LTX2ModelType,
-                         LTX2TextEncoderType, LTX2UpsamplerType, LTX2VAEType)
+from .ltx2_types import (CATEGORY, LATENT_FORMAT, LTX25VideoDecoderType, LTX2AudioDecoder, LTX2AudioVAEType,
+                         LTX2Conditioning, LTX2ConditioningType, LTX2Latents, LTX2LatentType, LTX2Model,
+                         LTX2ModelType, LTX2TextEncoderType, LTX2UpsamplerType, LTX2VAEType)
 
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
 MAX_SIZE = 4096
@@ -95,10 +96,23 @@ class LTX2Sampler(io.ComfyNode):
                 io.Float.Input("rescale", default=DEV_VIDEO.rescale, min=0.0, max=1.0, step=0.05, round=0.01,
                                tooltip=f"Guidance rescale (0: off). {DEV_ONLY}"),
                 io.Boolean.Input("two_stage", default=True,
-                                 tooltip="For two-stage models (19B): needs the upsampler (dev: and the distilled "
-                                         "LoRA on the loader). Off: one stage at the full size."),
+                                 tooltip="For two-stage models (19B, 2.5): needs the upsampler (dev: and the "
+                                         "distilled LoRA on the loader). Off: one stage at the full size."),
                 LTX2UpsamplerType.Input("upsampler", optional=True, tooltip="x2 latent upsampler (two stages)."),
                 io.Image.Input("image", optional=True, tooltip="First frame (image-to-video)."),
+                io.Image.Input("end_image", optional=True,
+                               tooltip="Last frame (first/last-frame video; with or without a first frame)."),
+                io.Float.Input("end_image_strength", default=1.0, min=0.0, max=1.0, step=0.05, round=0.01,
+                               optional=True, tooltip="How closely the last frame is kept (1: exactly)."),
+                LTX2UpsamplerType.Input("temporal_upsampler", optional=True,
+                                        tooltip="LTX-2.5's temporal x2 latent upscaler (temporal_upscale)."),
+                io.Boolean.Input("temporal_upscale", default=False, optional=True,
+                                 tooltip="LTX-2.5: n frames become 2n - 1 at twice the fps, refined in 4 steps; "
+                                         "needs the temporal upsampler. Connect the decode node's fps to Create "
+                                         "Video."),
+                LTX25VideoDecoderType.Input("video_decoder", optional=True,
+                                            tooltip="LTX-2.5: the diffusion video decoder; the upscalers use its "
+                                                    "latent statistics (as the command line does)."),
             ],
             outputs=[LTX2LatentType.Output(display_name="latent")],
         )
@@ -107,18 +121,25 @@ class LTX2Sampler(io.ComfyNode):
     def execute(cls, model: LTX2Model, conditioning: LTX2Conditioning, vae, audio_vae: LTX2AudioDecoder,
                 width: int, height: int, length: int, fps: int, seed: int, steps: int, cfg: float, audio_cfg: float,
                 stg: float, modality: float, rescale: float, two_stage: bool, upsampler=None,
-                image: torch.Tensor | None = None) -> io.NodeOutput:
-        pipe = LTX2Pipeline(model.variant, model.dit, None, vae, audio_vae.audio_vae, audio_vae.vocoder, upsampler,
-                            stage2_lora=model.stage2_lora)
+                image: torch.Tensor | None = None, end_image: torch.Tensor | None = None,
+                end_image_strength: float = 1.0, temporal_upsampler=None,
+                temporal_upscale: bool = False, video_decoder=None) -> io.NodeOutput:
+        pipe = pipeline_for(model.variant, model.dit, vae, audio_vae.audio_vae, audio_vae.vocoder, upsampler,
+                            stage2_lora=model.stage2_lora, temporal_upsampler=temporal_upsampler,
+                            diffusion_decoder=video_decoder)
+        options = {"two_stage": two_stage, "audio_cfg": audio_cfg, "stg": stg, "modality": modality,
+                   "rescale": rescale}
+        if end_image is not None:
+            options["end_image_strength"] = end_image_strength
+        if temporal_upscale:
+            options["temporal_upscale"] = True
         request = VideoRequest(prompt="", width=width, height=height, frames=length, fps=fps, seed=seed,
-                               steps=steps or None, guidance=cfg, image=image,
-                               options={"two_stage": two_stage, "audio_cfg": audio_cfg, "stg": stg,
-                                        "modality": modality, "rescale": rescale})
+                               steps=steps or None, guidance=cfg, image=image, end_image=end_image, options=options)
         size = Size(width, height, length)
         activations = request_sampling_activations(
             model.dit.cfg, size, fps, len(pipe.guidance(request).passes()), pipe.two_stage(request),
-            image is not None, compute_dtype(model.dit.proj_out).itemsize)
-        use(model, vae, audio_vae, upsampler, memory_required=activations)
+            image is not None, compute_dtype(model.dit.proj_out).itemsize, keyframes=int(end_image is not None))
+        use(model, vae, audio_vae, upsampler, temporal_upsampler, video_decoder, memory_required=activations)
         device = next(model.dit.parameters()).device
         check_memory(activations, device, f"LTX-2 sampling of {size}")
         positive, negative = (TextContext(c.video.to(device), c.audio.to(device), c.mask.to(device))
@@ -137,8 +158,8 @@ class LTX2Sampler(io.ComfyNode):
             bars[stage].update_absolute(done, total, shown[0])
 
         check_interrupt()
-        video, audio, _, rate = pipe.sample(request, positive, negative, on_progress, on_latent)
-        return io.NodeOutput(LTX2Latents(video, audio, rate))
+        video, audio, _, rate = sample_latents(pipe, request, positive, negative, on_progress, on_latent)
+        return io.NodeOutput(LTX2Latents(video, audio, rate, cut_sound=temporal_upscale))
 
 
 class LTX2Decode(io.ComfyNode):
@@ -151,7 +172,8 @@ class LTX2Decode(io.ComfyNode):
             description="Latents -> frames (IMAGE, streamed decode) and sound (AUDIO). Connect both to core Create "
                         "Video -> Save Video for an MP4 with its sound, or AUDIO to Save Audio / Preview Audio.",
             inputs=[LTX2LatentType.Input("latent"), LTX2VAEType.Input("vae"), LTX2AudioVAEType.Input("audio_vae")],
-            outputs=[io.Image.Output(display_name="images"), io.Audio.Output(display_name="audio")],
+            outputs=[io.Image.Output(display_name="images"), io.Audio.Output(display_name="audio"),
+                     io.Float.Output(display_name="fps")],
         )
 
     @classmethod
@@ -169,4 +191,6 @@ class LTX2Decode(io.ComfyNode):
         device = next(vae.parameters()).device
         frames = decode_video(vae, latent.video.to(device), on_progress)
         audio_device = next(audio_vae.audio_vae.parameters()).device
-        return io.NodeOutput(frames, decode_audio(audio_vae.audio_vae, audio_vae.vocoder, latent.audio.to(audio_device)))
+        audio = decoded_sound(audio_vae.audio_vae, audio_vae.vocoder, latent.audio.to(audio_device), frames.shape[0],
+                              latent.fps, latent.cut_sound)
+        return io.NodeOutput(frames, audio, latent.fps)

@@ -44,11 +44,13 @@ class LTX2AudioDecoder:
 
 @dataclass
 class LTX2Latents:
-    """Sampled video `[1, C, F, H, W]` and audio `[1, C, T, M]` latents and the frame rate they were made for."""
+    """Sampled video `[1, C, F, H, W]` and audio `[1, C, T, M]` latents and the frame rate they were made for;
+    `cut_sound`: the sound outlasts the video (after LTX-2.5's temporal x2 round) and is cut to it when decoded."""
 
     video: torch.Tensor
     audio: torch.Tensor
     fps: float
+    cut_sound: bool = False
 
 
 LTX2ModelType = io.Custom("VDGX_LTX2_MODEL")
@@ -58,3 +60,5 @@ LTX2VAEType = io.Custom("VDGX_LTX2_VAE")
 LTX2AudioVAEType = io.Custom("VDGX_LTX2_AUDIO_VAE")
 LTX2UpsamplerType = io.Custom("VDGX_LTX2_UPSAMPLER")
 LTX2LatentType = io.Custom("VDGX_LTX2_LATENT")
+LTX25VideoDecoderType = io.Custom("VDGX_LTX25_VIDEO_DECODER")  # the diffusion video decoder
+LTX25DurationHeadType = io.Custom("VDGX_LTX25_DURATION_HEAD")

@@ -45,12 +45,21 @@ def draw(name: str, family: str, note: str) -> Image.Image:
     pen.text((16, 58), task, font=ImageFont.load_default(20), fill=(235, 235, 235))
     y = 110
     pen.text((16, y), "needs:", font=small, fill=(160, 170, 180))
-    for file in files:
-        for line in textwrap.wrap(file, 44):
-            y += 20
-            pen.text((24, y), line, font=small, fill=(220, 225, 230))
+    lines = [line for file in files for line in textwrap.wrap(file, 44)]
+    step, font = 20, small
+    if len(lines) * step > SIZE[1] - 60 - y:  # a long list: smaller type, unwrapped names, then "+ n more"
+        step, font = 13, ImageFont.load_default(11)
+        lines = files
+    y += 20 - step  # the first line below "needs:" whatever the type
+    room = (SIZE[1] - 60 - y) // step
+    if len(lines) > room:
+        lines = [*lines[:room - 1], f"+ {len(lines) - room + 1} more"]
+    for line in lines:
+        y += step
+        pen.text((24, y), line, font=font, fill=(220, 225, 230))
     pen.text((16, SIZE[1] - 50), f"python install.py --models", font=small, fill=(160, 170, 180))
-    pen.text((16, SIZE[1] - 30), name.removesuffix("-t2v").removesuffix("-i2v"), font=small, fill=(160, 170, 180))
+    bundle = name.removesuffix("-t2v").removesuffix("-i2v").removesuffix("-flf")
+    pen.text((16, SIZE[1] - 30), bundle, font=small, fill=(160, 170, 180))
     return image
 
 

@@ -20,6 +20,8 @@ WAN_NODE_IDS = {
 LTX2_NODE_IDS = {
     "VideosDGXLTX2Loader", "VideosDGXLTX2TextEncoderLoader", "VideosDGXLTX2TextEncode", "VideosDGXLTX2VAELoader",
     "VideosDGXLTX2AudioVAELoader", "VideosDGXLTX2UpsamplerLoader", "VideosDGXLTX2Sampler", "VideosDGXLTX2Decode",
+    "VideosDGXLTX25TextEncoderLoader", "VideosDGXLTX25VideoDecoderLoader", "VideosDGXLTX25DurationHeadLoader",
+    "VideosDGXLTX25Length", "VideosDGXLTX25Decode",
 }
 MAGI1_NODE_IDS = {
     "VideosDGXMagiModelLoader", "VideosDGXMagiTextEncoderLoader", "VideosDGXMagiVAELoader", "VideosDGXMagiTextEncode",

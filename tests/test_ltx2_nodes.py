@@ -63,8 +63,8 @@ def test_node_chain_makes_an_mp4_with_sound(comfy, tmp_path):
     assert encoder.released
     latent = sample(comfy, model, conditioning, vae, audio_vae, upsampler)
     assert latent.video.shape[-2:] == (64 // 16, 128 // 16)  # two stages: the second at the full size
-    images, audio = run(comfy, "VideosDGXLTX2Decode", latent=latent, vae=vae, audio_vae=audio_vae)
-    assert images.shape == (9, 64, 128, 3) and audio["waveform"].shape[:2] == (1, 2)
+    images, audio, fps = run(comfy, "VideosDGXLTX2Decode", latent=latent, vae=vae, audio_vae=audio_vae)
+    assert images.shape == (9, 64, 128, 3) and audio["waveform"].shape[:2] == (1, 2) and fps == 24.0
     assert audio["sample_rate"] == 24000
     video, = core_nodes.CreateVideo.execute(images=images, fps=24.0, audio=audio).args
     video.save_to(tmp_path / "out.mp4")
@@ -107,7 +107,7 @@ def test_image_to_video_on_2_3_keeps_the_first_frame(comfy):
     expected = vae.encode(torch.nn.functional.interpolate(
         seen.permute(0, 3, 1, 2), size=(64, 64), mode="bicubic").clamp(0, 1).mul(2).sub(1)[:, :, None])
     assert torch.allclose(latent.video[:, :, :1], expected, atol=1e-5)
-    _, audio = run(comfy, "VideosDGXLTX2Decode", latent=latent, vae=vae, audio_vae=audio_vae)
+    _, audio, _ = run(comfy, "VideosDGXLTX2Decode", latent=latent, vae=vae, audio_vae=audio_vae)
     assert audio["sample_rate"] == 48000
 
 
@@ -190,7 +190,7 @@ def test_ltx2_models_take_part_in_comfyui_model_management(comfy):
     mm.unload_all_models()  # what POST /free {"unload_models": true} runs
     assert all(weights_dropped(m) for m in (model.dit, vae, audio_vae.audio_vae, upsampler))
     latent = sample(comfy, model, conditioning, vae, audio_vae, upsampler)
-    images, _ = run(comfy, "VideosDGXLTX2Decode", latent=latent, vae=vae, audio_vae=audio_vae)
+    images, _, _ = run(comfy, "VideosDGXLTX2Decode", latent=latent, vae=vae, audio_vae=audio_vae)
     assert not any(weights_dropped(m) for m in (model.dit, vae, audio_vae.audio_vae, upsampler))
     assert images.shape == (9, 64, 128, 3) and torch.isfinite(images).all()
     mm.current_loaded_models.clear()

@@ -12,7 +12,8 @@ from videosdgx.testing.wan import write_wan_models
 WAN_TYPES = {"VDGX_WAN_MODEL", "VDGX_WAN_TEXT_ENCODER", "VDGX_WAN_VAE", "VDGX_WAN_CLIP_VISION", "VDGX_WAN_CONDITIONING"}
 CORE_TYPES = {"INT", "FLOAT", "STRING", "COMBO", "IMAGE", "LATENT", "BOOLEAN", "AUDIO", "VIDEO"}
 LTX2_TYPES = {"VDGX_LTX2_MODEL", "VDGX_LTX2_TEXT_ENCODER", "VDGX_LTX2_CONDITIONING", "VDGX_LTX2_VAE",
-              "VDGX_LTX2_AUDIO_VAE", "VDGX_LTX2_UPSAMPLER", "VDGX_LTX2_LATENT"}
+              "VDGX_LTX2_AUDIO_VAE", "VDGX_LTX2_UPSAMPLER", "VDGX_LTX2_LATENT", "VDGX_LTX25_VIDEO_DECODER",
+              "VDGX_LTX25_DURATION_HEAD"}
 
 
 @pytest.fixture(scope="module")
@@ -61,10 +62,10 @@ def test_widget_ranges_and_seed_controls(comfy):
                     assert options["max"] == 2**64 - 1
                 assert kind in CORE_TYPES | WAN_TYPES | LTX2_TYPES, (info["name"], name, kind)
         assert set(info["output"]) <= CORE_TYPES | WAN_TYPES | LTX2_TYPES
-        family = {"VideosDGX/Wan": "Wan ", "VideosDGX/LTX-2": "LTX-2 "}[info["category"]]
+        family = {"VideosDGX/Wan": ("Wan ",), "VideosDGX/LTX-2": ("LTX-2 ", "LTX-2.5 ")}[info["category"]]
         # unmistakable in the node search: core has its own "Wan Image to Video", "Wan VAE Decode" ...
         assert info["display_name"].startswith(family) and info["display_name"].endswith(" (VideosDGX)")
-    assert seeds == 2  # WanSampler, LTX2Sampler (the LTX-2 nodes are checked here too)
+    assert seeds == 3  # WanSampler, LTX2Sampler, LTX25Decode (the LTX-2 nodes are checked here too)
 
 
 def test_loaders_list_the_model_folders(comfy, tmp_path):

@@ -70,7 +70,8 @@ FAMILIES: tuple[Family, ...] = (
         demo="videosdgx.testing.ltx2:write_ltx2_bundle",
         memory="videosdgx.ltx2.memory:ltx2_memory_phases",
         workflows=("ltx-2-19b-distilled", "ltx-2-19b-distilled-i2v", "ltx-2-19b-dev", "ltx-2.3-22b-distilled",
-                   "ltx-2.3-22b-distilled-i2v"),
+                   "ltx-2.3-22b-distilled-i2v", "ltx-2.5-22b-distilled", "ltx-2.5-22b-distilled-i2v",
+                   "ltx-2.5-22b-distilled-flf"),
     ),
     Family(
         id="magi1", title="MAGI-1",

@@ -56,14 +56,15 @@ class Variant:
         Families override it; the default accepts everything the generic checks passed."""
 
     def workflow_for(self, given: set[str]) -> str | None:
-        """The shipped workflow taking exactly these media inputs (by the convention `<name>`, `<name>-i2v` for an
-        image, `<name>-v2v` for a video to continue)."""
-        suffixes = {"image": "-i2v", "video": "-v2v"}
-        for kind, suffix in suffixes.items():
+        """The shipped workflow taking exactly these media inputs (by the convention `<name>`, `<name>-flf` for a
+        first and a last frame, `<name>-i2v` for an image, `<name>-v2v` for a video to continue)."""
+        suffixes = ((frozenset({"image", "end_image"}), "-flf"), (frozenset({"image"}), "-i2v"),
+                    (frozenset({"video"}), "-v2v"))
+        for kinds, suffix in suffixes:
             found = [w for w in self.workflows if w.endswith(suffix)]
-            if kind in given and found and kind not in self.required:
+            if kinds <= given and found and not kinds & self.required:
                 return found[0]
-        plain = [w for w in self.workflows if not w.endswith(tuple(suffixes.values()))]
+        plain = [w for w in self.workflows if not w.endswith(tuple(suffix for _, suffix in suffixes))]
         return plain[0] if plain else (self.workflows[0] if self.workflows else None)
 
 

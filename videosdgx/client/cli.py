@@ -54,6 +54,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     names.add_argument("--height", type=int, help='height of the node titled "Video Size" (else every height)')
     names.add_argument("--frames", type=int, help='length / num_frames / frames of "Video Size" (else every one)')
     names.add_argument("--image", type=Path, help='file uploaded to the node titled "Input Image"')
+    names.add_argument("--end-image", type=Path, help='file uploaded to the node titled "Input End Image"')
     names.add_argument("--audio", type=Path, help='file uploaded to the node titled "Input Audio"')
     names.add_argument("--video", type=Path, help='file uploaded to the node titled "Input Video"')
     patience = parser.add_argument_group("patience")
@@ -75,8 +76,8 @@ def run_from_args(args: argparse.Namespace) -> int:
         object_info = load_json(args.object_info, "object_info") if args.object_info else None
         overrides = Overrides(
             sets=args.sets, prompt=args.prompt, negative=args.negative, seed=args.seed, steps=args.steps,
-            width=args.width, height=args.height, frames=args.frames, image=args.image, audio=args.audio,
-            video=args.video)
+            width=args.width, height=args.height, frames=args.frames, image=args.image, end_image=args.end_image,
+            audio=args.audio, video=args.video)
         settings = RunSettings(retry=RetryPolicy(attempts=args.retries, initial_delay=args.retry_delay),
                                stall_timeout=args.stall_timeout, timeout=args.timeout,
                                request_timeout=args.request_timeout, save_previews=args.previews)

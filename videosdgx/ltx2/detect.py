@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from videosdgx.runtime.identify import Identity, KeyView, register_detector
 
-PLANNED = "the LTX-2 nodes (planned: not in this release yet)"
 DIT_LOADER = "the LTX-2 Loader (VideosDGXLTX2Loader)"
+VIDEO_VAE_LOADER = "the LTX-2 Video VAE Loader (VideosDGXLTX2VAELoader)"
+AUDIO_VAE_LOADER = "the LTX-2 Audio VAE Loader (VideosDGXLTX2AudioVAELoader)"
+UPSAMPLER_LOADER = "the LTX-2 Latent Upsampler Loader (VideosDGXLTX2UpsamplerLoader)"
 DIT = "model.diffusion_model."
-DIFFUSION_DECODER = "the LTX-2.5 pipeline (video_decoder=diffusion)"
+DIFFUSION_DECODER = "the LTX-2.5 Diffusion Video Decoder Loader (VideosDGXLTX25VideoDecoderLoader)"
+DURATION_HEAD = "the LTX-2.5 Duration Head Loader (VideosDGXLTX25DurationHeadLoader)"
 AV_MARKER = "av_ca_a2v_gate_adaln_single.emb.timestep_embedder.linear_1.weight"
 
 
@@ -55,17 +58,17 @@ def detect_ltx2(view: KeyView) -> Identity | None:
     if AV_MARKER in view:
         return Identity("ltx2", "transformer", _dit_version(view), "split component", DIT_LOADER)
     if "vae.per_channel_statistics.mean-of-means" in view:
-        return Identity("ltx2", "video VAE", "LTX-2", "official", PLANNED)
+        return Identity("ltx2", "video VAE", "LTX-2", "official", VIDEO_VAE_LOADER)
     if "per_channel_statistics.mean-of-means" in view and view.has_prefix("decoder.up_blocks."):
-        return Identity("ltx2", "video VAE", "LTX-2", "split file (bare keys)", PLANNED)
+        return Identity("ltx2", "video VAE", "LTX-2", "split file (bare keys)", VIDEO_VAE_LOADER)
     if "latents_mean" in view and "decoder.up_blocks.0.upsamplers.0.conv.conv.weight" in view:
-        return Identity("ltx2", "video VAE", "LTX-2", "diffusers", PLANNED)
+        return Identity("ltx2", "video VAE", "LTX-2", "diffusers", VIDEO_VAE_LOADER)
     if "audio_vae.per_channel_statistics.mean-of-means" in view:
-        return Identity("ltx2", "audio VAE", "LTX-2", "official", PLANNED)
+        return Identity("ltx2", "audio VAE", "LTX-2", "official", AUDIO_VAE_LOADER)
     if "initial_conv.weight" in view and view.has_prefix("res_blocks.0.") and "final_conv.weight" in view:
-        return Identity("ltx2", "latent upsampler", "LTX-2", "official", PLANNED)
+        return Identity("ltx2", "latent upsampler", "LTX-2", "official", UPSAMPLER_LOADER)
     if "duration_head.attention_pooler.query_tokens" in view:
-        return Identity("ltx2", "duration head", "LTX-2.5", "official", "the LTX-2.5 pipeline (duration_head25)")
+        return Identity("ltx2", "duration head", "LTX-2.5", "official", DURATION_HEAD)
     if view.has_prefix("vocoder.") and not view.has_prefix(DIT):
-        return Identity("ltx2", "vocoder", "LTX-2", "official", PLANNED)
+        return Identity("ltx2", "vocoder", "LTX-2", "official", AUDIO_VAE_LOADER)
     return None

@@ -126,11 +126,13 @@ LTX2_VARIANTS: dict[str, LTX2Variant] = {v.name: v for v in (
     _variant("ltx-2.3-22b-dev", "LTX-2.3 22B dev (audio + video)", "2.3", False),
     # LTX-2.5 (pipeline25.py): two stages (distilled: Euler-ancestral stage 1; dev: guided Euler stage 1, the
     # distilled LoRA 450 for stage 2), frames from the duration head when not given, the diffusion video decoder,
-    # the optional temporal x2 upscale; no workflow registered here yet.
-    *(replace(_variant(name, title, "2.5", distilled, two_stage=True), workflows=(),
+    # the optional temporal x2 upscale; the distilled model's shipped workflows (T2V, I2V, first / last frame).
+    *(replace(_variant(name, title, "2.5", distilled, two_stage=True), workflows=workflows,
               video_decoders=("diffusion", "conv"), temporal_upscale=True)
-      for name, title, distilled in (("ltx-2.5-22b-distilled", "LTX-2.5 22B distilled (audio + video)", True),
-                                     ("ltx-2.5-22b-dev", "LTX-2.5 22B dev (audio + video)", False))),
+      for name, title, distilled, workflows in (
+          ("ltx-2.5-22b-distilled", "LTX-2.5 22B distilled (audio + video)", True,
+           ("ltx-2.5-22b-distilled", "ltx-2.5-22b-distilled-i2v", "ltx-2.5-22b-distilled-flf")),
+          ("ltx-2.5-22b-dev", "LTX-2.5 22B dev (audio + video)", False, ()))),
 )}
 
 

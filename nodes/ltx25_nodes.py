@@ -1,0 +1,84 @@
+"""LTX-2.5 steps around the LTX-2 sampler: the shot length from the duration head, and decoding with the
+diffusion video decoder (IMAGE) and the audio VAE (AUDIO)."""
+
+from __future__ import annotations
+
+from videosdgx.ltx2.duration_head25 import DurationHead
+from videosdgx.ltx2.assemble import decoded_sound
+from videosdgx.ltx2.pipeline25 import diffusion_decode
+
+from ._comfy import check_interrupt, io, progress
+from ._model_manager import use
+from .ltx2_sampling import MAX_FRAMES, MAX_SEED
+from .ltx2_types import (CATEGORY, LTX25DurationHeadType, LTX25VideoDecoderType, LTX2AudioDecoder,
+                         LTX2AudioVAEType, LTX2Conditioning, LTX2ConditioningType, LTX2Latents, LTX2LatentType)
+
+
+class LTX25Length(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="VideosDGXLTX25Length",
+            display_name="LTX-2.5 Length from Prompt (VideosDGX)",
+            category=CATEGORY,
+            description="The frame count of the shot the prompt describes (duration head: 1..20 s at fps, 8k+1 "
+                        "frames), for the sampler's length; a length set here is used as it is.",
+            inputs=[
+                LTX25DurationHeadType.Input("duration_head"),
+                LTX2ConditioningType.Input("conditioning"),
+                io.Int.Input("fps", default=24, min=1, max=120, tooltip="The sampler's frame rate."),
+                io.Int.Input("length", default=0, min=0, max=MAX_FRAMES,
+                             tooltip="0: predicted from the prompt. Otherwise this frame count (8n+1)."),
+            ],
+            outputs=[io.Int.Output(display_name="length")],
+        )
+
+    @classmethod
+    def execute(cls, duration_head: DurationHead, conditioning: LTX2Conditioning, fps: int,
+                length: int) -> io.NodeOutput:
+        if length:
+            return io.NodeOutput(length)
+        device = duration_head.video_modality_emb.device
+        text = conditioning.positive
+        return io.NodeOutput(duration_head.predict_frames(text.video.to(device), text.audio.to(device), float(fps)))
+
+
+class LTX25Decode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="VideosDGXLTX25Decode",
+            display_name="LTX-2.5 Diffusion Decode Video + Audio (VideosDGX)",
+            category=CATEGORY,
+            description="Latents -> frames (IMAGE) with LTX-2.5's diffusion video decoder and sound (AUDIO). "
+                        "Connect both to core Create Video -> Save Video for an MP4 with its sound. LTX-2 Decode "
+                        "decodes the same latents with the conv VAE instead.",
+            inputs=[
+                LTX2LatentType.Input("latent"),
+                LTX25VideoDecoderType.Input("video_decoder"),
+                LTX2AudioVAEType.Input("audio_vae"),
+                io.Int.Input("seed", default=0, min=0, max=MAX_SEED, control_after_generate=True,
+                             tooltip="The decoder's noise; the command line uses the sampler's seed."),
+            ],
+            outputs=[io.Image.Output(display_name="images"), io.Audio.Output(display_name="audio"),
+                     io.Float.Output(display_name="fps", tooltip="Twice the sampler's after a temporal x2 upscale.")],
+        )
+
+    @classmethod
+    def execute(cls, latent: LTX2Latents, video_decoder, audio_vae: LTX2AudioDecoder, seed: int) -> io.NodeOutput:
+        use(video_decoder, audio_vae)
+        bar = None
+
+        def on_progress(stage: str, done: int, total: int) -> None:
+            nonlocal bar
+            check_interrupt()
+            bar = bar or progress(total)
+            bar.update_absolute(done, total)
+
+        check_interrupt()
+        device = next(video_decoder.parameters()).device
+        frames = diffusion_decode(video_decoder, latent.video.to(device), seed, on_progress)
+        audio_device = next(audio_vae.audio_vae.parameters()).device
+        audio = decoded_sound(audio_vae.audio_vae, audio_vae.vocoder, latent.audio.to(audio_device), frames.shape[0],
+                              latent.fps, latent.cut_sound)
+        return io.NodeOutput(frames, audio, latent.fps)
