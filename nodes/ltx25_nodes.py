@@ -9,7 +9,7 @@ from videosdgx.ltx2.pipeline25 import diffusion_decode
 
 from ._comfy import check_interrupt, io, progress
 from ._model_manager import use
-from .ltx2_sampling import MAX_FRAMES, MAX_SEED
+from .ltx2_sampling import MAX_FRAMES, MAX_SEED, MAX_SIZE
 from .ltx2_types import (CATEGORY, LTX25DurationHeadType, LTX25VideoDecoderType, LTX2AudioDecoder,
                          LTX2AudioVAEType, LTX2Conditioning, LTX2ConditioningType, LTX2Latents, LTX2LatentType)
 
@@ -59,13 +59,27 @@ class LTX25Decode(io.ComfyNode):
                 LTX2AudioVAEType.Input("audio_vae"),
                 io.Int.Input("seed", default=0, min=0, max=MAX_SEED, control_after_generate=True,
                              tooltip="The decoder's noise; the command line uses the sampler's seed."),
+                io.Int.Input("tile_frames", default=0, min=0, max=MAX_FRAMES, step=8, optional=True,
+                             tooltip="Pixel frames per temporal tile (a multiple of 8, at least 16 for the released "
+                                     "decoder); 0: chosen from the free memory (a clip that fits is one tile)."),
+                io.Int.Input("tile_size", default=0, min=0, max=MAX_SIZE, step=32, optional=True,
+                             tooltip="Sides of the square spatial tiles in pixels (a multiple of 32, at least 192 "
+                                     "for the released decoder); 0: chosen from the free memory."),
             ],
             outputs=[io.Image.Output(display_name="images"), io.Audio.Output(display_name="audio"),
                      io.Float.Output(display_name="fps", tooltip="Twice the sampler's after a temporal x2 upscale.")],
         )
 
     @classmethod
-    def execute(cls, latent: LTX2Latents, video_decoder, audio_vae: LTX2AudioDecoder, seed: int) -> io.NodeOutput:
+    def validate_inputs(cls, tile_frames: int = 0, tile_size: int = 0) -> bool | str:
+        for name, value, step in (("tile_frames", tile_frames, 8), ("tile_size", tile_size, 32)):
+            if value < 0 or value % step:
+                return f"{name}={value}: give a multiple of {step}, or 0 to have it chosen from the free memory."
+        return True
+
+    @classmethod
+    def execute(cls, latent: LTX2Latents, video_decoder, audio_vae: LTX2AudioDecoder, seed: int,
+                tile_frames: int = 0, tile_size: int = 0) -> io.NodeOutput:
         use(video_decoder, audio_vae)
         bar = None
 
@@ -77,7 +91,9 @@ class LTX25Decode(io.ComfyNode):
 
         check_interrupt()
         device = next(video_decoder.parameters()).device
-        frames = diffusion_decode(video_decoder, latent.video.to(device), seed, on_progress)
+        tiles = {key: value for key, value in (("decoder_tile_frames", tile_frames), ("decoder_tile_size", tile_size))
+                 if value}
+        frames = diffusion_decode(video_decoder, latent.video.to(device), seed, on_progress, tiles)
         audio_device = next(audio_vae.audio_vae.parameters()).device
         audio = decoded_sound(audio_vae.audio_vae, audio_vae.vocoder, latent.audio.to(audio_device), frames.shape[0],
                               latent.fps, latent.cut_sound)

@@ -264,3 +264,22 @@ def test_videosdgx_run_uploads_the_end_image_to_its_titled_node(tmp_path):
     submitted = fake.prompts[0]["prompt"]
     assert submitted[titled(workflow, "Input Image")]["inputs"]["image"] == "first.png"
     assert submitted[titled(workflow, "Input End Image")]["inputs"]["image"] == "last.png"
+
+
+def test_the_decode_node_tiles_as_asked_and_refuses_odd_tile_sizes(comfy, parts):
+    from videosdgx.ltx2.diffusion_tiling import decoder_tiles, smallest_tiles
+    from videosdgx.ltx2.pipeline25 import diffusion_decode
+
+    latent, _, _, _ = node_video(comfy, parts, length=17)
+    decoder = parts["decoder"]
+    frames = smallest_tiles(decoder.config)[0]
+    asked = {"decoder_tile_frames": frames}
+    assert decoder_tiles(decoder, tuple(latent.video.shape[2:]), asked).frames == frames
+    tiled, _, _ = run(comfy, "VideosDGXLTX25Decode", latent=latent, video_decoder=decoder,
+                      audio_vae=parts["audio_vae"], seed=3, tile_frames=frames, tile_size=0)
+    assert torch.equal(tiled, diffusion_decode(decoder, latent.video, 3, None, asked))
+    node = comfy.nodes["VideosDGXLTX25Decode"]
+    assert node.validate_inputs(tile_frames=frames, tile_size=0) is True
+    assert node.validate_inputs(tile_frames=12) == ("tile_frames=12: give a multiple of 8, or 0 to have it chosen "
+                                                    "from the free memory.")
+    assert node.validate_inputs(tile_size=200).startswith("tile_size=200: give a multiple of 32")
