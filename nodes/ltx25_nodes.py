@@ -4,12 +4,11 @@ diffusion video decoder (IMAGE) and the audio VAE (AUDIO)."""
 from __future__ import annotations
 
 from videosdgx.ltx2.duration_head25 import DurationHead
-from videosdgx.ltx2.assemble import decoded_sound
 from videosdgx.ltx2.pipeline25 import diffusion_decode
 
-from ._comfy import check_interrupt, io, progress
+from ._comfy import io
 from ._model_manager import use
-from .ltx2_sampling import MAX_FRAMES, MAX_SEED, MAX_SIZE
+from .ltx2_sampling import MAX_FRAMES, MAX_SEED, MAX_SIZE, decoded
 from .ltx2_types import (CATEGORY, LTX25DurationHeadType, LTX25VideoDecoderType, LTX2AudioDecoder,
                          LTX2AudioVAEType, LTX2Conditioning, LTX2ConditioningType, LTX2Latents, LTX2LatentType)
 
@@ -81,20 +80,8 @@ class LTX25Decode(io.ComfyNode):
     def execute(cls, latent: LTX2Latents, video_decoder, audio_vae: LTX2AudioDecoder, seed: int,
                 tile_frames: int = 0, tile_size: int = 0) -> io.NodeOutput:
         use(video_decoder, audio_vae)
-        bar = None
-
-        def on_progress(stage: str, done: int, total: int) -> None:
-            nonlocal bar
-            check_interrupt()
-            bar = bar or progress(total)
-            bar.update_absolute(done, total)
-
-        check_interrupt()
         device = next(video_decoder.parameters()).device
         tiles = {key: value for key, value in (("decoder_tile_frames", tile_frames), ("decoder_tile_size", tile_size))
                  if value}
-        frames = diffusion_decode(video_decoder, latent.video.to(device), seed, on_progress, tiles)
-        audio_device = next(audio_vae.audio_vae.parameters()).device
-        audio = decoded_sound(audio_vae.audio_vae, audio_vae.vocoder, latent.audio.to(audio_device), frames.shape[0],
-                              latent.fps, latent.cut_sound)
-        return io.NodeOutput(frames, audio, latent.fps)
+        return decoded(latent, audio_vae, lambda on_progress: diffusion_decode(
+            video_decoder, latent.video.to(device), seed, on_progress, tiles))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable
 
 import torch
 
@@ -179,18 +180,25 @@ class LTX2Decode(io.ComfyNode):
     @classmethod
     def execute(cls, latent: LTX2Latents, vae, audio_vae: LTX2AudioDecoder) -> io.NodeOutput:
         use(vae, audio_vae)
-        bar = None
-
-        def on_progress(stage: str, done: int, total: int) -> None:
-            nonlocal bar
-            check_interrupt()
-            bar = bar or progress(total)
-            bar.update_absolute(done, total)
-
-        check_interrupt()
         device = next(vae.parameters()).device
-        frames = decode_video(vae, latent.video.to(device), on_progress)
-        audio_device = next(audio_vae.audio_vae.parameters()).device
-        audio = decoded_sound(audio_vae.audio_vae, audio_vae.vocoder, latent.audio.to(audio_device), frames.shape[0],
-                              latent.fps, latent.cut_sound)
-        return io.NodeOutput(frames, audio, latent.fps)
+        return decoded(latent, audio_vae, lambda on_progress: decode_video(vae, latent.video.to(device), on_progress))
+
+
+def decoded(latent: LTX2Latents, audio_vae: LTX2AudioDecoder,
+            decode_frames: Callable[[Callable[[str, int, int], None]], torch.Tensor]) -> io.NodeOutput:
+    """(IMAGE frames, AUDIO, fps) of a decode node: `decode_frames(on_progress)` with ComfyUI's progress bar and
+    Cancel, then the sound (cut to the video after a temporal x2 round)."""
+    bar = None
+
+    def on_progress(stage: str, done: int, total: int) -> None:
+        nonlocal bar
+        check_interrupt()
+        bar = bar or progress(total)
+        bar.update_absolute(done, total)
+
+    check_interrupt()
+    frames = decode_frames(on_progress)
+    audio_device = next(audio_vae.audio_vae.parameters()).device
+    audio = decoded_sound(audio_vae.audio_vae, audio_vae.vocoder, latent.audio.to(audio_device), frames.shape[0],
+                          latent.fps, latent.cut_sound)
+    return io.NodeOutput(frames, audio, latent.fps)

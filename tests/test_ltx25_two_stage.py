@@ -69,16 +69,22 @@ def _diffusers_dit(files, cfg) -> LTX2VideoTransformer3DModel:
     return reference
 
 
-def _diffusers_upscale(files, role: str, latents: torch.Tensor) -> torch.Tensor:
-    """`role`'s file in `LTX2LatentUpsamplerModel`, on latents (de)normalised as `LTX2LatentUpsamplePipeline` does,
-    with the diffusion video VAE file's statistics (the decoding file, as ltx-pipelines)."""
-    state = load_file(files.one(role))
+def _diffusers_upsampler(path, role: str) -> LTX2LatentUpsamplerModel:
+    """The upscaler file `path` (role `upsampler` or `temporal_upsampler`) in diffusers' `LTX2LatentUpsamplerModel`."""
+    state = load_file(path)
     mid, channels = state["initial_conv.weight"].shape[:2]
     temporal = role == "temporal_upsampler"
     upsampler = LTX2LatentUpsamplerModel(in_channels=channels, mid_channels=mid, num_blocks_per_stage=2, dims=3,
                                          spatial_upsample=not temporal, temporal_upsample=temporal,
                                          use_rational_resampler=False).eval()
     upsampler.load_state_dict(state, strict=True)
+    return upsampler
+
+
+def _diffusers_upscale(files, role: str, latents: torch.Tensor) -> torch.Tensor:
+    """`role`'s file in `LTX2LatentUpsamplerModel`, on latents (de)normalised as `LTX2LatentUpsamplePipeline` does,
+    with the diffusion video VAE file's statistics (the decoding file, as ltx-pipelines)."""
+    upsampler = _diffusers_upsampler(files.one(role), role)
     statistics = load_file(files.one("video_decoder"))
     mean, std = (statistics[f"vae.per_channel_statistics.{k}"] for k in ("mean-of-means", "std-of-means"))
     return DiffusersLTX2Pipeline._normalize_latents(
@@ -190,13 +196,8 @@ def test_the_25_upscaler_files_match_diffusers(distilled, role):
     _, files = distilled
     path = files.one(role)
     ours = load_upsampler(path, F32).module
-    state = load_file(path)
-    mid, channels = state["initial_conv.weight"].shape[:2]
-    temporal = role == "temporal_upsampler"
-    reference = LTX2LatentUpsamplerModel(in_channels=channels, mid_channels=mid, num_blocks_per_stage=2, dims=3,
-                                         spatial_upsample=not temporal, temporal_upsample=temporal,
-                                         use_rational_resampler=False).eval()
-    reference.load_state_dict(state, strict=True)
+    reference = _diffusers_upsampler(path, role)
+    channels, temporal = reference.in_channels, role == "temporal_upsampler"
     latents = torch.randn(1, channels, 3, 4, 5, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         got, expected = ours(latents), reference(latents)

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 from diffusers import (
-    AutoencoderKLLTX2Video,
     FlowMatchEulerDiscreteScheduler,
     LTX2ConditionPipeline,
     LTX2VideoTransformer3DModel,
@@ -21,7 +20,7 @@ from diffusers.pipelines.ltx2.utils import apply_image_conditioning_crf
 from einops import rearrange
 
 from tests.test_generate_cli import write_png
-from tests.test_ltx2_media import VIDEO_VAE, _randomize
+from tests.test_ltx2_media import video_vae_twins
 from tests.test_ltx2_transformer import diffusers_twin
 from videosdgx.bundle_files import find_bundle_files
 from videosdgx.cli import main
@@ -32,12 +31,10 @@ from videosdgx.ltx2.conditioning import KEYFRAME_SEED_OFFSET, FrameImage, image_
 from videosdgx.ltx2.guidance import GuiderParams
 from videosdgx.ltx2.keys import to_diffusers_key
 from videosdgx.ltx2.loaders import load_dit
-from videosdgx.ltx2.media_keys import diffusers_video_vae_map
 from videosdgx.ltx2.memory import audio_tokens, latent_tokens, request_sampling_activations, sampling_activations
 from videosdgx.ltx2.rope import keyframe_positions
 from videosdgx.ltx2.sampler import Guidance, TextContext, denoise, noised
 from videosdgx.ltx2.schedule import distilled_sigmas, ltx2_sigmas
-from videosdgx.ltx2.video_vae import LTX2VideoVAE, config_from_checkpoint
 from videosdgx.media import read_video
 from videosdgx.media.still import h264_still, recompress_image
 from videosdgx.plan import Size
@@ -102,18 +99,7 @@ def test_h264_still_off_and_bad_values():
 @pytest.fixture(scope="module")
 def vae_pair():
     """Diffusers' video VAE with the released 32 x / 8 x strides (toy widths) and ours loaded from its weights."""
-    torch.manual_seed(0)
-    reference = AutoencoderKLLTX2Video(latent_channels=8, patch_size=4, decoder_causal=False,
-                                       encoder_spatial_padding_mode="zeros", spatial_compression_ratio=32,
-                                       temporal_compression_ratio=8, **VIDEO_VAE["19b"]).eval()
-    state = _randomize(reference, 2)
-    state["latents_mean"].copy_(torch.randn(8) * 0.3)
-    state["latents_std"].copy_(torch.rand(8) + 0.5)
-    names = diffusers_video_vae_map(state)
-    ours_state = {names[k]: v for k, v in state.items()}
-    ours = LTX2VideoVAE(config_from_checkpoint({k: tuple(v.shape) for k, v in ours_state.items()})).eval()
-    ours.load_state_dict(ours_state, strict=True)
-    return reference, ours
+    return video_vae_twins("19b", patch_size=4, spatial=32, seed=2)
 
 
 def _dit_pair(tmp_path, version: str):

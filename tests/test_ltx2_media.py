@@ -71,27 +71,34 @@ def _rel(ours: torch.Tensor, ref: torch.Tensor) -> float:
     return ((ours - ref).abs().max() / ref.abs().max()).item()
 
 
-@pytest.fixture(scope="module", params=["19b", "2.3"])
-def video_pair(request):
-    """(diffusers AutoencoderKLLTX2Video, ours loaded strictly through diffusers_video_vae_map, stats)."""
+def video_vae_twins(layout: str, patch_size: int = 2, spatial: int = 16, seed: int = 1):
+    """(diffusers `AutoencoderKLLTX2Video` with random weights and statistics, ours loaded strictly from them through
+    `diffusers_video_vae_map`); toy widths of `layout`, the given patch size and spatial stride, 8x in time."""
     torch.manual_seed(0)
     ref = AutoencoderKLLTX2Video(
         latent_channels=8,
-        patch_size=2,
+        patch_size=patch_size,
         decoder_causal=False,
         encoder_spatial_padding_mode="zeros",
-        spatial_compression_ratio=16,
+        spatial_compression_ratio=spatial,
         temporal_compression_ratio=8,
-        **VIDEO_VAE[request.param],
+        **VIDEO_VAE[layout],
     ).eval()
-    state = _randomize(ref, 1)
+    state = _randomize(ref, seed)
     state["latents_mean"].copy_(torch.randn(8) * 0.3)
     state["latents_std"].copy_(torch.rand(8) + 0.5)
     names = diffusers_video_vae_map(state)
     ours_state = {names[k]: v for k, v in state.items()}
     ours = LTX2VideoVAE(config_from_checkpoint({k: tuple(v.shape) for k, v in ours_state.items()})).eval()
     ours.load_state_dict(ours_state, strict=True)
-    stats = (state["latents_mean"].view(1, -1, 1, 1, 1), state["latents_std"].view(1, -1, 1, 1, 1))
+    return ref, ours
+
+
+@pytest.fixture(scope="module", params=["19b", "2.3"])
+def video_pair(request):
+    """(layout, diffusers AutoencoderKLLTX2Video, ours loaded strictly through diffusers_video_vae_map, stats)."""
+    ref, ours = video_vae_twins(request.param)
+    stats = (ref.latents_mean.view(1, -1, 1, 1, 1), ref.latents_std.view(1, -1, 1, 1, 1))
     return request.param, ref, ours, stats
 
 

@@ -98,17 +98,22 @@ class DiffusionVideoDecoder(nn.Module):
         self.norm_out = RMSNorm(width)
         self.conv_out = nn.Linear(width, pixels)
 
+    def unnormalised(self, latents: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int], tuple[int, int, int]]:
+        """Normalised latents -> (un-normalised latents padded to the smallest size on the weights' device and
+        dtype, the leading pads, the clip's pixel (frames, height, width))."""
+        c = self.config
+        p = next(self.parameters())
+        z = latents.to(device=p.device, dtype=p.dtype)
+        size = ((z.shape[2] - 1) * c.temporal_factor + 1, z.shape[3] * c.spatial_factor, z.shape[4] * c.spatial_factor)
+        z, pads = pad_to_min(z, c.min_latent_size())
+        return z * self.latents_std.view(1, -1, 1, 1, 1) + self.latents_mean.view(1, -1, 1, 1, 1), pads, size
+
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, generator: torch.Generator | None = None,
                steps: int | None = None) -> torch.Tensor:
         """Normalised latents `[B, C, F, h, w]` -> pixels; the noise comes from `generator` (on the latents' device)."""
         c = self.config
-        p = next(self.parameters())
-        z = latents.to(device=p.device, dtype=p.dtype)
-        frames, height, width = ((z.shape[2] - 1) * c.temporal_factor + 1, z.shape[3] * c.spatial_factor,
-                                 z.shape[4] * c.spatial_factor)
-        z, pads = pad_to_min(z, c.min_latent_size())
-        z = z * self.latents_std.view(1, -1, 1, 1, 1) + self.latents_mean.view(1, -1, 1, 1, 1)
+        z, pads, (frames, height, width) = self.unnormalised(latents)
         context = self.context(z)
         steps = steps or c.steps
         x = self.noise(z, context, generator, single_x0=steps == 1 and c.prediction == "x0")
@@ -125,12 +130,7 @@ class DiffusionVideoDecoder(nn.Module):
         tile takes its part, so overlapping tiles start from the same pixels; a tile covering the clip decodes
         exactly like `decode`."""
         c = self.config
-        p = next(self.parameters())
-        z = latents.to(device=p.device, dtype=p.dtype)
-        frames, height, width = ((z.shape[2] - 1) * c.temporal_factor + 1, z.shape[3] * c.spatial_factor,
-                                 z.shape[4] * c.spatial_factor)
-        z, pads = pad_to_min(z, c.min_latent_size())
-        z = z * self.latents_std.view(1, -1, 1, 1, 1) + self.latents_mean.view(1, -1, 1, 1, 1)
+        z, pads, (frames, height, width) = self.unnormalised(latents)
         full = ((z.shape[2] - 1) * c.temporal_factor + 1, z.shape[3] * c.spatial_factor, z.shape[4] * c.spatial_factor)
         groups = tile_groups(c, stage4_grid(c, tuple(z.shape[2:])), tiles)
         sums = weight_sums(groups, full)
